@@ -1,0 +1,32 @@
+# Quick start: `make demo` and `make test` on a fresh clone; each sets up .venv first if needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test lint bench clean
+
+# Reinstall when the dependency list or the constraints change. The constraints pin torch to the CPU build;
+# without them pip would pull several GB of CUDA packages.
+$(STAMP): pyproject.toml constraints-cpu.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints-cpu.txt -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	PYTHON=$(abspath $(BIN)/python) bash scripts/demo.sh
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: lint
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: setup
+	$(BIN)/python benchmarks/train_throughput.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache .ruff_cache *.egg-info

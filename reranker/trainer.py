@@ -1,0 +1,50 @@
+"""The Trainer subclass: group sampling, the ranking loss in compute_loss, and the health checks."""
+
+from __future__ import annotations
+
+import logging
+
+from transformers import Trainer
+
+from . import dist, losses
+from .data import GroupDataset, MixingSampler
+from .health import CollapseMonitor, check_finite
+
+logger = logging.getLogger(__name__)
+
+
+class RerankerTrainer(Trainer):
+    """Trains a plain sequence-classification model with a group-wise ranking loss.
+
+    The group size is read from the data (teacher scores or the dataset), never stored in the model.
+    """
+
+    def __init__(self, *args, mixing: str = "mixed", data_weights: list[float] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mixing = mixing
+        self.data_weights = data_weights
+        # Our loss is a per-batch mean: let the Trainer divide it by the accumulation steps.
+        self.loss_is_scaled_for_ga = False
+        dataset: GroupDataset = self.train_dataset
+        watch = self.args.loss == "softmax_ce" and dist.is_main_process()
+        self.collapse = CollapseMonitor(dataset.group_size, self.args.collapse_warning_steps if watch else 0)
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        global_batch = self.args.per_device_train_batch_size * max(1, self.args.world_size)
+        return MixingSampler(dataset, self.mixing, self.data_weights, global_batch, seed=self.args.seed,
+                             strategy=self.args.train_sampling_strategy)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        teacher_scores = inputs.pop("teacher_scores", None)
+        soft_labels = inputs.pop("soft_labels", None)
+        outputs = model(**inputs)
+        group_size = self.train_dataset.group_size
+        scores = outputs.logits.view(-1, group_size)
+        loss = losses.compute(self.args.loss, scores, teacher_scores=teacher_scores, soft_labels=soft_labels,
+                              temperature=self.args.distill_temperature, alpha=self.args.distill_alpha)
+        if model.training:
+            value = loss.detach().float().item()
+            check_finite(value, self.state.global_step)
+            self.collapse.update(self.state.global_step, value)
+        return (loss, outputs) if return_outputs else loss

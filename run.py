@@ -1,0 +1,126 @@
+"""Fine-tune a cross-encoder reranker on groups of one positive and N negatives (launch with torchrun for DDP)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+from transformers import HfArgumentParser, set_seed
+
+from reranker import dist
+from reranker.arguments import DataArguments, ModelArguments, RerankerTrainingArguments
+from reranker.collator import GroupCollator, truncation_report
+from reranker.data import GroupDataset
+from reranker.errors import ConfigError, DataError
+from reranker.health import TrainingDiverged
+from reranker.modeling import load_model, load_tokenizer
+from reranker.sources import load_source
+from reranker.trainer import RerankerTrainer
+
+logger = logging.getLogger("reranker.run")
+
+MODEL_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
+TRUNCATION_SAMPLE = 2000
+
+
+def parse_args(argv: list[str] | None):
+    parser = HfArgumentParser((ModelArguments, DataArguments, RerankerTrainingArguments))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(argv[0])
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        return parser.parse_yaml_file(argv[0])
+    return parser.parse_args_into_dataclasses(argv)
+
+
+def check_output_dir(args: RerankerTrainingArguments) -> None:
+    """Refuse to write over a model or checkpoints a user already has, unless asked or resuming."""
+    out = Path(args.output_dir)
+    if not out.is_dir() or args.overwrite_output_dir or args.resume_from_checkpoint:
+        return
+    existing = [name for name in MODEL_FILES if (out / name).exists()] + sorted(
+        p.name for p in out.glob("checkpoint-*")
+    )
+    if existing:
+        raise FileExistsError(
+            f"output_dir {out} already holds {', '.join(existing[:3])}; pass --overwrite_output_dir to replace it "
+            "or --resume_from_checkpoint to continue a run"
+        )
+
+
+def log_truncation(dataset: GroupDataset, tokenizer, data_args: DataArguments, seed: int) -> None:
+    n = len(dataset)
+    picks = np.random.default_rng(seed).choice(n, size=min(n, TRUNCATION_SAMPLE), replace=False)
+    groups = [dataset[int(i)] for i in np.sort(picks)]
+    report = truncation_report(tokenizer, groups, data_args.query_max_len, data_args.passage_max_len)
+    logger.info(
+        "Truncation (sample of %d groups): %.1f%% of %d queries exceed %d tokens, %.1f%% of %d passages exceed %d "
+        "tokens", len(groups), 100 * report["queries_truncated"], report["queries"], data_args.query_max_len,
+        100 * report["passages_truncated"], report["passages"], data_args.passage_max_len,
+    )
+
+
+def main(argv: list[str] | None = None, callbacks: list | None = None) -> RerankerTrainer:
+    """Parse, load and validate all data, train, and save the final model with its tokenizer."""
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if dist.is_main_process() else logging.WARNING,
+    )
+    model_args, data_args, training_args = parse_args(argv)
+    check_output_dir(training_args)
+    set_seed(training_args.seed)
+
+    # All data is validated before the model is loaded: a bad line fails in seconds, not after an hour.
+    sources = [load_source(spec, data_args.train_group_size, data_args.sub_data_name, data_args.data_split)
+               for spec in data_args.train_data]
+    dataset = GroupDataset(sources, data_args.train_group_size, seed=training_args.seed)
+    if dataset.kind == "soft" and training_args.loss != "inranker":
+        raise ConfigError(
+            f"the training data is in the InRanker format; use --loss inranker, not {training_args.loss}"
+        )
+    if dataset.kind == "group" and training_args.loss == "inranker":
+        raise ConfigError("--loss inranker needs InRanker records {query, contents, true_logit, false_logit}")
+    if training_args.loss == "distill" and any(
+        e.pos_scores is None for s in sources for e in s.examples
+    ):
+        raise ConfigError("--loss distill needs pos_scores and neg_scores in every training record")
+    logger.info("Training data: %s; %d queries, group size %d, mixing %s",
+                ", ".join(f"{s.name} ({len(s.examples)})" for s in sources), len(dataset),
+                dataset.group_size, data_args.mixing)
+
+    tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path,
+                               model_args.trust_remote_code)
+    model = load_model(model_args.model_name_or_path, tokenizer, model_args.trust_remote_code)
+    log_truncation(dataset, tokenizer, data_args, training_args.seed)
+
+    trainer = RerankerTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=dataset,
+        data_collator=GroupCollator(tokenizer, data_args.query_max_len, data_args.passage_max_len),
+        processing_class=tokenizer,  # saved with every checkpoint and the final model
+        callbacks=callbacks,
+        mixing=data_args.mixing,
+        data_weights=data_args.data_weights,
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model()  # rank zero writes; the Trainer checks should_save
+    if trainer.is_world_process_zero():
+        trainer.save_state()
+        logger.info("Saved the fine-tuned reranker to %s", training_args.output_dir)
+    return trainer
+
+
+def cli() -> int:
+    try:
+        main()
+    except (DataError, ConfigError, TrainingDiverged, FileExistsError, FileNotFoundError) as error:
+        logging.getLogger("reranker.run").error("%s", error)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

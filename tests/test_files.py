@@ -1,0 +1,51 @@
+import logging
+
+import pytest
+
+from reranker.errors import DataError
+from reranker.files import atomic_write, iter_jsonl, read_text
+
+
+def test_utf8_and_bom(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_bytes('\ufeff{"query": "café"}\n'.encode())
+    assert [row for _, row in iter_jsonl(path)] == [{"query": "café"}]
+
+
+def test_non_utf8_is_detected_and_warned(tmp_path, caplog):
+    path = tmp_path / "latin.jsonl"
+    text = '{"query": "Les élèves ont étudié la géographie de la région près de Genève et de Besançon"}\n' * 20
+    path.write_bytes(text.encode("cp1252"))
+    with caplog.at_level(logging.WARNING):
+        assert read_text(path) == text
+    assert str(path) in caplog.text and "not UTF-8" in caplog.text
+    # The detected encoding is named so the user knows what was assumed.
+    assert any(enc in caplog.text.lower() for enc in ("1252", "latin", "8859"))
+
+
+def test_malformed_line_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"query": "a"}\n\n{"query": \n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad\.jsonl:3: malformed JSON"):
+        list(iter_jsonl(path))
+
+
+def test_non_object_line(tmp_path):
+    path = tmp_path / "list.jsonl"
+    path.write_text("[1, 2]\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"list\.jsonl:1: expected a JSON object, got list"):
+        list(iter_jsonl(path))
+
+
+def test_atomic_write_keeps_original_on_failure(tmp_path):
+    path = tmp_path / "out.txt"
+    path.write_text("original")
+    with pytest.raises(RuntimeError):
+        with atomic_write(path) as handle:
+            handle.write("half")
+            raise RuntimeError("crash mid-write")
+    assert path.read_text() == "original"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]  # no temporary left behind
+    with atomic_write(path) as handle:
+        handle.write("new")
+    assert path.read_text() == "new"
