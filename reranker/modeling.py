@@ -13,7 +13,12 @@ logger = logging.getLogger(__name__)
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except OSError as error:
+        # Nonexistent local paths end up as hub lookups; say plainly what was not found.
+        kind = "is a folder without a tokenizer" if Path(path).is_dir() else "does not exist locally"
+        raise FileNotFoundError(f"model path {path!r} {kind}, and could not be loaded as a hub id: {error}") from None
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError(f"{path}: a fast tokenizer (tokenizer.json) is needed to cut texts to their token budgets")
     if tokenizer.pad_token is None:
@@ -29,8 +34,6 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
 
 def load_model(path: str, tokenizer, trust_remote_code: bool = False):
     """The checkpoint as a cross-encoder with one logit; a new head is initialised when it has none."""
-    if not Path(path).exists() and "/" not in path:
-        raise FileNotFoundError(f"model path {path!r} does not exist")
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, trust_remote_code=trust_remote_code)
     # Batched pairs are padded; without pad_token_id some architectures cannot find the last real token.
     model.config.pad_token_id = tokenizer.pad_token_id

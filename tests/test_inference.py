@@ -40,5 +40,5 @@ def test_long_query_does_not_crash_and_bf16_runs(reranker, tiny_model):
 
 
 def test_missing_model_path(tmp_path):
-    with pytest.raises((FileNotFoundError, OSError)):
+    with pytest.raises(FileNotFoundError, match="no-such-model' does not exist locally"):
         Reranker(str(tmp_path / "no-such-model"))

@@ -4,6 +4,7 @@ import logging
 import math
 
 import pytest
+import torch
 from conftest import group_rows, write_jsonl
 
 import run
@@ -43,6 +44,23 @@ def test_trains_saves_model_and_tokenizer(tiny_model, train_file, tmp_path):
     ranked = reranker.rerank("why is the sky blue", ["the cat and the dog",
                                                      "the sky is blue because light from the sun is scattered"])
     assert ranked[0]["index"] == 1
+
+
+def test_same_seed_same_weights_and_json_config(tiny_model, train_file, tmp_path):
+    import json
+
+    from safetensors.torch import load_file
+
+    run.main(args(tiny_model, train_file, tmp_path / "a", "--max_steps", "4", "--learning_rate", "3e-3"))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({
+        "model_name_or_path": str(tiny_model), "train_data": [str(train_file)], "output_dir": str(tmp_path / "b"),
+        "train_group_size": 4, "per_device_train_batch_size": 3, "query_max_len": 16, "passage_max_len": 24,
+        "use_cpu": True, "save_strategy": "no", "seed": 7, "max_steps": 4, "learning_rate": 3e-3,
+    }))
+    run.main([str(config)])
+    a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert all(torch.equal(a[name], b[name]) for name in a)
 
 
 def test_config_file_and_several_sources(tiny_model, tmp_path):
@@ -142,6 +160,10 @@ def test_long_queries_are_cut_never_crash(tiny_model, tmp_path, caplog):
 
 
 def test_argument_checks(tiny_model, train_file, tmp_path):
+    with pytest.raises(ConfigError, match="at least 2"):
+        run.main(args(tiny_model, train_file, tmp_path / "o", "--train_group_size", "1"))
+    with pytest.raises(FileNotFoundError, match="does not exist locally"):
+        run.main(args(tmp_path / "missing-model", train_file, tmp_path / "o", "--max_steps", "1"))
     with pytest.raises(ConfigError, match="2 values for 1"):
         run.main(args(tiny_model, train_file, tmp_path / "o", "--data_weights", "1", "2"))
     with pytest.raises(ConfigError, match="no effect with --mixing concat"):

@@ -1,0 +1,137 @@
+"""Training throughput and peak memory of run.py beside FlagEmbedding's reranker fine-tuning, in one run.
+
+Both train the same model on the same file with the same group size, token budgets, batch, steps, precision
+and threads, each launched by torchrun with one process. Prints pairs/s (from the Trainer's own
+train_runtime, so model loading is excluded) and peak resident memory, then the ratios ours / theirs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNTIME = re.compile(r"'train_runtime': '?([0-9.]+)")
+
+# Runs a command and prints the peak RSS of its process tree (ru_maxrss of the waited-for descendants, in KB).
+MEASURE = (
+    "import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+    "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+    "sys.exit(code)"
+)
+
+
+def common_args(a) -> list[str]:
+    args = ["--model_name_or_path", a.model, "--train_data", a.data, "--train_group_size", str(a.group_size),
+            "--query_max_len", str(a.query_max_len), "--passage_max_len", str(a.passage_max_len),
+            "--per_device_train_batch_size", str(a.batch_size), "--max_steps", str(a.steps),
+            "--learning_rate", "1e-4", "--save_strategy", "no", "--logging_steps", "5", "--report_to", "none",
+            "--seed", "42", "--use_cpu"]
+    return args + (["--bf16"] if a.bf16 else [])
+
+
+def measure(name: str, command: list[str], env: dict, log: Path) -> dict:
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", MEASURE, *command], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    log.write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise SystemExit(f"{name} failed (exit {result.returncode}); its log: {log}")
+    runtimes = RUNTIME.findall(result.stdout + result.stderr)
+    peak = re.findall(r"PEAK_RSS_KB (\d+)", result.stderr)
+    if not runtimes:
+        raise SystemExit(f"{name}: no train_runtime in its output; see {log}")
+    return {"train_runtime_s": float(runtimes[-1]), "wall_s": wall, "peak_rss_mb": int(peak[-1]) / 1024}
+
+
+def beir_training_file(folder: Path, out: Path, negatives: int, seed: int = 0) -> str:
+    """{query, pos, neg} from a BEIR folder's train qrels; negatives drawn at random from the corpus (seeded).
+
+    Random negatives are enough to time training: only the text lengths matter here, not their hardness.
+    """
+    import random
+
+    from reranker.files import iter_jsonl
+
+    docs = {row["_id"]: (row.get("title", "") + " " + row["text"]).strip()
+            for _, row in iter_jsonl(folder / "corpus.jsonl")}
+    queries = {row["_id"]: row["text"] for _, row in iter_jsonl(folder / "queries.jsonl")}
+    positives: dict[str, list[str]] = {}
+    for line in (folder / "qrels" / "train.tsv").read_text().splitlines()[1:]:
+        qid, did, score = line.split("\t")
+        if int(score) > 0 and did in docs:
+            positives.setdefault(qid, []).append(did)
+    rng = random.Random(seed)
+    ids = sorted(docs)
+    with out.open("w", encoding="utf-8") as handle:
+        for qid, pos in positives.items():
+            neg = [d for d in rng.sample(ids, negatives + len(pos)) if d not in pos][:negatives]
+            handle.write(json.dumps({"query": queries[qid], "pos": [docs[d] for d in pos],
+                                     "neg": [docs[d] for d in neg]}) + "\n")
+    return str(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from reranker.arguments import bundled_minilm_path
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="checkpoint (default: bundled all-MiniLM-L6-v2)")
+    parser.add_argument("--data", default=str(ROOT / "data/toy/train.jsonl"), help="{query,pos,neg} jsonl")
+    parser.add_argument("--beir", default=None, help="build the training file from this BEIR folder's train split "
+                        "(e.g. ../shared/data/beir/scifact) instead of --data")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch_size", type=int, default=4, help="groups per step")
+    parser.add_argument("--group_size", type=int, default=8)
+    parser.add_argument("--query_max_len", type=int, default=64)
+    parser.add_argument("--passage_max_len", type=int, default=256)
+    parser.add_argument("--no_bf16", dest="bf16", action="store_false", help="train in fp32 instead of bf16")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="OMP_NUM_THREADS for both")
+    parser.add_argument("--workdir", default=str(ROOT / "outputs/bench_train"))
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    a = parser.parse_args(argv)
+    a.model = a.model or bundled_minilm_path()
+
+    work = Path(a.workdir)
+    shutil.rmtree(work, ignore_errors=True)  # our own scratch folder: FlagEmbedding refuses a non-empty one
+    work.mkdir(parents=True)
+    if a.beir:
+        a.data = beir_training_file(Path(a.beir), work / "beir_train.jsonl", negatives=a.group_size - 1)
+    env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "TOKENIZERS_PARALLELISM": "false",
+           "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"]
+    systems = {
+        "reranker (run.py)": [*torchrun, str(ROOT / "run.py"), *common_args(a), "--output_dir", str(work / "ours")],
+        "FlagEmbedding": [*torchrun, "-m", "FlagEmbedding.finetune.reranker.encoder_only.base", *common_args(a),
+                          "--output_dir", str(work / "flag")],
+    }
+    pairs = a.steps * a.batch_size * a.group_size
+    results = {}
+    for name, command in systems.items():
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        results[name] = measure(name, command, env, work / f"{name.split()[0]}.log")
+        results[name]["pairs_per_s"] = pairs / results[name]["train_runtime_s"]
+
+    print(f"\n{a.steps} steps x {a.batch_size} groups x {a.group_size} passages = {pairs} pairs; "
+          f"query {a.query_max_len} / passage {a.passage_max_len} tokens; {'bf16' if a.bf16 else 'fp32'}; "
+          f"{a.threads} threads; data {a.data}\n")
+    print("| system | pairs/s | train s | wall s | peak RSS MB |")
+    print("|---|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['pairs_per_s']:.1f} | {r['train_runtime_s']:.1f} | {r['wall_s']:.1f} | "
+              f"{r['peak_rss_mb']:.0f} |")
+    ours, theirs = results["reranker (run.py)"], results["FlagEmbedding"]
+    print(f"\nspeed ratio (ours / FlagEmbedding): {ours['pairs_per_s'] / theirs['pairs_per_s']:.2f}x")
+    print(f"peak memory ratio (ours / FlagEmbedding): {ours['peak_rss_mb'] / theirs['peak_rss_mb']:.2f}x")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"settings": vars(a), "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
