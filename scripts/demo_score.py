@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from transformers import set_seed
+
 from reranker import Reranker
 from reranker.records import parse_group
 from reranker.sources import iter_rows
@@ -31,8 +33,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", required=True, help="{query, pos, neg} jsonl file")
     parser.add_argument("--label", default="", help="what to call this model in the output line")
     parser.add_argument("--dtype", default="bf16", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--seed", type=int, default=0, help="seeds the new head of an untrained checkpoint")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    # A checkpoint without a ranking head gets a random one at load time: seed it so "before" is reproducible.
+    set_seed(args.seed)
     rate, n = positive_first_rate(Reranker(args.model, dtype=args.dtype), args.data)
     guess = 1 / 6
     print(f"{args.label or args.model}: positive ranked first in {rate:.1%} of {n} test queries "
