@@ -179,6 +179,18 @@ class MixingSampler(Sampler):
             out.extend(sorted(chunk, key=lambda k: -self.dataset.approx_length(*k)))
         return out
 
+    def _interleave(self, per_source: list[list], counts: list[int], chunk: int, stream: int) -> list:
+        """Take `chunk` keys at a time from the sources, `counts[s]` times from source s, in a seeded order."""
+        order = np.repeat(np.arange(len(counts)), counts)
+        if self.strategy != "sequential":
+            order = self._rng(stream).permutation(order)
+        cursors = [0] * len(per_source)
+        keys = []
+        for s in order.tolist():
+            keys.extend(per_source[s][cursors[s]:cursors[s] + chunk])
+            cursors[s] += chunk
+        return keys
+
     def keys(self) -> list[tuple[int, int]]:
         """The (source, index) sequence of the current epoch."""
         per_source = [[(s, i) for i in self._source_order(s, n)] for s, n in enumerate(self.draws)]
@@ -186,24 +198,9 @@ class MixingSampler(Sampler):
         if self.mode == "alternate":
             if grouped:
                 per_source = [self._by_length(keys) for keys in per_source]
-            order = np.repeat(np.arange(len(self.blocks)), self.blocks)
-            if self.strategy != "sequential":
-                order = self._rng(2).permutation(order)
-            cursors = [0] * len(per_source)
-            keys = []
-            for s in order.tolist():
-                keys.extend(per_source[s][cursors[s]:cursors[s] + self.global_batch])
-                cursors[s] += self.global_batch
-            return keys
+            return self._interleave(per_source, self.blocks, chunk=self.global_batch, stream=2)
         if self.mode == "mixed":
-            labels = np.repeat(np.arange(len(self.draws)), self.draws)
-            if self.strategy != "sequential":
-                labels = self._rng(3).permutation(labels)
-            cursors = [0] * len(per_source)
-            keys = []
-            for s in labels.tolist():
-                keys.append(per_source[s][cursors[s]])
-                cursors[s] += 1
+            keys = self._interleave(per_source, self.draws, chunk=1, stream=3)
         else:
             keys = [key for source_keys in per_source for key in source_keys]
             if self.strategy != "sequential":
