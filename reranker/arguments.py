@@ -137,3 +137,129 @@ class RerankerTrainingArguments(TrainingArguments):
             raise ConfigError(f"--distill_alpha must be in [0, 1], got {self.distill_alpha}")
         if self.distill_temperature <= 0:
             raise ConfigError(f"--distill_temperature must be positive, got {self.distill_temperature}")
+
+
+def _pooling_of(path: str) -> str:
+    """sentence-transformers folders say their pooling in 1_Pooling/config.json; bge-style models use CLS."""
+    import json
+    from pathlib import Path
+
+    config = Path(path) / "1_Pooling" / "config.json"
+    if config.is_file() and json.loads(config.read_text()).get("pooling_mode_mean_tokens"):
+        return "mean"
+    return "cls"
+
+
+@dataclass
+class EmbedArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Encoder checkpoint (bge-style). Default: the bundled all-MiniLM-L6-v2."},
+    )
+    pooling: str | None = field(
+        default=None,
+        metadata={"help": "cls (bge) or mean (MiniLM / sentence-transformers). Default: read from the "
+                          "checkpoint's 1_Pooling/config.json, else cls.", "choices": ["cls", "mean", None]},
+    )
+    query_instruction: str = field(
+        default="",
+        metadata={"help": "Prefix for queries, e.g. bge's 'Represent this sentence for searching relevant "
+                          "passages: '. Passages get none."},
+    )
+    query_max_len: int = field(default=64, metadata={"help": "Token budget of queries when embedding."})
+    passage_max_len: int = field(default=256, metadata={"help": "Token budget of passages when embedding."})
+    embed_batch_size: int = field(default=64, metadata={"help": "Texts per encoder batch."})
+    embed_dtype: str = field(
+        default="fp32",
+        metadata={"help": "fp32, bf16 (about 2x faster on CPUs with AVX512-BF16, and on GPUs) or fp16 (GPU).",
+                  "choices": ["fp32", "bf16", "fp16"]},
+    )
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run code shipped inside the checkpoint."})
+
+    def __post_init__(self):
+        if self.model_name_or_path is None:
+            self.model_name_or_path = bundled_minilm_path()
+            logger.info("No --model_name_or_path given: embedding with the bundled all-MiniLM-L6-v2")
+        if self.pooling is None:
+            self.pooling = _pooling_of(self.model_name_or_path)
+            logger.info("Pooling: %s (from the checkpoint)", self.pooling)
+
+
+@dataclass
+class MineArguments:
+    input_file: str = field(
+        default=None, metadata={"help": "Training records {query, pos, neg?} to mine for: a jsonl file or folder."}
+    )
+    output_file: str = field(default=None, metadata={"help": "Where the mined records go (jsonl)."})
+    candidate_pool: str | None = field(
+        default=None, metadata={"help": "jsonl of {text} or {_id, title, text} passages to mine from."}
+    )
+    corpus: str | None = field(
+        default=None, metadata={"help": "A BEIR folder whose corpus.jsonl is the pool. Default pool (neither "
+                                        "given): every pos and neg text of the input, as FlagEmbedding does."}
+    )
+    range_for_sampling: str = field(
+        default="10-100",
+        metadata={"help": "a-b: sample negatives from retrieval ranks a (inclusive) to b (exclusive), 0-based "
+                          "as in FlagEmbedding."},
+    )
+    negative_number: int = field(default=15, metadata={"help": "Negatives per query."})
+    retriever: str = field(
+        default="dense", metadata={"help": "dense (the embedder + faiss) or bm25 (bm25s).",
+                                   "choices": ["dense", "bm25"]}
+    )
+    index: str = field(
+        default="flat", metadata={"help": "faiss index: flat (exact), ivf or hnsw (approximate, large pools).",
+                                  "choices": ["flat", "ivf", "hnsw"]}
+    )
+    ivf_nlist: int = field(default=0, metadata={"help": "IVF lists (0: about 4 x sqrt(pool size))."})
+    ivf_nprobe: int = field(default=32, metadata={"help": "IVF lists visited per query."})
+    hnsw_m: int = field(default=32, metadata={"help": "HNSW links per node."})
+    hnsw_ef_search: int = field(default=128, metadata={"help": "HNSW search breadth."})
+    search_depth: int = field(
+        default=0,
+        metadata={"help": "Candidates retrieved per query (0: b + 50 + 2 x negative_number, room for exclusions "
+                          "and top-ups)."},
+    )
+    query_chunk_size: int = field(default=4096, metadata={"help": "Queries per faiss search call."})
+    fn_relative_threshold: float | None = field(
+        default=None,
+        metadata={"help": "Drop a candidate scoring above this fraction of the (lowest) positive's score: a likely "
+                          "unlabelled positive. E.g. 0.95. Applies when the positive's score is positive."},
+    )
+    fn_absolute_threshold: float | None = field(
+        default=None, metadata={"help": "Drop a candidate scoring above this value."}
+    )
+    teacher_model: str | None = field(
+        default=None, metadata={"help": "Cross-encoder that scores every positive and negative (pos_scores / "
+                                        "neg_scores, the distillation input of run.py)."}
+    )
+    teacher_batch_size: int = field(default=32, metadata={"help": "Pairs per teacher batch."})
+    teacher_max_length: int = field(default=512, metadata={"help": "Token budget of a teacher pair."})
+    teacher_dtype: str = field(default="fp32", metadata={"help": "fp32, bf16 or fp16 for the teacher.",
+                                                         "choices": ["fp32", "bf16", "fp16"]})
+    seed: int = field(default=42, metadata={"help": "Seed of the negative sampling."})
+    cache_dir: str = field(
+        default="~/.cache/reranker/embeddings",
+        metadata={"help": "Where pool embeddings are cached (keyed by model, pooling, length and pool content)."},
+    )
+    no_cache: bool = field(default=False, metadata={"help": "Neither read nor write the embedding cache."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing output file."})
+
+    def __post_init__(self):
+        if not self.input_file or not self.output_file:
+            raise ConfigError("--input_file and --output_file are required")
+        if self.candidate_pool and self.corpus:
+            raise ConfigError("give --candidate_pool or --corpus, not both")
+        try:
+            start, end = (int(x) for x in self.range_for_sampling.split("-"))
+        except ValueError:
+            raise ConfigError(f"--range_for_sampling must look like 10-100, got {self.range_for_sampling!r}") from None
+        if not 0 <= start < end:
+            raise ConfigError(f"--range_for_sampling needs 0 <= a < b, got {self.range_for_sampling!r}")
+        self.range_start, self.range_end = start, end
+        if self.negative_number < 1:
+            raise ConfigError("--negative_number must be at least 1")
+        if self.search_depth and self.search_depth < end:
+            raise ConfigError(f"--search_depth {self.search_depth} is shallower than the sampling range end {end}")
+        self.search_depth = self.search_depth or end + 50 + 2 * self.negative_number

@@ -7,19 +7,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python}"
 
-if [[ -n "${NPROC:-}" ]]; then
-    nproc="$NPROC"
-elif [[ -n "${CUDA_VISIBLE_DEVICES+set}" ]]; then
-    # "0,1,3" -> 3 processes; "" or "-1" hides every GPU -> 1 CPU process.
-    IFS=',' read -ra gpus <<< "${CUDA_VISIBLE_DEVICES}"
-    nproc=0
-    for gpu in "${gpus[@]}"; do [[ -n "$gpu" && "$gpu" != "-1" ]] && nproc=$((nproc + 1)); done
-    (( nproc > 0 )) || nproc=1
-elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-    nproc="$(nvidia-smi -L | grep -c '^GPU')"
-else
-    nproc=1
-fi
+source "$here/scripts/nproc.sh"
+nproc="$(count_processes)"
 
 echo "train.sh: torchrun with ${nproc} process(es); CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-<unset>}" >&2
 exec "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$nproc" "$here/run.py" "$@"

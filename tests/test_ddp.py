@@ -36,7 +36,8 @@ def test_two_process_ddp_matches_single_process(tiny_model, tmp_path):
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER.format(root=str(ROOT), dump=str(dump)))
     # train.sh launches run.py; to dump each rank's weights we point it at a driver that calls run.main.
-    launcher = (ROOT / "scripts" / "train.sh").read_text().replace('"$here/run.py"', f'"{driver}"')
+    launcher = (ROOT / "scripts" / "train.sh").read_text().replace('"$here/run.py"', f'"{driver}"').replace(
+        '"$here/scripts/nproc.sh"', f'"{ROOT}/scripts/nproc.sh"')
     (tmp_path / "train.sh").write_text(launcher)
     result = subprocess.run(
         ["bash", str(tmp_path / "train.sh"), *common, "--per_device_train_batch_size", "2",

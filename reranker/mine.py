@@ -1,0 +1,213 @@
+"""Hard-negative mining: load -> embed (sharded, cached) or BM25 -> search -> select negatives -> score -> write."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import dist, embed_cache
+from .arguments import EmbedArguments, MineArguments
+from .errors import DataError
+from .files import atomic_write, write_json
+from .negatives import Selection, SelectionRules, select_negatives
+from .pool import Pool, normalize_text, pool_from_beir, pool_from_jsonl, pool_from_texts
+from .records import GroupExample, parse_group
+from .sources import iter_rows
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Query:
+    row: dict  # the user's record, written back with its new negatives
+    example: GroupExample
+    positive_rows: set[int]
+
+
+def load_queries(spec: str) -> list[tuple[dict, GroupExample]]:
+    out = []
+    for where, line, row in iter_rows(spec):
+        example = parse_group(row, where, line)
+        pos_ids = row.get("pos_ids")
+        if pos_ids is not None and (not isinstance(pos_ids, list) or not all(isinstance(x, str) for x in pos_ids)):
+            raise DataError(where, "expected a list of strings (ids of the positives)", line=line, field="pos_ids")
+        out.append((row, example))
+    if not out:
+        raise DataError(spec, "holds no records to mine for")
+    return out
+
+
+def load_pool(args: MineArguments, examples: list[GroupExample]) -> Pool:
+    if args.candidate_pool:
+        return pool_from_jsonl(args.candidate_pool)
+    if args.corpus:
+        return pool_from_beir(args.corpus)
+    return pool_from_texts(t for e in examples for t in (*e.pos, *e.neg))
+
+
+def positive_rows(pool: Pool, row: dict, example: GroupExample) -> set[int]:
+    rows = {pool.by_id[i] for i in row.get("pos_ids") or [] if i in pool.by_id}
+    rows.update(pool.by_key[k] for k in map(normalize_text, example.pos) if k in pool.by_key)
+    return rows
+
+
+def encode_sharded(embedder, texts: list[str], max_length: int, batch_size: int, instruction: str,
+                   desc: str) -> np.ndarray | None:
+    """Each torchrun rank encodes every world_size-th text; rank 0 gets them all back (None elsewhere)."""
+    rows = dist.shard(len(texts))
+    local = embedder.encode([texts[i] for i in rows], max_length, batch_size, instruction, desc=desc,
+                            show_progress=dist.is_main_process())
+    return dist.gather_shards(local, len(texts))
+
+
+class Timer(dict):
+    def stage(self, name: str, start: float) -> float:
+        now = time.perf_counter()
+        self[name] = round(self.get(name, 0.0) + now - start, 3)
+        return now
+
+
+def dense_retrieve(embed_args: EmbedArguments, args: MineArguments, pool: Pool, queries: list[Query],
+                   timer: Timer, summary: dict):
+    """(scores, rows, positive scores) on rank 0; None on other ranks once they have done their share."""
+    from .embed import Embedder
+    from .search import build_index, dense_search
+
+    t = time.perf_counter()
+    device = dist.init_from_env()
+    embedder = Embedder(embed_args.model_name_or_path, embed_args.pooling, embed_args.embed_dtype, device=device,
+                        trust_remote_code=embed_args.trust_remote_code)
+    settings = {"pooling": embed_args.pooling, "max_length": embed_args.passage_max_len,
+                "dtype": embed_args.embed_dtype, "normalize": True}
+    key = embed_cache.cache_key(embed_args.model_name_or_path, settings, pool.content_hash())
+    cache_dir = Path(args.cache_dir).expanduser()
+    cached = None if args.no_cache else embed_cache.load(cache_dir, key, len(pool))
+    summary["embedding_cache"] = "off" if args.no_cache else ("hit" if cached is not None else "miss")
+    t = timer.stage("load_embedder", t)
+    if cached is None:
+        passages = encode_sharded(embedder, pool.texts, embed_args.passage_max_len, embed_args.embed_batch_size,
+                                  "", "Encoding pool")
+        if passages is not None and not args.no_cache:
+            embed_cache.save(cache_dir, key, passages)
+    else:
+        passages = cached
+    t = timer.stage("encode_pool", t)
+    query_vectors = encode_sharded(embedder, [q.example.query for q in queries], embed_args.query_max_len,
+                                   embed_args.embed_batch_size, embed_args.query_instruction, "Encoding queries")
+    t = timer.stage("encode_queries", t)
+    if not dist.is_main_process():
+        return None
+    # Positives' scores for the false-negative filter: from the pool's vectors, or encoded here when absent.
+    outside = list(dict.fromkeys(p for q in queries for p in q.example.pos if normalize_text(p) not in pool.by_key))
+    outside_vectors = dict(zip(outside, embedder.encode(outside, embed_args.passage_max_len,
+                                                        embed_args.embed_batch_size, desc="Encoding positives",
+                                                        show_progress=bool(outside)), strict=True))
+    positive_scores = []
+    for q, vector in zip(queries, query_vectors, strict=True):
+        vecs = [passages[pool.by_key[k]] if k in pool.by_key else outside_vectors[p]
+                for p, k in ((p, normalize_text(p)) for p in q.example.pos)]
+        positive_scores.append(float(min(np.dot(v, vector) for v in vecs)))
+    t = timer.stage("encode_queries", t)
+    index = build_index(passages, args.index, args.ivf_nlist, args.ivf_nprobe, args.hnsw_m, args.hnsw_ef_search)
+    scores, rows = dense_search(index, query_vectors, args.search_depth, args.query_chunk_size)
+    timer.stage("search", t)
+    return scores, rows, positive_scores
+
+
+def bm25_retrieve(args: MineArguments, pool: Pool, queries: list[Query], timer: Timer):
+    from .search import BM25
+
+    t = time.perf_counter()
+    bm25 = BM25(pool.texts)
+    t = timer.stage("index", t)
+    scores, rows = bm25.search([q.example.query for q in queries], args.search_depth)
+    positive_scores = [min(bm25.score_rows(q.example.query, sorted(q.positive_rows))) if q.positive_rows else None
+                       for q in queries]
+    timer.stage("search", t)
+    return scores, rows, positive_scores
+
+
+def teacher_scores(args: MineArguments, queries: list[Query], negatives: list[list[str]]) -> None:
+    """Fill pos_scores / neg_scores in place with the teacher cross-encoder's logits."""
+    from .inference import Reranker
+
+    teacher = Reranker(args.teacher_model, dtype=None if args.teacher_dtype == "fp32" else args.teacher_dtype,
+                       max_length=args.teacher_max_length)
+    pairs = [(q.example.query, p) for q, negs in zip(queries, negatives, strict=True) for p in (*q.example.pos, *negs)]
+    scores = iter(teacher.compute_score(pairs, batch_size=args.teacher_batch_size, show_progress=True))
+    for q, negs in zip(queries, negatives, strict=True):
+        q.row["pos_scores"] = [next(scores) for _ in q.example.pos]
+        q.row["neg_scores"] = [next(scores) for _ in negs]
+
+
+def summary_path(output_file: str | Path) -> Path:
+    path = Path(output_file)
+    return path.with_name(path.stem + ".summary.json")
+
+
+def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
+    """Run the whole job; returns the summary on rank 0 (None on other ranks)."""
+    timer = Timer()
+    t = time.perf_counter()
+    output = Path(args.output_file)
+    if output.exists() and not args.overwrite:
+        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    loaded = load_queries(args.input_file)
+    pool = load_pool(args, [e for _, e in loaded])
+    queries = [Query(row, example, positive_rows(pool, row, example)) for row, example in loaded]
+    no_positive = sum(not q.positive_rows for q in queries)
+    summary: dict = {"queries": len(queries), "pool_size": len(pool), "retriever": args.retriever,
+                     "queries_without_positive_in_pool": no_positive}
+    logger.info("Mining %d queries against a pool of %d passages (%s); %d queries have no positive in the pool",
+                len(queries), len(pool), args.retriever, no_positive)
+    timer.stage("load", t)
+
+    if args.retriever == "dense":
+        retrieved = dense_retrieve(embed_args, args, pool, queries, timer, summary)
+        if retrieved is None:  # another rank's share is done; rank 0 writes
+            return None
+    else:
+        retrieved = bm25_retrieve(args, pool, queries, timer)
+    scores, rows, positive_scores = retrieved
+
+    t = time.perf_counter()
+    rules = SelectionRules(args.range_start, args.range_end, args.negative_number, args.fn_relative_threshold,
+                           args.fn_absolute_threshold, args.seed)
+    selections: list[Selection] = [
+        select_negatives(rows[i], scores[i], pool.keys, q.positive_rows, {normalize_text(p) for p in q.example.pos},
+                         normalize_text(q.example.query), positive_scores[i], rules, query_index=i)
+        for i, q in enumerate(queries)
+    ]
+    negatives = [[pool.texts[r] for r in s.rows] for s in selections]
+    for q, negs in zip(queries, negatives, strict=True):
+        q.row["neg"] = negs
+    t = timer.stage("select", t)
+    if args.teacher_model:
+        teacher_scores(args, queries, negatives)
+        t = timer.stage("teacher", t)
+
+    with atomic_write(output) as handle:
+        for q in queries:
+            handle.write(json.dumps(q.row, ensure_ascii=False) + "\n")
+    timer.stage("write", t)
+    counts = [len(s.rows) for s in selections]
+    summary.update({
+        "negatives_per_query": {"mean": float(np.mean(counts)), "min": min(counts), "max": max(counts)},
+        "queries_short_of_negatives": sum(c < args.negative_number for c in counts),
+        "filtered_false_negatives": sum(s.false_negatives for s in selections),
+        "excluded_positives_duplicates_or_query": sum(s.excluded for s in selections),
+        "topped_up_queries": sum(s.topped_up > 0 for s in selections),
+        "topped_up_negatives": sum(s.topped_up for s in selections),
+        "teacher_model": args.teacher_model,
+        "settings": {**{k: v for k, v in asdict(args).items() if k not in ("input_file", "output_file")},
+                     "embedder": embed_args.model_name_or_path if args.retriever == "dense" else None,
+                     "pooling": embed_args.pooling if args.retriever == "dense" else None},
+        "timings_s": dict(timer),
+    })
+    write_json(summary_path(output), summary)
+    return summary

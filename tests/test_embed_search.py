@@ -1,0 +1,70 @@
+"""The encoder against FlagEmbedding's, and faiss search: chunking, approximate indexes, GPU when present."""
+
+import numpy as np
+import pytest
+
+from reranker.embed import Embedder
+from reranker.search import build_index, dense_search, gpu_count
+
+TEXTS = ["the sky is blue", "paris is the capital of france", "a", "bread bakes in an oven with flour and yeast"]
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_matches_flagembedding_embedder(tiny_model_master, pooling):
+    from FlagEmbedding import FlagModel
+
+    ours = Embedder(str(tiny_model_master), pooling=pooling).encode(TEXTS, max_length=32, batch_size=3,
+                                                                     instruction="query: ")
+    theirs = FlagModel(str(tiny_model_master), pooling_method=pooling, use_fp16=False, devices="cpu",
+                       query_instruction_for_retrieval="query: ", query_instruction_format="{}{}")
+    expected = theirs.encode_queries(TEXTS, batch_size=3, max_length=32)
+    np.testing.assert_allclose(ours, expected, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+def test_bf16_close_to_fp32(tiny_model_master):
+    fp32 = Embedder(str(tiny_model_master), pooling="mean").encode(TEXTS)
+    bf16 = Embedder(str(tiny_model_master), pooling="mean", dtype="bf16").encode(TEXTS)
+    assert float(np.min(np.sum(fp32 * bf16, axis=1))) > 0.99
+
+
+def _vectors(n, dim=16, seed=0):
+    v = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_chunked_search_equals_one_shot_and_exact():
+    pool, queries = _vectors(500), _vectors(37, seed=1)
+    index = build_index(pool, use_gpu=False)
+    s1, r1 = dense_search(index, queries, depth=10, chunk_size=5)
+    s2, r2 = dense_search(index, queries, depth=10, chunk_size=1000)
+    np.testing.assert_array_equal(r1, r2)
+    exact = np.argsort(-(queries @ pool.T), axis=1)[:, :10]
+    np.testing.assert_array_equal(r1, exact)
+    assert dense_search(index, queries, depth=10_000)[1].shape == (37, 500)  # depth capped at the pool
+
+
+def _clustered(n, dim=32, clusters=40, seed=0):
+    """Points around cluster centres, as real embeddings are (uniform random vectors defeat any IVF)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim))
+    v = (centres[rng.integers(clusters, size=n)] + 0.3 * rng.standard_normal((n, dim))).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_approximate_indexes_recall(kind):
+    points = _clustered(4050)
+    pool, queries = points[:4000], points[4000:]
+    exact = dense_search(build_index(pool, use_gpu=False), queries, 10)[1]
+    approx = dense_search(build_index(pool, kind, nprobe=16, use_gpu=False), queries, 10)[1]
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact, strict=True)])
+    assert recall > 0.8
+
+
+@pytest.mark.skipif(gpu_count() == 0, reason="needs faiss with GPU support and a GPU")
+def test_gpu_index_matches_cpu():
+    pool, queries = _vectors(1000), _vectors(20, seed=3)
+    cpu = dense_search(build_index(pool, use_gpu=False), queries, 10)[1]
+    gpu = dense_search(build_index(pool, use_gpu=True), queries, 10)[1]
+    np.testing.assert_array_equal(cpu, gpu)

@@ -1,0 +1,165 @@
+"""hn_mine end to end: BM25 where the answers are known, the tiny encoder, cache, teacher, output and errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, write_jsonl
+
+import hn_mine
+from reranker import Reranker
+from reranker.errors import ConfigError, DataError
+
+# BM25 ranks these predictably: each query shares words with its positive and, less and less, with the rest.
+POOL = [
+    {"_id": "d0", "title": "Paris", "text": "Paris is the capital of France."},
+    {"_id": "d1", "title": "Paris", "text": "Paris is the capital of France."},  # duplicate text, other id
+    {"_id": "d2", "title": "", "text": "France has many cities; its capital draws tourists."},
+    {"_id": "d3", "title": "", "text": "The capital of Germany is Berlin."},
+    {"_id": "d4", "title": "", "text": "The capital of Italy is Rome."},
+    {"_id": "d5", "title": "", "text": "Madrid is the capital of Spain."},
+    {"_id": "d6", "title": "", "text": "Bread is baked in an oven."},
+    {"_id": "d7", "title": "", "text": "Cats and dogs are pets."},
+    {"_id": "d8", "title": "", "text": "what is the capital of france"},  # the query's own text
+]
+RECORDS = [{"query": "what is the capital of france", "pos": ["Paris Paris is the capital of France."],
+            "pos_ids": ["d0"], "neg": ["old"], "extra": "kept"},
+           {"query": "capital of germany", "pos": ["The capital of Germany is Berlin."]}]
+
+
+def mine(tmp_path, *extra, name="mined.jsonl", records=RECORDS, pool=POOL):
+    inp = write_jsonl(tmp_path / "in.jsonl", records)
+    pool_file = write_jsonl(tmp_path / "pool.jsonl", pool)
+    out = tmp_path / name
+    summary = hn_mine.main(["--input_file", str(inp), "--output_file", str(out), "--candidate_pool", str(pool_file),
+                            "--cache_dir", str(tmp_path / "cache"), *map(str, extra)])
+    return [json.loads(line) for line in out.read_text().splitlines()], summary
+
+
+def test_bm25_known_answers(tmp_path):
+    rows, summary = mine(tmp_path, "--retriever", "bm25", "--range_for_sampling", "0-7", "--negative_number", "4")
+    first = rows[0]
+    # BM25 ranks the query's own text (d8), the positive (d0) and its duplicate (d1) first, then d2 (France and
+    # capital), then the three other capitals (d3-d5); the two unrelated passages (d6, d7) score 0 and come last.
+    # Ranks 0-6 minus the three excluded leave exactly d2-d5, best first.
+    assert first["neg"][0] == "France has many cities; its capital draws tourists."
+    assert len(first["neg"]) == 4 and set(first["neg"][1:]) == {p["text"] for p in POOL[3:6]}
+    assert first["extra"] == "kept" and first["pos_ids"] == ["d0"]  # the user's other fields survive
+    assert "The capital of Germany is Berlin." not in rows[1]["neg"]
+    assert summary["excluded_positives_duplicates_or_query"] >= 4  # d0, d1, d8 for q0; d3 for q1
+    assert summary["queries_without_positive_in_pool"] == 0
+
+
+def test_summary_file_and_top_up(tmp_path):
+    _, summary = mine(tmp_path, "--retriever", "bm25", "--range_for_sampling", "0-3", "--negative_number", "4")
+    saved = json.loads((tmp_path / "mined.summary.json").read_text())
+    assert saved["queries"] == 2 and saved["pool_size"] == 9
+    assert saved["topped_up_queries"] >= 1 and saved["topped_up_negatives"] >= 1
+    assert saved["negatives_per_query"]["max"] == 4
+    assert set(saved["timings_s"]) >= {"load", "search", "select", "write"}
+
+
+def test_dense_mining_is_deterministic_and_cached(tiny_model_master, tmp_path, monkeypatch):
+    from reranker import embed
+
+    calls = []
+    original = embed.Embedder.encode
+    monkeypatch.setattr(embed.Embedder, "encode", lambda self, texts, *a, **k: calls.append(len(texts)) or
+                        original(self, texts, *a, **k))
+    args = ["--model_name_or_path", tiny_model_master, "--pooling", "mean", "--range_for_sampling", "0-9",
+            "--negative_number", "2"]
+    first, summary = mine(tmp_path, *args)
+    assert summary["embedding_cache"] == "miss" and 9 in calls
+    calls.clear()
+    second, summary2 = mine(tmp_path, *args, "--seed", "42", name="again.jsonl")
+    assert summary2["embedding_cache"] == "hit" and 9 not in calls  # the pool was not encoded again
+    assert first == second
+    for row in first:
+        assert len(row["neg"]) == 2 and not set(row["neg"]) & set(row["pos"])
+    # Another pooling is another cache entry.
+    _, summary3 = mine(tmp_path, *args[:2], "--pooling", "cls", *args[4:], name="cls.jsonl")
+    assert summary3["embedding_cache"] == "miss"
+
+
+def test_default_pool_is_the_inputs_texts(tiny_model_master, tmp_path):
+    records = [{"query": f"question {i}", "pos": [f"answer {i}"], "neg": [f"wrong {i}", f"other {i}"]}
+               for i in range(6)]
+    inp = write_jsonl(tmp_path / "in.jsonl", records)
+    summary = hn_mine.main(["--model_name_or_path", str(tiny_model_master), "--input_file", str(inp),
+                            "--output_file", str(tmp_path / "o.jsonl"), "--range_for_sampling", "0-10",
+                            "--negative_number", "3", "--no_cache"])
+    assert summary["pool_size"] == 18 and summary["embedding_cache"] == "off"
+    for row, rec in zip(map(json.loads, (tmp_path / "o.jsonl").read_text().splitlines()), records, strict=True):
+        assert len(row["neg"]) == 3 and rec["pos"][0] not in row["neg"]
+
+
+def test_teacher_scores(tiny_model_master, tmp_path):
+    rows, _ = mine(tmp_path, "--retriever", "bm25", "--range_for_sampling", "0-9", "--negative_number", "2",
+                   "--teacher_model", tiny_model_master)
+    teacher = Reranker(str(tiny_model_master))
+    for row in rows:
+        assert len(row["pos_scores"]) == len(row["pos"]) and len(row["neg_scores"]) == len(row["neg"])
+        expected = teacher.compute_score([(row["query"], p) for p in row["pos"] + row["neg"]])
+        assert row["pos_scores"] + row["neg_scores"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_output_is_atomic_and_not_overwritten(tmp_path, monkeypatch):
+    mine(tmp_path, "--retriever", "bm25", "--negative_number", "1", "--range_for_sampling", "0-5")
+    before = (tmp_path / "mined.jsonl").read_text()
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        mine(tmp_path, "--retriever", "bm25")
+    from reranker import mine as mine_module
+
+    def crash(*a, **k):
+        raise RuntimeError("teacher crashed")
+
+    monkeypatch.setattr(mine_module, "teacher_scores", crash)
+    with pytest.raises(RuntimeError):
+        mine(tmp_path, "--retriever", "bm25", "--overwrite", "--teacher_model", "x")
+    assert (tmp_path / "mined.jsonl").read_text() == before  # untouched, no partial file beside it
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".mined")) == []
+
+
+def test_beir_corpus_and_bad_inputs(tmp_path):
+    beir = tmp_path / "beir"
+    write_jsonl(beir / "corpus.jsonl", POOL)
+    inp = write_jsonl(tmp_path / "in.jsonl", RECORDS)
+    out = tmp_path / "o.jsonl"
+    base = ["--input_file", str(inp), "--output_file", str(out), "--retriever", "bm25", "--no_cache"]
+    assert hn_mine.main([*base, "--corpus", str(beir), "--range_for_sampling", "0-9"])["pool_size"] == 9
+    with pytest.raises(DataError, match="corpus.jsonl is missing"):
+        hn_mine.main([*base, "--corpus", str(tmp_path), "--overwrite"])
+    bad_pool = write_jsonl(tmp_path / "bad_pool.jsonl", [{"_id": "a", "text": "x"}, {"_id": "b", "body": "y"}])
+    with pytest.raises(DataError, match=r"bad_pool\.jsonl:2 field 'text'"):
+        hn_mine.main([*base, "--candidate_pool", str(bad_pool), "--overwrite"])
+    bad_input = tmp_path / "bad.jsonl"
+    bad_input.write_text('{"query": "q", "pos": ["p"]}\n{"query": "q", "pos": ["p"], "pos_ids": "d0"}\n')
+    with pytest.raises(DataError, match=r"bad\.jsonl:2 field 'pos_ids'"):
+        hn_mine.main(["--input_file", str(bad_input), "--output_file", str(out), "--retriever", "bm25",
+                      "--overwrite"])
+    for bad_range in ("10", "50-10", "a-b"):
+        with pytest.raises(ConfigError, match="range_for_sampling"):
+            hn_mine.main([*base, "--range_for_sampling", bad_range])
+    monkey_argv = ["hn_mine.py", *base, "--candidate_pool", str(bad_pool), "--overwrite"]
+    result = subprocess.run([sys.executable, str(ROOT / "hn_mine.py"), *monkey_argv[1:]], capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 1 and "bad_pool.jsonl:2 field 'text'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_two_process_mining_matches_one(tiny_model_master, tmp_path):
+    inp = write_jsonl(tmp_path / "in.jsonl", RECORDS * 3)
+    pool = write_jsonl(tmp_path / "pool.jsonl", POOL)
+    common = ["--model_name_or_path", str(tiny_model_master), "--input_file", str(inp), "--candidate_pool", str(pool),
+              "--range_for_sampling", "0-9", "--negative_number", "3", "--no_cache"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable, "PYTHONPATH": str(ROOT)}
+    for nproc, name in ((2, "two.jsonl"), (1, "one.jsonl")):
+        result = subprocess.run(["bash", str(ROOT / "scripts" / "mine.sh"), *common, "--output_file",
+                                 str(tmp_path / name)], env={**env, "NPROC": str(nproc)}, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"mine.sh: {nproc} process(es)" in result.stderr
+    assert (tmp_path / "two.jsonl").read_text() == (tmp_path / "one.jsonl").read_text()
