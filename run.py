@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -38,11 +39,17 @@ def parse_args(argv: list[str] | None):
 def check_output_dir(args: RerankerTrainingArguments) -> None:
     """Refuse to write over a model or checkpoints a user already has, unless asked or resuming."""
     out = Path(args.output_dir)
-    if not out.is_dir() or args.overwrite_output_dir or args.resume_from_checkpoint:
+    if not out.is_dir() or args.resume_from_checkpoint:
         return
-    existing = [name for name in MODEL_FILES if (out / name).exists()] + sorted(
-        p.name for p in out.glob("checkpoint-*")
-    )
+    checkpoints = sorted(p for p in out.glob("checkpoint-*") if p.is_dir())
+    if args.overwrite_output_dir:
+        # Old checkpoints would mix with the new run's in rotation and in a later resume.
+        if checkpoints and dist.is_main_process():
+            logger.warning("--overwrite_output_dir: removing %d old checkpoints in %s", len(checkpoints), out)
+            for checkpoint in checkpoints:
+                shutil.rmtree(checkpoint)
+        return
+    existing = [name for name in MODEL_FILES if (out / name).exists()] + [p.name for p in checkpoints]
     if existing:
         raise FileExistsError(
             f"output_dir {out} already holds {', '.join(existing[:3])}; pass --overwrite_output_dir to replace it "
@@ -89,6 +96,10 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> Rerank
         e.pos_scores is None for s in sources for e in s.examples
     ):
         raise ConfigError("--loss distill needs pos_scores and neg_scores in every training record")
+    distill_options = (training_args.distill_alpha, training_args.distill_temperature) != (1.0, 1.0)
+    if training_args.loss != "distill" and distill_options:
+        logger.warning("--distill_alpha / --distill_temperature apply to --loss distill only; ignored with %s",
+                       training_args.loss)
     logger.info("Training data: %s; %d queries, group size %d, mixing %s",
                 ", ".join(f"{s.name} ({len(s.examples)})" for s in sources), len(dataset),
                 dataset.group_size, data_args.mixing)

@@ -74,6 +74,11 @@ class DataArguments:
     )
 
     def __post_init__(self):
+        # A config file may give a single source or weight as a scalar; on the command line nargs makes lists.
+        if isinstance(self.train_data, str):
+            self.train_data = [self.train_data]
+        if isinstance(self.data_weights, (int, float)):
+            self.data_weights = [float(self.data_weights)]
         if not self.train_data:
             raise ConfigError("--train_data is required: one or more jsonl files, folders or dataset ids")
         if self.train_group_size < 1:
@@ -105,7 +110,7 @@ class RerankerTrainingArguments(TrainingArguments):
     collapse_warning_steps: int = field(
         default=50,
         metadata={"help": "Warn when the softmax_ce loss has stayed at chance, ln(group size), for this many "
-                          "optimizer steps (0: never)."},
+                          "optimizer steps (0: never). Read at each logging step."},
     )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into an output_dir that already holds a model or checkpoints."}
@@ -120,6 +125,9 @@ class RerankerTrainingArguments(TrainingArguments):
     )
     ddp_find_unused_parameters: bool | None = field(
         default=False, metadata={"help": "Every parameter is used in each step; searching for unused ones costs time."}
+    )
+    logging_nan_inf_filter: bool = field(
+        default=False, metadata={"help": "Kept False: a NaN loss must reach the logs, where it stops the run."}
     )
     average_tokens_across_devices: bool = field(
         default=False, metadata={"help": "Kept False: the group loss is a per-group mean, not a token count."}

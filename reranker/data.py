@@ -110,22 +110,35 @@ class GroupDataset(Dataset):
 
 
 def _apportion(total: int, weights: list[float]) -> list[int]:
-    """Split `total` by weight with the largest-remainder method: exact sum, stable, no source rounded away."""
+    """Split `total` by weight (largest remainder): exact sum and stable. A source rounded to zero borrows one
+    from the largest when there are enough to go round, so a small weight never silently drops a source."""
     w = np.asarray(weights, dtype=np.float64)
     exact = total * w / w.sum()
     counts = np.floor(exact).astype(int)
     for i in np.argsort(-(exact - counts), kind="stable")[: total - counts.sum()]:
         counts[i] += 1
+    if total >= len(w):
+        for i in np.flatnonzero(counts == 0):
+            counts[int(np.argmax(counts))] -= 1
+            counts[i] = 1
     return counts.tolist()
+
+
+def _spread(counts: list[int]) -> np.ndarray:
+    """Source labels interleaved evenly and deterministically: the j-th of n_s items sits at (j + 0.5) / n_s."""
+    labels = np.repeat(np.arange(len(counts)), counts)
+    positions = np.concatenate([(np.arange(n) + 0.5) / n for n in counts if n]) if any(counts) else np.array([])
+    return labels[np.argsort(positions, kind="stable")]
 
 
 class MixingSampler(Sampler):
     """Yields dataset keys for one epoch; the same sequence on every rank (accelerate then shards the batches).
 
     mixed:     each batch draws its groups from the sources in proportion to the weights.
-    alternate: each global batch (all ranks of one step) comes from a single source; batches are interleaved
-               in proportion to the weights.
+    alternate: each optimizer step (all ranks, all accumulation steps) draws from a single source; steps are
+               interleaved in proportion to the weights.
     concat:    the sources concatenated and shuffled together.
+    With strategy 'sequential' nothing is shuffled and the sources are interleaved evenly by weight.
     """
 
     def __init__(self, dataset: GroupDataset, mode: str, weights: list[float] | None, global_batch: int,
@@ -151,6 +164,9 @@ class MixingSampler(Sampler):
             self.draws = _apportion(total, self.weights)
         else:
             self.draws = sizes
+        if len(sizes) > 1:
+            logger.info("Each epoch draws %s groups from the %d sources (sizes %s, mixing %s)",
+                        self.draws, len(sizes), sizes, mode)
 
     def __len__(self) -> int:
         return int(sum(self.draws))
@@ -181,9 +197,10 @@ class MixingSampler(Sampler):
 
     def _interleave(self, per_source: list[list], counts: list[int], chunk: int, stream: int) -> list:
         """Take `chunk` keys at a time from the sources, `counts[s]` times from source s, in a seeded order."""
-        order = np.repeat(np.arange(len(counts)), counts)
-        if self.strategy != "sequential":
-            order = self._rng(stream).permutation(order)
+        if self.strategy == "sequential":
+            order = _spread(counts)
+        else:
+            order = self._rng(stream).permutation(np.repeat(np.arange(len(counts)), counts))
         cursors = [0] * len(per_source)
         keys = []
         for s in order.tolist():

@@ -1,10 +1,11 @@
-"""Training health: stop on a non-finite loss, warn when the group loss stays at chance."""
+"""Training health, read from the logged losses: stop on a non-finite loss, warn when the loss stays at chance."""
 
 from __future__ import annotations
 
 import logging
 import math
-from collections import deque
+
+from transformers import TrainerCallback
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ def check_finite(loss: float, step: int) -> None:
 
 
 class CollapseMonitor:
-    """Watches per-step losses; warns once when the mean of the last `window` sits within `tolerance` of chance.
+    """Counts consecutive optimizer steps whose loss sits within `tolerance` of chance; warns once at `window`.
 
     Chance for a group softmax over G passages is ln(G): the model scores every passage alike. A fresh head on
     a bi-encoder checkpoint can sit there for many steps at low learning rates, and the peers say nothing.
@@ -32,30 +33,44 @@ class CollapseMonitor:
         self.chance = math.log(group_size) if group_size > 1 else 0.0
         self.window = window
         self.tolerance = tolerance
-        self.losses: deque[float] = deque(maxlen=max(window, 1))
-        self.last_step = -1
+        self.stuck_steps = 0
+        self.last_step = 0
         self.warned = False
 
     def update(self, step: int, loss: float) -> bool:
-        """Record the loss of optimizer step `step` (the first micro-batch of a step stands for it).
+        """Record the mean loss logged at `step` (covering the steps since the previous log).
 
         Returns True when this call emitted the warning.
         """
-        if self.window <= 0 or self.chance == 0.0 or self.warned or step == self.last_step:
+        covered, self.last_step = step - self.last_step, step
+        if self.window <= 0 or self.chance == 0.0 or self.warned or covered <= 0:
             return False
-        self.last_step = step
-        self.losses.append(loss)
-        if len(self.losses) < self.window:
+        at_chance = abs(loss - self.chance) <= self.tolerance * self.chance
+        self.stuck_steps = self.stuck_steps + covered if at_chance else 0
+        if self.stuck_steps < self.window:
             return False
-        mean = sum(self.losses) / len(self.losses)
-        if abs(mean - self.chance) <= self.tolerance * self.chance:
-            self.warned = True
-            logger.warning(
-                "The loss has stayed at chance, ln(%d) = %.3f, for the last %d steps (mean %.3f): the model scores "
-                "every passage alike and is not learning to rank. A fresh classification head on an embedding "
-                "checkpoint often needs a higher learning rate (try 1e-4) or more warm-up; check also that the "
-                "positive is really relevant in your data.",
-                round(math.exp(self.chance)), self.chance, self.window, mean,
-            )
-            return True
-        return False
+        self.warned = True
+        logger.warning(
+            "The loss has stayed at chance, ln(%d) = %.3f, for the last %d steps (now %.3f): the model scores every "
+            "passage alike and is not learning to rank. A fresh classification head on an embedding checkpoint "
+            "often needs a higher learning rate (try 1e-4) or more warm-up; check also that the positive is really "
+            "relevant in your data.",
+            round(math.exp(self.chance)), self.chance, self.stuck_steps, loss,
+        )
+        return True
+
+
+class HealthCallback(TrainerCallback):
+    """Checks every logged loss (and gradient norm): these are already synced across ranks, so no extra GPU
+    synchronisation per step, and every rank stops together."""
+
+    def __init__(self, monitor: CollapseMonitor | None):
+        self.monitor = monitor
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        for key in ("loss", "grad_norm"):
+            if key in logs and logs[key] is not None:
+                check_finite(float(logs[key]), state.global_step)
+        if self.monitor is not None and "loss" in logs and state.is_world_process_zero:
+            self.monitor.update(state.global_step, float(logs["loss"]))

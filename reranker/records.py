@@ -84,7 +84,8 @@ def parse_group(row: dict, path: str, line: int) -> GroupExample:
         raise DataError(path, "missing (also accepted: 'positive')", line=line, field="pos")
     query = _text(row["query"], path, line, "query")
     pos = _texts(row["pos"], path, line, "pos", allow_empty=False)
-    neg = _texts(row.get("neg") or [], path, line, "neg", allow_empty=True)
+    neg = row.get("neg")
+    neg = () if neg is None else _texts(neg, path, line, "neg", allow_empty=True)
     pos_scores = _scores(row, "pos_scores", pos, path, line)
     neg_scores = _scores(row, "neg_scores", neg, path, line)
     if (pos_scores is None) != (neg_scores is None) and neg:

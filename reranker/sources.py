@@ -45,6 +45,9 @@ def iter_rows(spec: str, sub_data_name: str | None = None, split: str = "train")
     if path.is_dir() and not _is_hf_dataset_folder(path):
         files = _jsonl_files(path)
         if files:
+            others = sum(1 for p in path.iterdir() if p not in files)
+            logger.info("%s: reading %d jsonl files%s", path, len(files),
+                        f" (ignoring {others} other entries)" if others else "")
             for file in files:
                 for line, row in iter_jsonl(file):
                     yield str(file), line, row

@@ -6,9 +6,9 @@ import logging
 
 from transformers import Trainer
 
-from . import dist, losses
+from . import losses
 from .data import GroupDataset, MixingSampler
-from .health import CollapseMonitor, check_finite
+from .health import CollapseMonitor, HealthCallback
 
 logger = logging.getLogger(__name__)
 
@@ -26,13 +26,17 @@ class RerankerTrainer(Trainer):
         # Our loss is a per-batch mean: let the Trainer divide it by the accumulation steps.
         self.loss_is_scaled_for_ga = False
         dataset: GroupDataset = self.train_dataset
-        watch = self.args.loss == "softmax_ce" and dist.is_main_process()
-        self.collapse = CollapseMonitor(dataset.group_size, self.args.collapse_warning_steps if watch else 0)
+        # Chance is ln(group size) only for the group softmax; other losses have no such fixed point.
+        monitor = CollapseMonitor(dataset.group_size, self.args.collapse_warning_steps) \
+            if self.args.loss == "softmax_ce" else None
+        self.add_callback(HealthCallback(monitor))
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        global_batch = self.args.per_device_train_batch_size * max(1, self.args.world_size)
-        return MixingSampler(dataset, self.mixing, self.data_weights, global_batch, seed=self.args.seed,
+        # Keys of one optimizer step: every rank's batch (n_gpu included) for every accumulation step.
+        step_batch = self.args.train_batch_size * max(1, self.args.world_size) * self.args.gradient_accumulation_steps
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return MixingSampler(dataset, self.mixing, self.data_weights, step_batch, seed=seed,
                              strategy=self.args.train_sampling_strategy)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -43,8 +47,4 @@ class RerankerTrainer(Trainer):
         scores = outputs.logits.view(-1, group_size)
         loss = losses.compute(self.args.loss, scores, teacher_scores=teacher_scores, soft_labels=soft_labels,
                               temperature=self.args.distill_temperature, alpha=self.args.distill_alpha)
-        if model.training:
-            value = loss.detach().float().item()
-            check_finite(value, self.state.global_step)
-            self.collapse.update(self.state.global_step, value)
         return (loss, outputs) if return_outputs else loss

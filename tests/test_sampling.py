@@ -1,3 +1,4 @@
+import logging
 from collections import Counter
 
 import pytest
@@ -36,9 +37,11 @@ def _dataset(sizes, seed=0):
     return GroupDataset(sources, group_size=2, seed=seed)
 
 
-def test_apportion_is_exact():
+def test_apportion_is_exact_and_keeps_every_source():
     assert _apportion(10, [1, 1, 1]) == [4, 3, 3]
     assert sum(_apportion(1000, [33, 33, 34])) == 1000
+    assert _apportion(100, [1, 300]) == [1, 99]  # a tiny weight still gets drawn from
+    assert _apportion(1, [1, 1]) == [1, 0]  # not enough to go round: as many as there are
 
 
 def test_concat_covers_each_example_once_and_is_seeded():
@@ -86,6 +89,11 @@ def test_group_by_length_sorts_within_windows():
 def test_sequential_keeps_order_and_bad_strategy_is_refused():
     dataset = _dataset([4])
     assert MixingSampler(dataset, "concat", None, 2, 0, strategy="sequential").keys() == [(0, i) for i in range(4)]
+    # Mixed and sequential: sources interleaved evenly by weight, not one after the other.
+    two = _dataset([4, 4])
+    keys = MixingSampler(two, "mixed", [1, 1], 2, 0, strategy="sequential").keys()
+    assert [s for s, _ in keys] == [0, 1] * 4
+    assert [i for s, i in keys if s == 0] == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="batch_rebalance"):
         MixingSampler(dataset, "concat", None, 2, 0, strategy="batch_rebalance")
 
@@ -94,5 +102,7 @@ def test_dataset_plain_index_and_short_negatives_warning(caplog):
     dataset = _dataset([2, 3])
     assert dataset[3].query.startswith("s1q1")
     assert dataset.short == 0
-    short = GroupDataset([Source("s", [GroupExample("q", ("p",), ("n",))], "group")], group_size=4, seed=0)
+    with caplog.at_level(logging.WARNING):
+        short = GroupDataset([Source("s", [GroupExample("q", ("p",), ("n",))], "group")], group_size=4, seed=0)
     assert short.short == 1
+    assert "1 of 1 queries have fewer than 3 negatives" in caplog.text

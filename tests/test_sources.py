@@ -25,6 +25,8 @@ def test_aliases_and_scores(tmp_path):
     ({"query": "q", "pos": "p", "neg": ["n"]}, r"field 'pos': expected a list of strings, got str \(wrap it"),
     ({"query": 7, "pos": ["p"], "neg": ["n"]}, "field 'query': expected a string, got int"),
     ({"query": "q", "pos": ["p"], "neg": ["n", 3]}, r"field 'neg\[1\]': expected a string, got int"),
+    ({"query": "q", "pos": ["p"], "neg": ""}, "field 'neg': expected a list of strings, got str"),
+    ({"query": "q", "pos": ["p"], "neg": 0}, "field 'neg': expected a list of strings, got int"),
     ({"query": "q", "pos": ["p"], "neg": ["n"], "pos_scores": [1], "neg_scores": [1, 2]},
      "field 'neg_scores': has 2 scores for 1 'neg' texts"),
     ({"query": "q", "pos": ["p"], "neg": ["n"], "pos_scores": [1]},

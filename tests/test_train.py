@@ -76,6 +76,20 @@ def test_config_file_and_several_sources(tiny_model, tmp_path):
     assert trainer.state.global_step == 3
     assert trainer.args.train_sampling_strategy == "group_by_length"
     assert (tmp_path / "out" / "model.safetensors").exists()
+    # alternate with weights 1:3: every step's keys come from one source, and source 1 gets about 3x the steps.
+    keys = trainer._get_train_sampler().keys()
+    steps = [keys[i:i + 2] for i in range(0, len(keys), 2)]
+    assert all(len({source for source, _ in step}) == 1 for step in steps)
+    per_source = [sum(step[0][0] == s for step in steps) for s in (0, 1)]
+    assert per_source == [2, 7]  # ceil(18 / 2) = 9 steps split 1:3: 2.25 and 6.75, largest remainder -> 2 and 7
+
+
+def test_single_source_as_scalar_in_config(tiny_model, train_file, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(f"model_name_or_path: {tiny_model}\ntrain_data: {train_file}\noutput_dir: {tmp_path / 'o'}\n"
+                      "train_group_size: 3\nmax_steps: 1\nuse_cpu: true\nsave_strategy: 'no'\n")
+    trainer = run.main([str(config)])
+    assert trainer.args.max_steps == 1 and [s.name for s in trainer.train_dataset.sources] == [str(train_file)]
 
 
 @pytest.mark.parametrize("extra", [["--bf16"], ["--gradient_checkpointing"], ["--loss", "bce"]])
@@ -84,6 +98,8 @@ def test_precision_checkpointing_and_bce(tiny_model, train_file, tmp_path, extra
     assert all(math.isfinite(x) for x in logged_losses(trainer))
     if extra == ["--bf16"]:
         assert trainer.accelerator.mixed_precision == "bf16"  # CPU autocast in bf16
+    if extra == ["--gradient_checkpointing"]:
+        assert trainer.model.is_gradient_checkpointing
     if extra == ["--loss", "bce"]:
         assert logged_losses(trainer)[0] == pytest.approx(math.log(2), abs=0.05)
 
@@ -91,8 +107,12 @@ def test_precision_checkpointing_and_bce(tiny_model, train_file, tmp_path, extra
 def test_distillation_and_inranker(tiny_model, tmp_path):
     rows = [dict(r, pos_scores=[5.0], neg_scores=[1.0, 0.0, -1.0, -2.0]) for r in group_rows()]
     distill = run.main(args(tiny_model, write_jsonl(tmp_path / "d.jsonl", rows), tmp_path / "d",
-                            "--max_steps", "2", "--loss", "distill", "--distill_alpha", "0.5"))
-    assert all(math.isfinite(x) for x in logged_losses(distill))
+                            "--max_steps", "2", "--loss", "distill", "--distill_alpha", "0.5",
+                            "--train_group_size", "5", "--learning_rate", "0"))
+    # Teacher [5, 1, 0, -1, -2] -> p = (0.972351, 0.017809, 0.006552, 0.002410, 0.000887); the fresh head scores
+    # all five alike, so KL = sum p ln(5p) = 1.537676 - 0.043073 - 0.022398 - 0.010650 - 0.004805 = 1.45675, and
+    # 0.5 * KL + 0.5 * ln 5 = 0.728375 + 0.804719 = 1.53309.
+    assert logged_losses(distill)[0] == pytest.approx(1.53309, abs=0.01)
     soft = [{"query": r["query"], "contents": r["pos"][0], "true_logit": 3.0, "false_logit": -1.0} for r in rows]
     inranker = run.main(args(tiny_model, write_jsonl(tmp_path / "s.jsonl", soft), tmp_path / "s",
                              "--max_steps", "2", "--loss", "inranker"))
@@ -126,9 +146,11 @@ def test_existing_model_is_not_overwritten(tiny_model, train_file, tmp_path):
     with pytest.raises(FileExistsError, match="--overwrite_output_dir"):
         run.main(args(tiny_model, train_file, out, "--max_steps", "1"))
     assert (out / "model.safetensors").read_bytes() == before
+    (out / "checkpoint-99").mkdir()  # an old run's checkpoint must not mix with the new run's
     run.main(args(tiny_model, train_file, out, "--max_steps", "1", "--overwrite_output_dir", "--learning_rate",
                   "1e-2"))
     assert (out / "model.safetensors").read_bytes() != before
+    assert not (out / "checkpoint-99").exists()
 
 
 def test_nan_loss_stops_with_clear_error(tiny_model, train_file, tmp_path, monkeypatch):
@@ -138,7 +160,7 @@ def test_nan_loss_stops_with_clear_error(tiny_model, train_file, tmp_path, monke
 
     monkeypatch.setattr(trainer_module.losses, "compute", lambda *a, **k: torch.tensor(float("nan"),
                                                                                         requires_grad=True))
-    with pytest.raises(TrainingDiverged, match="loss is nan at step 0"):
+    with pytest.raises(TrainingDiverged, match="loss is nan at step 1"):
         run.main(args(tiny_model, train_file, tmp_path / "out", "--max_steps", "3"))
     assert not (tmp_path / "out" / "model.safetensors").exists()
 
