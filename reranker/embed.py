@@ -56,6 +56,17 @@ class Embedder:
         mask = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
+    def _lengths(self, texts: list[str], max_length: int, instruction: str, chunk: int = 8192) -> np.ndarray:
+        """Token counts for sorting, in chunks keeping only the counts: the token lists of a whole large pool,
+        held at once as Python ints, would cost more memory than its embeddings."""
+        lengths = np.empty(len(texts), dtype=np.int32)
+        for start in range(0, len(texts), chunk):
+            encoded = self.tokenizer([instruction + t for t in texts[start:start + chunk]], truncation=True,
+                                     max_length=max_length, return_attention_mask=False,
+                                     return_token_type_ids=False, return_length=True)
+            lengths[start:start + chunk] = encoded["length"]
+        return lengths
+
     @torch.inference_mode()
     def encode(self, texts: list[str], max_length: int = 256, batch_size: int = 64, instruction: str = "",
                desc: str = "Encoding", show_progress: bool = True) -> np.ndarray:
@@ -63,10 +74,7 @@ class Embedder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        # Token counts for sorting: one fast-tokenizer pass without padding, cheap next to the forward passes.
-        lengths = self.tokenizer([instruction + t for t in texts], truncation=True, max_length=max_length,
-                                 return_length=True)["length"]
-        order = np.argsort([-n for n in lengths], kind="stable")
+        order = np.argsort(-self._lengths(texts, max_length, instruction), kind="stable")
         for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", disable=not show_progress):
             idx = order[start:start + batch_size]
             batch = self.tokenizer([instruction + texts[i] for i in idx], padding=True, truncation=True,

@@ -114,6 +114,7 @@ def dense_retrieve(embed_args: EmbedArguments, args: MineArguments, pool: Pool, 
         positive_scores.append(float(min(np.dot(v, vector) for v in vecs)))
     t = timer.stage("encode_queries", t)
     index = build_index(passages, args.index, args.ivf_nlist, args.ivf_nprobe, args.hnsw_m, args.hnsw_ef_search)
+    del passages, cached  # the index holds its own copy; keep one pool matrix in memory, not two
     scores, rows = dense_search(index, query_vectors, args.search_depth, args.query_chunk_size)
     timer.stage("search", t)
     return scores, rows, positive_scores
@@ -171,6 +172,9 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
         retrieved = dense_retrieve(embed_args, args, pool, queries, timer, summary)
         if retrieved is None:  # another rank's share is done; rank 0 writes
             return None
+    elif not dist.is_main_process():
+        logger.warning("BM25 runs in one process; rank %d has nothing to do", dist.rank())
+        return None
     else:
         retrieved = bm25_retrieve(args, pool, queries, timer)
     scores, rows, positive_scores = retrieved
