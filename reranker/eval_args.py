@@ -1,0 +1,78 @@
+"""Configuration of eval.py: what to score, the first stages, and where outputs go."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalArguments:
+    models: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Cross-encoder checkpoints to evaluate (none: report the first stages alone).",
+                  "nargs": "*"},
+    )
+    datasets: list[str] = field(
+        default_factory=list,
+        metadata={"help": "BEIR folders (corpus.jsonl, queries.jsonl, qrels/<split>.tsv), or {query, pos, neg} "
+                          "jsonl files, folders of them, or dataset ids.", "nargs": "+"},
+    )
+    split: str = field(default="test", metadata={"help": "qrels split of BEIR folders / split of dataset ids."})
+    sub_data_name: str | None = field(default=None, metadata={"help": "Configuration name for dataset ids."})
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Write results.json, TREC run files and ndcg10.png here."}
+    )
+    first_stage: list[str] = field(
+        default_factory=lambda: ["bm25"],
+        metadata={"help": "First stages for BEIR data: bm25, dense, and/or paths of TREC run files.", "nargs": "+"},
+    )
+    top_k: int = field(default=100, metadata={"help": "Candidates per query taken from the first stage and reranked."})
+    bm25_k1: float = field(default=1.2, metadata={"help": "BM25 k1."})
+    bm25_b: float = field(default=0.75, metadata={"help": "BM25 b."})
+    dense_model: str | None = field(
+        default=None, metadata={"help": "Embedder of the dense first stage. Default: bundled all-MiniLM-L6-v2."}
+    )
+    dense_pooling: str | None = field(default=None, metadata={"help": "cls or mean (default: from the checkpoint)."})
+    query_instruction: str = field(default="", metadata={"help": "Query prefix for the dense first stage."})
+    dense_query_max_len: int = field(default=64, metadata={"help": "Token budget of queries for the embedder."})
+    dense_passage_max_len: int = field(default=256, metadata={"help": "Token budget of passages for the embedder."})
+    rerank_max_length: int = field(default=512, metadata={"help": "Token budget of a query-passage pair."})
+    batch_size: int = field(default=64, metadata={"help": "Pairs (or texts) per batch."})
+    dtype: str = field(default="fp32", metadata={"help": "fp32, bf16 or fp16 for rerankers and the embedder.",
+                                                 "choices": ["fp32", "bf16", "fp16"]})
+    threshold: float = field(default=0.5, metadata={"help": "Sigmoid threshold for precision/recall/F1 on pairs."})
+    keep_self_matches: bool = field(
+        default=False,
+        metadata={"help": "Keep candidates whose doc id equals the query id (dropped by default: in ArguAna-style "
+                          "datasets that document is the query itself)."},
+    )
+    cache_dir: str | None = field(
+        default="~/.cache/reranker/runs", metadata={"help": "Cache of first-stage runs ('none' to disable)."}
+    )
+
+    def __post_init__(self):
+        if isinstance(self.models, str):
+            self.models = [self.models]
+        if isinstance(self.datasets, str):
+            self.datasets = [self.datasets]
+        if isinstance(self.first_stage, str):
+            self.first_stage = [self.first_stage]
+        if not self.datasets:
+            raise ConfigError("--datasets is required")
+        if self.top_k < 1:
+            raise ConfigError("--top_k must be positive")
+        if self.cache_dir in ("none", ""):
+            self.cache_dir = None
+        if self.dense_model is None:
+            from .arguments import bundled_minilm_path
+
+            self.dense_model = bundled_minilm_path()
+        if self.dense_pooling is None:
+            from .arguments import _pooling_of
+
+            self.dense_pooling = _pooling_of(self.dense_model)

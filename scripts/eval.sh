@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Evaluate rerankers (one process; set CUDA_VISIBLE_DEVICES to pick the GPU).
+# Usage: scripts/eval.sh --models outputs/my-reranker --datasets ../shared/data/beir/scifact \
+#            --first_stage bm25 dense --output_dir outputs/eval [eval.py options]
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+exec "${PYTHON:-python}" "$here/eval.py" "$@"

@@ -1,0 +1,155 @@
+"""eval.py: metrics against hand-worked cases, a tiny BEIR folder with every first stage, outputs and errors."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, group_rows, write_jsonl
+
+import eval as eval_cli
+from reranker.errors import DataError
+from reranker.metrics import pairwise_metrics, ranking_metrics
+
+L3 = math.log2(3)
+
+
+def test_ranking_metrics_by_hand():
+    qrels = {"q1": {"d1": 1, "d2": 0}, "q2": {"d3": 2, "d4": 1}, "q3": {"d9": 1}}
+    run = {"q1": {"d2": 0.9, "d1": 0.8}, "q2": {"d4": 0.9, "d3": 0.5, "d5": 0.1}}  # q3 got nothing
+    m = ranking_metrics(qrels, run)
+    # q1: the relevant doc at rank 2 -> RR 1/2, nDCG = (1/log2 3) / 1 = 0.630930.
+    # q2: graded gains as in BEIR's pytrec_eval: DCG = 1/1 + 2/log2 3 = 2.261860; IDCG = 2/1 + 1/log2 3 = 2.630930;
+    #     nDCG = 0.859719; RR = 1 (d4 is relevant).  q3: unanswered -> 0 everywhere, still counted.
+    assert m["nDCG@10"] == pytest.approx((1 / L3 + (1 + 2 / L3) / (2 + 1 / L3) + 0) / 3, abs=1e-6)
+    assert m["MRR@10"] == pytest.approx((0.5 + 1 + 0) / 3, abs=1e-6)
+    assert m["Recall@100"] == pytest.approx((1 + 1 + 0) / 3, abs=1e-6)
+    # AP: q1 = 1/2; q2 = (1/1 + 2/2) / 2 = 1; q3 = 0.
+    assert m["MAP"] == pytest.approx((0.5 + 1 + 0) / 3, abs=1e-6)
+
+
+def test_pairwise_metrics_by_hand():
+    # Logits -> sigmoid: 2 -> 0.88, 1 -> 0.73, -1 -> 0.27, 0.5 -> 0.62, -2 -> 0.12
+    labels, scores = [1, 1, 0, 0, 0], [2.0, -1.0, 1.0, 0.5, -2.0]
+    m = pairwise_metrics(labels, scores, threshold=0.5)
+    # AUC: of the 2 x 3 positive-negative pairs, the positive wins 3 (2.0 beats all) + 1 (-1.0 beats -2.0) = 4/6.
+    assert m["AUC"] == pytest.approx(4 / 6)
+    # Predicted positive: 2.0, 1.0, 0.5 -> TP 1, FP 2, FN 1: precision 1/3, recall 1/2, F1 = 0.4.
+    assert (m["precision"], m["recall"], m["F1"]) == pytest.approx((1 / 3, 1 / 2, 0.4))
+
+
+CORPUS = [
+    {"_id": "d1", "title": "Paris", "text": "Paris is the capital of France."},
+    {"_id": "d2", "title": "", "text": "Berlin is the capital of Germany."},
+    {"_id": "d3", "title": "", "text": "Rome is the capital of Italy and has ancient ruins."},
+    {"_id": "d4", "title": "", "text": "Bread is baked in an oven with flour and yeast."},
+    {"_id": "d5", "title": "", "text": "Water freezes at zero degrees and boils at one hundred."},
+    {"_id": "q3", "title": "", "text": "why does water boil"},  # same id as query q3: the query itself
+]
+QUERIES = [{"_id": "q1", "text": "capital of France"}, {"_id": "q2", "text": "how is bread baked in an oven"},
+           {"_id": "q3", "text": "why does water boil"}]
+QRELS = "query-id\tcorpus-id\tscore\nq1\td1\t2\nq1\td9\t1\nq2\td4\t1\nq3\td5\t1\n"  # d9 is not in the corpus
+
+
+@pytest.fixture
+def beir(tmp_path):
+    folder = tmp_path / "tinybeir"
+    write_jsonl(folder / "corpus.jsonl", CORPUS)
+    write_jsonl(folder / "queries.jsonl", QUERIES)
+    (folder / "qrels").mkdir()
+    (folder / "qrels" / "test.tsv").write_text(QRELS)
+    return folder
+
+
+def run_eval(*argv):
+    return eval_cli.main([str(a) for a in argv])
+
+
+def test_bm25_first_stage_arguana_rule_and_missing_docs(beir, tmp_path):
+    rows = run_eval("--datasets", beir, "--first_stage", "bm25", "--cache_dir", tmp_path / "cache")
+    (row,) = rows
+    assert row["system"] == "bm25" and row["qrels_docs_missing_from_corpus"] == 1
+    # Lexically unambiguous: each relevant doc ranks first. q1 also has d9 (rel 1), unretrievable:
+    # nDCG(q1) = 2 / (2 + 1/log2 3) = 0.760185, recall(q1) = 1/2; q2, q3 perfect. The self-match "q3" is dropped,
+    # otherwise it would outrank d5 for q3.
+    assert row["nDCG@10"] == pytest.approx((2 / (2 + 1 / L3) + 1 + 1) / 3, abs=1e-5)
+    assert row["Recall@100"] == pytest.approx((0.5 + 1 + 1) / 3, abs=1e-6)
+    kept = run_eval("--datasets", beir, "--first_stage", "bm25", "--cache_dir", "none", "--keep_self_matches")
+    assert kept[0]["MRR@10"] < row["MRR@10"]  # with the query's own doc kept, q3's answer drops to rank 2
+
+
+def test_models_run_files_outputs_and_cache(beir, tiny_model_master, tmp_path, caplog):
+    user_run = tmp_path / "my.run"
+    user_run.write_text("q1 Q0 d2 1 9.0 mine\nq1 Q0 d1 2 8.0 mine\nq2 Q0 d4 1 5.0 mine\nq3 Q0 d1 1 1.0 mine\n")
+    out = tmp_path / "out"
+    cache = tmp_path / "cache"
+    rows = run_eval("--models", tiny_model_master, "--datasets", beir, "--first_stage", "bm25", "dense", user_run,
+                    "--output_dir", out, "--cache_dir", cache, "--top_k", "3")
+    systems = [r["system"] for r in rows]
+    assert systems == ["bm25", "bm25 > model", "dense", "dense > model", "my.run", "my.run > model"]
+    mine = rows[4]
+    # q1: d1 (gain 2) at rank 2 of an ideal 2, 1 -> nDCG = (2/log2 3) / (2 + 1/log2 3); q2 perfect; q3 missed.
+    assert mine["nDCG@10"] == pytest.approx(((2 / L3) / (2 + 1 / L3) + 1 + 0) / 3, abs=1e-5)
+    for first_stage, reranked in zip(rows[0::2], rows[1::2], strict=True):
+        assert reranked["delta_nDCG@10"] == pytest.approx(reranked["nDCG@10"] - first_stage["nDCG@10"])
+    saved = json.loads((out / "results.json").read_text())
+    assert [r["system"] for r in saved["results"]] == systems
+    assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(
+        f"tinybeir.{s.replace(' > ', '.')}.trec" for s in systems)
+    assert (out / "ndcg10.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Reranking reorders the first stage's candidates and adds none (no injected positives).
+    first = {}
+    for line in (out / "runs" / "tinybeir.my.run.trec").read_text().splitlines():
+        first.setdefault(line.split()[0], set()).add(line.split()[2])
+    for line in (out / "runs" / "tinybeir.my.run.model.trec").read_text().splitlines():
+        assert line.split()[2] in first[line.split()[0]]
+    assert len(list(cache.iterdir())) == 2  # bm25 and dense runs cached
+    with caplog.at_level("INFO"):
+        again = run_eval("--datasets", beir, "--first_stage", "bm25", "dense", "--cache_dir", cache, "--top_k", "3")
+    assert "from the cache" in caplog.text
+    assert [r["nDCG@10"] for r in again] == [rows[0]["nDCG@10"], rows[2]["nDCG@10"]]
+
+
+def test_pairwise_files_folders_and_dataset_folders(tiny_model_master, tmp_path):
+    import datasets
+
+    data = write_jsonl(tmp_path / "pairs" / "a.jsonl", group_rows(1))
+    datasets.Dataset.from_list(group_rows(1)).save_to_disk(str(tmp_path / "hub"))
+    rows = run_eval("--models", tiny_model_master, "--datasets", data, tmp_path / "pairs", tmp_path / "hub",
+                    "--split", "train")
+    assert len(rows) == 3
+    for row in rows:
+        assert row["queries"] == 6 and row["pairs"] == 30
+        assert 0 <= row["AUC"] <= 1 and 0 <= row["nDCG@10"] <= 1 and "Recall@100" not in row
+    assert rows[0]["AUC"] == pytest.approx(rows[2]["AUC"])  # same data through the file and the dataset folder
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (lambda f: (f / "queries.jsonl").unlink(), "queries.jsonl \\(queries\\) is missing"),
+    (lambda f: (f / "qrels" / "test.tsv").write_text("qid\tdocid\trel\nq1\td1\t1\n"),
+     r"test\.tsv:1: expected the header"),
+    (lambda f: (f / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\thigh\n"),
+     r"test\.tsv:2 field 'score'"),
+])
+def test_bad_beir_folders(beir, tmp_path, breakage, message):
+    breakage(beir)
+    with pytest.raises(DataError, match=message):
+        run_eval("--datasets", beir, "--cache_dir", "none", "--output_dir", tmp_path / "out")
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_bad_run_file_and_model_path_exit_nonzero(beir, tmp_path):
+    bad_run = tmp_path / "bad.run"
+    bad_run.write_text("q1 Q0 d1 1 2.0 x\nq1 Q0 nope 2 1.0 x\n")
+    with pytest.raises(DataError, match=r"bad\.run:2: document id 'nope' is not in the corpus"):
+        run_eval("--datasets", beir, "--first_stage", bad_run)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    for argv in (["--datasets", str(beir), "--first_stage", str(bad_run)],
+                 ["--models", str(tmp_path / "no-model"), "--datasets", str(beir)]):
+        result = subprocess.run([sys.executable, str(ROOT / "eval.py"), *argv, "--output_dir", str(tmp_path / "o")],
+                                env=env, capture_output=True, text=True)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert ("bad.run:2" in result.stderr) or ("no-model" in result.stderr)
+        assert not (tmp_path / "o").exists()
