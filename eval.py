@@ -7,9 +7,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from transformers import HfArgumentParser
-
-from reranker.errors import ConfigError, DataError
+from reranker import cli
+from reranker.errors import ConfigError
 from reranker.eval_args import EvalArguments
 from reranker.evaluate import evaluate, system_name
 from reranker.first_stage import write_run
@@ -33,15 +32,8 @@ def load_rerankers(args: EvalArguments) -> dict:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    parser = HfArgumentParser(EvalArguments)
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        (args,) = parser.parse_json_file(argv[0])
-    elif len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        (args,) = parser.parse_yaml_file(argv[0])
-    else:
-        (args,) = parser.parse_args_into_dataclasses(argv)
+    cli.setup_logging()
+    (args,) = cli.parse((EvalArguments,), argv)
     for stage in args.first_stage:
         if stage not in ("bm25", "dense") and not Path(stage).is_file():
             raise FileNotFoundError(f"first stage {stage!r} is neither bm25, dense nor an existing run file")
@@ -60,14 +52,5 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return rows
 
 
-def cli() -> int:
-    try:
-        main()
-    except (DataError, ConfigError, FileNotFoundError) as error:
-        logger.error("%s", error)
-        return 1
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(cli.run(main, logger))

@@ -8,14 +8,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from transformers import HfArgumentParser, set_seed
+from transformers import set_seed
 
-from reranker import dist
+from reranker import cli, dist
 from reranker.arguments import DataArguments, ModelArguments, RerankerTrainingArguments
 from reranker.collator import GroupCollator, truncation_report
 from reranker.data import GroupDataset
-from reranker.errors import ConfigError, DataError
-from reranker.health import TrainingDiverged
+from reranker.errors import ConfigError
 from reranker.modeling import load_model, load_tokenizer
 from reranker.sources import load_source
 from reranker.trainer import RerankerTrainer
@@ -24,16 +23,6 @@ logger = logging.getLogger("reranker.run")
 
 MODEL_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
 TRUNCATION_SAMPLE = 2000
-
-
-def parse_args(argv: list[str] | None):
-    parser = HfArgumentParser((ModelArguments, DataArguments, RerankerTrainingArguments))
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(argv[0])
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(argv[0])
-    return parser.parse_args_into_dataclasses(argv)
 
 
 def check_output_dir(args: RerankerTrainingArguments) -> None:
@@ -71,11 +60,8 @@ def log_truncation(dataset: GroupDataset, tokenizer, data_args: DataArguments, s
 
 def main(argv: list[str] | None = None, callbacks: list | None = None) -> RerankerTrainer:
     """Parse, load and validate all data, train, and save the final model with its tokenizer."""
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        level=logging.INFO if dist.is_main_process() else logging.WARNING,
-    )
-    model_args, data_args, training_args = parse_args(argv)
+    cli.setup_logging()
+    model_args, data_args, training_args = cli.parse((ModelArguments, DataArguments, RerankerTrainingArguments), argv)
     check_output_dir(training_args)
     set_seed(training_args.seed)
 
@@ -127,14 +113,5 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> Rerank
     return trainer
 
 
-def cli() -> int:
-    try:
-        main()
-    except (DataError, ConfigError, TrainingDiverged, FileExistsError, FileNotFoundError) as error:
-        logging.getLogger("reranker.run").error("%s", error)
-        return 1
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(cli.run(main, logger))

@@ -11,19 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from common import run_measured
 
 ROOT = Path(__file__).resolve().parents[1]
-MEASURE = (
-    "import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
-    "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
-    "sys.exit(code)"
-)
 
 # Runs inside the sentence-transformers child: times its encoding, then the whole call.
 ST_CHILD = r"""
@@ -75,16 +69,6 @@ def synthetic(pool_size: int, n_queries: int, words_per_passage: int, seed: int,
             handle.write(json.dumps({"query": " ".join(rng.choice(words, 6)), "pos": [" ".join(words)],
                                      "pos_ids": [str(i)]}) + "\n")
     return pool_path, query_path
-
-
-def run_measured(command: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float, float]:
-    start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", MEASURE, *command], env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    peaks = [line.split()[1] for line in result.stderr.splitlines() if line.startswith("PEAK_RSS_KB")]
-    if result.returncode != 0:
-        raise SystemExit(f"{command[:3]} failed:\n{result.stderr[-3000:]}")
-    return result, wall, int(peaks[-1]) / 1024
 
 
 def main(argv: list[str] | None = None) -> None:

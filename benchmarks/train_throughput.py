@@ -12,20 +12,14 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from common import run_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = re.compile(r"'train_runtime': '?([0-9.]+)")
 
-# Runs a command and prints the peak RSS of its process tree (ru_maxrss of the waited-for descendants, in KB).
-MEASURE = (
-    "import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
-    "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
-    "sys.exit(code)"
-)
 
 
 def common_args(a) -> list[str]:
@@ -38,17 +32,12 @@ def common_args(a) -> list[str]:
 
 
 def measure(name: str, command: list[str], env: dict, log: Path) -> dict:
-    start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", MEASURE, *command], env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    result, wall, peak = run_measured(command, env)
     log.write_text(result.stdout + result.stderr)
-    if result.returncode != 0:
-        raise SystemExit(f"{name} failed (exit {result.returncode}); its log: {log}")
     runtimes = RUNTIME.findall(result.stdout + result.stderr)
-    peak = re.findall(r"PEAK_RSS_KB (\d+)", result.stderr)
     if not runtimes:
         raise SystemExit(f"{name}: no train_runtime in its output; see {log}")
-    return {"train_runtime_s": float(runtimes[-1]), "wall_s": wall, "peak_rss_mb": int(peak[-1]) / 1024}
+    return {"train_runtime_s": float(runtimes[-1]), "wall_s": wall, "peak_rss_mb": peak}
 
 
 def beir_training_file(folder: Path, out: Path, negatives: int, seed: int = 0) -> str:

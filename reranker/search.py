@@ -89,6 +89,7 @@ class BM25:
         import bm25s
         import Stemmer
 
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs index building at DEBUG through ours
         self._bm25s = bm25s
         self.stemmer = Stemmer.Stemmer("english")
         self.size = len(texts)

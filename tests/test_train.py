@@ -8,7 +8,7 @@ import torch
 from conftest import group_rows, write_jsonl
 
 import run
-from reranker import Reranker
+from reranker import Reranker, cli
 from reranker.errors import ConfigError, DataError
 from reranker.health import TrainingDiverged
 
@@ -135,7 +135,7 @@ def test_bad_line_fails_before_the_model_loads(tiny_model, tmp_path, monkeypatch
     with pytest.raises(DataError, match=r"bad\.jsonl:2 field 'neg': expected a list of strings"):
         run.main(args(tiny_model, bad, tmp_path / "out", "--max_steps", "1"))
     monkeypatch.setattr("sys.argv", ["run.py", *args(tiny_model, bad, tmp_path / "out", "--max_steps", "1")])
-    assert run.cli() == 1  # the command line exits non-zero with the message, no traceback
+    assert cli.run(run.main, logging.getLogger("test")) == 1  # the command line exits 1 with the message
     assert not (tmp_path / "out").exists()
 
 
