@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import torch
 
 from .data import Group
-
-logger = logging.getLogger(__name__)
 
 
 def cut_to_budget(tokenizer, texts: list[str], budget: int) -> tuple[list[str], list[bool]]:
@@ -19,7 +16,7 @@ def cut_to_budget(tokenizer, texts: list[str], budget: int) -> tuple[list[str], 
     special tokens and segment ids, for any architecture.
     """
     encoded = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=budget,
-                        return_offsets_mapping=True, return_overflowing_tokens=False, return_length=True)
+                        return_offsets_mapping=True)
     out, cut = [], []
     for text, offsets in zip(texts, encoded["offset_mapping"], strict=True):
         end = offsets[-1][1] if offsets else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -90,13 +91,20 @@ class GroupDataset(Dataset):
     def source_sizes(self) -> list[int]:
         return [len(s.examples) for s in self.sources]
 
+    @functools.cached_property
+    def _lengths(self) -> list[list[int]]:
+        def proxy(example) -> int:
+            if isinstance(example, SoftExample):
+                return len(example.query) + len(example.passage)
+            texts = example.pos + example.neg
+            return len(example.query) + sum(map(len, texts)) // len(texts)
+
+        return [[proxy(e) for e in s.examples] for s in self.sources]
+
     def approx_length(self, source: int, index: int) -> int:
-        """Characters in the query plus its average passage: a cheap proxy for padded length."""
-        example = self.sources[source].examples[index]
-        if isinstance(example, SoftExample):
-            return len(example.query) + len(example.passage)
-        texts = example.pos + example.neg
-        return len(example.query) + sum(map(len, texts)) // len(texts)
+        """Characters in the query plus its average passage: a cheap proxy for padded length, computed once
+        (length grouping sorts by it every epoch)."""
+        return self._lengths[source][index]
 
     def __getitem__(self, key) -> Group:
         if isinstance(key, (int, np.integer)):  # plain index: used outside our sampler

@@ -65,11 +65,6 @@ def gather_shards(local: np.ndarray, n: int) -> np.ndarray | None:
     return out
 
 
-def barrier() -> None:
-    if is_initialized():
-        dist.barrier()
-
-
 def destroy() -> None:
     if is_initialized():
         dist.destroy_process_group()

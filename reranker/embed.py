@@ -9,14 +9,11 @@ a multiprocessing pool where we shard across torchrun ranks.
 from __future__ import annotations
 
 import contextlib
-import logging
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer
-
-logger = logging.getLogger(__name__)
 
 POOLINGS = ("cls", "mean")
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,8 +10,6 @@ import torch
 from tqdm.auto import tqdm
 
 from .modeling import load_model, load_tokenizer
-
-logger = logging.getLogger(__name__)
 
 DTYPES = {None: None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 

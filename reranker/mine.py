@@ -27,6 +27,7 @@ class Query:
     row: dict  # the user's record, written back with its new negatives
     example: GroupExample
     positive_rows: set[int]
+    positive_keys: set[str]  # normalised texts of the positives
 
 
 def load_queries(spec: str) -> list[tuple[dict, GroupExample]]:
@@ -50,10 +51,11 @@ def load_pool(args: MineArguments, examples: list[GroupExample]) -> Pool:
     return pool_from_texts(t for e in examples for t in (*e.pos, *e.neg))
 
 
-def positive_rows(pool: Pool, row: dict, example: GroupExample) -> set[int]:
+def make_query(pool: Pool, row: dict, example: GroupExample) -> Query:
+    keys = {normalize_text(p) for p in example.pos}
     rows = {pool.by_id[i] for i in row.get("pos_ids") or [] if i in pool.by_id}
-    rows.update(pool.by_key[k] for k in map(normalize_text, example.pos) if k in pool.by_key)
-    return rows
+    rows.update(pool.by_key[k] for k in keys if k in pool.by_key)
+    return Query(row, example, rows, keys)
 
 
 def encode_sharded(embedder, texts: list[str], max_length: int, batch_size: int, instruction: str,
@@ -102,17 +104,19 @@ def dense_retrieve(embed_args: EmbedArguments, args: MineArguments, pool: Pool, 
     t = timer.stage("encode_queries", t)
     if not dist.is_main_process():
         return None
-    # Positives' scores for the false-negative filter: from the pool's vectors, or encoded here when absent.
-    outside = list(dict.fromkeys(p for q in queries for p in q.example.pos if normalize_text(p) not in pool.by_key))
-    outside_vectors = dict(zip(outside, embedder.encode(outside, embed_args.passage_max_len,
-                                                        embed_args.embed_batch_size, desc="Encoding positives",
-                                                        show_progress=bool(outside)), strict=True))
-    positive_scores = []
-    for q, vector in zip(queries, query_vectors, strict=True):
-        vecs = [passages[pool.by_key[k]] if k in pool.by_key else outside_vectors[p]
-                for p, k in ((p, normalize_text(p)) for p in q.example.pos)]
-        positive_scores.append(float(min(np.dot(v, vector) for v in vecs)))
-    t = timer.stage("encode_queries", t)
+    positive_scores: list[float | None] = [None] * len(queries)
+    if args.fn_relative_threshold is not None:
+        # Only the relative filter reads them: from the pool's vectors, or encoded here when absent from it.
+        outside = list(dict.fromkeys(p for q in queries for p in q.example.pos
+                                     if normalize_text(p) not in pool.by_key))
+        outside_vectors = dict(zip(outside, embedder.encode(outside, embed_args.passage_max_len,
+                                                            embed_args.embed_batch_size, desc="Encoding positives",
+                                                            show_progress=bool(outside)), strict=True))
+        for i, (q, vector) in enumerate(zip(queries, query_vectors, strict=True)):
+            vecs = [passages[pool.by_key[k]] if k in pool.by_key else outside_vectors[p]
+                    for p, k in ((p, normalize_text(p)) for p in q.example.pos)]
+            positive_scores[i] = float(min(np.dot(v, vector) for v in vecs))
+        t = timer.stage("score_positives", t)
     index = build_index(passages, args.index, args.ivf_nlist, args.ivf_nprobe, args.hnsw_m, args.hnsw_ef_search)
     del passages, cached  # the index holds its own copy; keep one pool matrix in memory, not two
     scores, rows = dense_search(index, query_vectors, args.search_depth, args.query_chunk_size)
@@ -127,8 +131,9 @@ def bm25_retrieve(args: MineArguments, pool: Pool, queries: list[Query], timer: 
     bm25 = BM25(pool.texts)
     t = timer.stage("index", t)
     scores, rows = bm25.search([q.example.query for q in queries], args.search_depth)
-    positive_scores = [min(bm25.score_rows(q.example.query, sorted(q.positive_rows))) if q.positive_rows else None
-                       for q in queries]
+    # A positive's score costs a pass over the whole pool per query: only when the relative filter reads it.
+    positive_scores = [min(bm25.score_rows(q.example.query, sorted(q.positive_rows)))
+                       if q.positive_rows and args.fn_relative_threshold is not None else None for q in queries]
     timer.stage("search", t)
     return scores, rows, positive_scores
 
@@ -160,7 +165,7 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
     loaded = load_queries(args.input_file)
     pool = load_pool(args, [e for _, e in loaded])
-    queries = [Query(row, example, positive_rows(pool, row, example)) for row, example in loaded]
+    queries = [make_query(pool, row, example) for row, example in loaded]
     no_positive = sum(not q.positive_rows for q in queries)
     summary: dict = {"queries": len(queries), "pool_size": len(pool), "retriever": args.retriever,
                      "queries_without_positive_in_pool": no_positive}
@@ -183,7 +188,7 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
     rules = SelectionRules(args.range_start, args.range_end, args.negative_number, args.fn_relative_threshold,
                            args.fn_absolute_threshold, args.seed)
     selections: list[Selection] = [
-        select_negatives(rows[i], scores[i], pool.keys, q.positive_rows, {normalize_text(p) for p in q.example.pos},
+        select_negatives(rows[i], scores[i], pool.keys, q.positive_rows, q.positive_keys,
                          normalize_text(q.example.query), positive_scores[i], rules, query_index=i)
         for i, q in enumerate(queries)
     ]

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-
 from transformers import Trainer
 
 from . import losses
 from .data import GroupDataset, MixingSampler
 from .health import CollapseMonitor, HealthCallback
 
-logger = logging.getLogger(__name__)
-
 
 class RerankerTrainer(Trainer):
     """Trains a plain sequence-classification model with a group-wise ranking loss.
 
-    The group size is read from the data (teacher scores or the dataset), never stored in the model.
+    The group size comes from the dataset (the data's format and --train_group_size), never from the model.
     """
 
     def __init__(self, *args, mixing: str = "mixed", data_weights: list[float] | None = None, **kwargs):

@@ -163,3 +163,24 @@ def test_two_process_mining_matches_one(tiny_model_master, tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         assert f"mine.sh: {nproc} process(es)" in result.stderr
     assert (tmp_path / "two.jsonl").read_text() == (tmp_path / "one.jsonl").read_text()
+
+
+def test_positive_scores_only_when_the_relative_filter_reads_them(tiny_model_master, tmp_path, monkeypatch):
+    from reranker import search
+
+    calls = []
+    original = search.BM25.score_rows
+    monkeypatch.setattr(search.BM25, "score_rows", lambda self, *a: calls.append(a) or original(self, *a))
+    args = ["--retriever", "bm25", "--range_for_sampling", "0-9", "--negative_number", "4"]
+    _, plain = mine(tmp_path, *args)
+    assert calls == [] and plain["filtered_false_negatives"] == 0
+    # d2 shares 'france' and 'capital' with q0 and scores close to the positive: a likely false negative.
+    rows, filtered = mine(tmp_path, *args, "--fn_relative_threshold", "0.5", name="filtered.jsonl")
+    assert len(calls) == 2 and filtered["filtered_false_negatives"] > 0
+    assert "France has many cities; its capital draws tourists." not in rows[0]["neg"]
+    dense_args = ["--model_name_or_path", tiny_model_master, "--range_for_sampling", "0-9", "--negative_number", "2"]
+    _, dense_plain = mine(tmp_path, *dense_args, name="dense_plain.jsonl")
+    assert "score_positives" not in dense_plain["timings_s"] and dense_plain["filtered_false_negatives"] == 0
+    # A tiny fraction of the positive's cosine: every candidate that scores above it is dropped.
+    _, dense = mine(tmp_path, *dense_args, "--fn_relative_threshold", "0.0001", name="dense.jsonl")
+    assert "score_positives" in dense["timings_s"] and dense["filtered_false_negatives"] > 0
