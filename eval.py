@@ -10,7 +10,7 @@ from pathlib import Path
 from reranker import cli
 from reranker.errors import ConfigError
 from reranker.eval_args import EvalArguments
-from reranker.evaluate import evaluate, system_name
+from reranker.evaluate import STAGES, evaluate, system_name
 from reranker.first_stage import write_run
 from reranker.report import bar_chart, markdown_table, write_results
 
@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     cli.setup_logging()
     (args,) = cli.parse((EvalArguments,), argv)
     for stage in args.first_stage:
-        if stage not in ("bm25", "dense") and not Path(stage).is_file():
-            raise FileNotFoundError(f"first stage {stage!r} is neither bm25, dense nor an existing run file")
+        if stage not in STAGES and not Path(stage).is_file():
+            raise FileNotFoundError(f"first stage {stage!r} is neither bm25, dense, hybrid nor an existing run file")
     rerankers = load_rerankers(args)
     rows, runs = evaluate(args, rerankers)
     print(markdown_table(rows), flush=True)

@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 from transformers import set_seed
 
-from reranker import cli, dist
+from reranker import cli, dev_eval, dist
 from reranker.arguments import DataArguments, ModelArguments, RerankerTrainingArguments
 from reranker.collator import GroupCollator, truncation_report
 from reranker.data import GroupDataset
+from reranker.dev_eval import load_dev
 from reranker.errors import ConfigError
+from reranker.files import write_json
 from reranker.modeling import load_model, load_tokenizer
 from reranker.sources import load_source
 from reranker.trainer import RerankerTrainer
@@ -90,16 +92,24 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> Rerank
                 ", ".join(f"{s.name} ({len(s.examples)})" for s in sources), len(dataset),
                 dataset.group_size, data_args.mixing)
 
+    dev = load_dev(training_args.dev_file) if training_args.dev_file else None
+    if dev is not None:
+        logger.info("Dev set: %d queries from %s, ranked every %s steps", len(dev), training_args.dev_file,
+                    training_args.eval_steps)
+
     tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path,
                                model_args.trust_remote_code)
     model = load_model(model_args.model_name_or_path, tokenizer, model_args.trust_remote_code)
     log_truncation(dataset, tokenizer, data_args, training_args.seed)
 
+    collator = GroupCollator(tokenizer, data_args.query_max_len, data_args.passage_max_len)
     trainer = RerankerTrainer(
         model=model,
         args=training_args,
         train_dataset=dataset,
-        data_collator=GroupCollator(tokenizer, data_args.query_max_len, data_args.passage_max_len),
+        eval_dataset=dev,
+        dev_collator=collator,
+        data_collator=collator,
         processing_class=tokenizer,  # saved with every checkpoint and the final model
         callbacks=callbacks,
         mixing=data_args.mixing,
@@ -110,7 +120,34 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> Rerank
     if trainer.is_world_process_zero():
         trainer.save_state()
         logger.info("Saved the fine-tuned reranker to %s", training_args.output_dir)
+        report_dev(trainer, dev)
     return trainer
+
+
+def report_dev(trainer: RerankerTrainer, dev) -> None:
+    """The last word of a run: is the saved model better than the first stage it will rerank?"""
+    out = Path(trainer.args.output_dir)
+    if dev is None:
+        logger.warning("No --dev_file: nothing has checked that this model ranks better than your first stage. "
+                       "Evaluate it with eval.py before using it.")
+        return
+    if not trainer.dev_history:
+        trainer.evaluate()
+    history = trainer.dev_history
+    best = max(history, key=lambda h: h["nDCG@10"])
+    saved = best if trainer.args.load_best_model_at_end else history[-1]
+    first = saved[dev_eval.FIRST_STAGE + "nDCG@10"]
+    write_json(out / "dev_metrics.json", {"dev_file": trainer.args.dev_file, "queries": len(dev),
+                                          "saved_step": saved["step"], "saved": saved, "history": history})
+    if saved["nDCG@10"] < first:
+        logger.warning(
+            "!!! THE SAVED MODEL RANKS WORSE THAN THE FIRST STAGE on the %d dev queries: nDCG@10 %.4f against "
+            "%.4f (step %d). Reranking with it will make results worse. Try a higher --learning_rate, more steps "
+            "or better negatives, and check the loss left ln(group size).", len(dev), saved["nDCG@10"], first,
+            saved["step"])
+    else:
+        logger.info("Saved model (step %d): dev nDCG@10 %.4f, first stage %.4f (%+.4f); history in %s",
+                    saved["step"], saved["nDCG@10"], first, saved["nDCG@10"] - first, out / "dev_metrics.json")
 
 
 if __name__ == "__main__":

@@ -107,6 +107,18 @@ class RerankerTrainingArguments(TrainingArguments):
     distill_alpha: float = field(
         default=1.0, metadata={"help": "distill loss = alpha * KL + (1 - alpha) * softmax_ce. 1.0: pure distillation."}
     )
+    head_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Learning rate of the parameters the checkpoint lacks (a fresh classification head). "
+                          "Default: 10 x --learning_rate when there are such parameters; 0 or the same value as "
+                          "--learning_rate to treat them like the rest."},
+    )
+    dev_file: str | None = field(
+        default=None,
+        metadata={"help": "Dev queries with first-stage candidates (jsonl {query, candidates: [{id, text}], "
+                          "relevance: {id: grade}}; pipeline.sh writes one). Ranked every --eval_steps: nDCG@10 "
+                          "against the first stage's, a loud warning when worse, and the best checkpoint kept."},
+    )
     collapse_warning_steps: int = field(
         default=50,
         metadata={"help": "Warn when the softmax_ce loss has stayed at chance, ln(group size), for this many "
@@ -140,7 +152,16 @@ class RerankerTrainingArguments(TrainingArguments):
             # No accelerator at all: say so and train on the CPU (transformers would refuse --bf16 otherwise).
             logger.info("No CUDA device found: training on the CPU")
             self.use_cpu = True
+        if self.dev_file and self.eval_strategy in ("no", None):
+            # A dev file means: rank it during training and keep the best checkpoint, unless told otherwise.
+            self.eval_strategy = "steps"
+            self.eval_steps = self.eval_steps or self.save_steps
+            if self.metric_for_best_model is None:
+                self.metric_for_best_model = "nDCG@10"
+                self.load_best_model_at_end = True
         super().__post_init__()
+        if self.eval_strategy != "no" and not self.dev_file:
+            raise ConfigError("--eval_strategy needs --dev_file: the dev queries and candidates to rank")
         if not 0.0 <= self.distill_alpha <= 1.0:
             raise ConfigError(f"--distill_alpha must be in [0, 1], got {self.distill_alpha}")
         if self.distill_temperature <= 0:
@@ -213,8 +234,9 @@ class MineArguments:
     )
     negative_number: int = field(default=15, metadata={"help": "Negatives per query."})
     retriever: str = field(
-        default="dense", metadata={"help": "dense (the embedder + faiss) or bm25 (bm25s).",
-                                   "choices": ["dense", "bm25"]}
+        default="dense", metadata={"help": "dense (the embedder + faiss), bm25 (bm25s), or both (negatives taken "
+                                           "alternately from the two rankings, no repeats).",
+                                   "choices": ["dense", "bm25", "both"]}
     )
     index: str = field(
         default="flat", metadata={"help": "faiss index: flat (exact), ivf or hnsw (approximate, large pools).",

@@ -50,14 +50,14 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
-def load_beir(folder: str | Path, split: str = "test") -> BeirData:
+def load_beir(folder: str | Path, split: str = "test", qrels_path: str | Path | None = None) -> BeirData:
+    """The folder's corpus and queries with the qrels of `split` (or the qrels file at `qrels_path`)."""
     folder = Path(folder)
     paths = {"corpus": folder / "corpus.jsonl", "queries": folder / "queries.jsonl",
-             "qrels": folder / "qrels" / f"{split}.tsv"}
+             "qrels": Path(qrels_path) if qrels_path else folder / "qrels" / f"{split}.tsv"}
     for what, path in paths.items():
         if not path.is_file():
-            raise DataError(str(folder), f"is not a complete BEIR folder: {path.relative_to(folder)} ({what}) is "
-                                         "missing")
+            raise DataError(str(folder), f"is not a complete BEIR folder: {path} ({what}) is missing")
     digest = hashlib.sha256(split.encode())
     for path in paths.values():
         digest.update(path.read_bytes())

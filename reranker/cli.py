@@ -9,11 +9,11 @@ from collections.abc import Callable
 from transformers import HfArgumentParser
 
 from . import dist
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, StageFailed
 from .health import TrainingDiverged
 
 # Errors in what the user gave us: reported as one line and exit code 1, no traceback.
-USER_ERRORS = (DataError, ConfigError, TrainingDiverged, FileExistsError, FileNotFoundError)
+USER_ERRORS = (DataError, ConfigError, StageFailed, TrainingDiverged, FileExistsError, FileNotFoundError)
 
 
 def setup_logging() -> None:

@@ -18,3 +18,7 @@ class DataError(ValueError):
 
 class ConfigError(ValueError):
     """Options that contradict each other or the data; raised before any training starts."""
+
+
+class StageFailed(RuntimeError):
+    """A pipeline stage (a subprocess) exited with an error; its own log says why."""

@@ -26,7 +26,22 @@ class EvalArguments:
     )
     first_stage: list[str] = field(
         default_factory=lambda: ["bm25"],
-        metadata={"help": "First stages for BEIR data: bm25, dense, and/or paths of TREC run files.", "nargs": "+"},
+        metadata={"help": "First stages for BEIR data: bm25, dense, hybrid (the two fused by reciprocal rank), "
+                          "and/or paths of TREC run files.", "nargs": "+"},
+    )
+    rrf_k: int = field(default=60, metadata={"help": "k of the reciprocal-rank fusion in the hybrid first stage."})
+    hybrid_bm25_weight: float = field(
+        default=0.5, metadata={"help": "Weight of BM25 in the hybrid first stage (dense gets 1 - it)."}
+    )
+    tune_hybrid: bool = field(
+        default=False, metadata={"help": "Tune --hybrid_bm25_weight on the --dev_qrels queries (grid 0 to 1)."}
+    )
+    dev_qrels: str | None = field(
+        default=None,
+        metadata={"help": "BEIR-format qrels of dev queries from the same folder's queries.jsonl (never the test "
+                          "queries; pipeline.sh carves them from the train split). With it, each reranker's score is "
+                          "also fused with its first stage's, the weight tuned on these queries, and reported as "
+                          "'<stage> > <model> + fusion'."},
     )
     top_k: int = field(default=100, metadata={"help": "Candidates per query taken from the first stage and reranked."})
     bm25_k1: float = field(default=1.2, metadata={"help": "BM25 k1."})
@@ -61,6 +76,12 @@ class EvalArguments:
             self.first_stage = [self.first_stage]
         if not self.datasets:
             raise ConfigError("--datasets is required")
+        if not 0.0 <= self.hybrid_bm25_weight <= 1.0:
+            raise ConfigError(f"--hybrid_bm25_weight must be in [0, 1], got {self.hybrid_bm25_weight}")
+        if self.tune_hybrid and not self.dev_qrels:
+            raise ConfigError("--tune_hybrid needs --dev_qrels: the weight is tuned on dev queries, never on test")
+        if self.rrf_k < 0:
+            raise ConfigError("--rrf_k must be non-negative")
         if self.top_k < 1:
             raise ConfigError("--top_k must be positive")
         if self.cache_dir in ("none", ""):

@@ -7,7 +7,9 @@ import math
 from pathlib import Path
 
 from . import first_stage as fs
+from . import fusion
 from .beir import BeirData, is_beir_folder, load_beir
+from .errors import ConfigError
 from .eval_args import EvalArguments
 from .metrics import pairwise_metrics, ranking_metrics
 from .records import parse_group
@@ -15,69 +17,128 @@ from .sources import iter_rows
 
 logger = logging.getLogger(__name__)
 
+STAGES = ("bm25", "dense", "hybrid")
+
 
 def system_name(path: str) -> str:
     return Path(path.rstrip("/")).name or path
 
 
-def first_stage_runs(data: BeirData, args: EvalArguments, user_runs: dict[str, fs.Run]) -> dict[str, fs.Run]:
-    depth = args.top_k + 1  # one spare: the ArguAna rule may drop the query's own document
+def base_runs(data: BeirData, args: EvalArguments, needed: set[str]) -> dict[str, fs.Run]:
+    """BM25 and / or dense runs one deeper than top_k (the ArguAna rule may drop the query's own document)."""
+    depth = args.top_k + 1
     runs = {}
-    for stage in args.first_stage:
-        if stage == "bm25":
-            settings = {"kind": "bm25", "k1": args.bm25_k1, "b": args.bm25_b, "depth": depth}
-            run = fs.cached_run(args.cache_dir, data, settings,
-                                lambda: fs.bm25_run(data, depth, args.bm25_k1, args.bm25_b), depth)
-        elif stage == "dense":
-            from .embed_cache import model_fingerprint
+    if "bm25" in needed:
+        settings = {"kind": "bm25", "k1": args.bm25_k1, "b": args.bm25_b, "depth": depth}
+        runs["bm25"] = fs.cached_run(args.cache_dir, data, settings,
+                                     lambda: fs.bm25_run(data, depth, args.bm25_k1, args.bm25_b), depth)
+    if "dense" in needed:
+        from .embed_cache import model_fingerprint
 
-            settings = {"kind": "dense", "model": model_fingerprint(args.dense_model), "pooling": args.dense_pooling,
-                        "instruction": args.query_instruction, "q": args.dense_query_max_len,
-                        "p": args.dense_passage_max_len, "dtype": args.dtype, "depth": depth}
-            run = fs.cached_run(args.cache_dir, data, settings, lambda: fs.dense_run(
-                data, depth, args.dense_model, args.dense_pooling, args.query_instruction, args.dense_query_max_len,
-                args.dense_passage_max_len, args.dtype, args.batch_size), depth)
-        else:
-            run = user_runs[stage]
-            stage = system_name(stage)
-        if not args.keep_self_matches:
-            run, dropped = fs.drop_self_matches(run)
+        settings = {"kind": "dense", "model": model_fingerprint(args.dense_model), "pooling": args.dense_pooling,
+                    "instruction": args.query_instruction, "q": args.dense_query_max_len,
+                    "p": args.dense_passage_max_len, "dtype": args.dtype, "depth": depth}
+        runs["dense"] = fs.cached_run(args.cache_dir, data, settings, lambda: fs.dense_run(
+            data, depth, args.dense_model, args.dense_pooling, args.query_instruction, args.dense_query_max_len,
+            args.dense_passage_max_len, args.dtype, args.batch_size), depth)
+    if not args.keep_self_matches:
+        for stage, run in runs.items():
+            runs[stage], dropped = fs.drop_self_matches(run)
             if dropped:
                 logger.info("%s/%s: dropped %d candidates whose id equals the query id", data.name, stage, dropped)
+    return runs
+
+
+def first_stage_runs(data: BeirData, args: EvalArguments, user_runs: dict[str, fs.Run],
+                     hybrid_weight: float | None) -> dict[str, fs.Run]:
+    needed = {s for s in args.first_stage if s in ("bm25", "dense")}
+    if "hybrid" in args.first_stage:
+        needed |= {"bm25", "dense"}
+    base = base_runs(data, args, needed)
+    runs = {}
+    for stage in args.first_stage:
+        if stage == "hybrid":
+            run = fusion.rrf([base["bm25"], base["dense"]], [hybrid_weight, 1.0 - hybrid_weight], args.rrf_k)
+        elif stage in base:
+            run = base[stage]
+        else:
+            run = user_runs[stage]
+            if not args.keep_self_matches:
+                run, dropped = fs.drop_self_matches(run)
+                if dropped:
+                    logger.info("%s/%s: dropped %d candidates whose id equals the query id", data.name, stage,
+                                dropped)
+            stage = system_name(stage)
         runs[stage] = {q: dict(sorted(docs.items(), key=lambda kv: -kv[1])[: args.top_k]) for q, docs in run.items()}
     return runs
 
 
-def rerank_run(reranker, data: BeirData, run: fs.Run, args: EvalArguments) -> fs.Run:
-    pairs, keys = [], []
-    for qid, docs in run.items():
-        for did in docs:
-            pairs.append((data.queries[qid], data.corpus[did]))
-            keys.append((qid, did))
-    scores = reranker.compute_score(pairs, batch_size=args.batch_size, max_length=args.rerank_max_length,
-                                    show_progress=True)
-    out: fs.Run = {}
-    for (qid, did), score in zip(keys, scores, strict=True):
-        out.setdefault(qid, {})[did] = score
-    return out
+def rerank_run(reranker, data: BeirData, run: fs.Run, args: EvalArguments,
+               cache: dict[tuple[str, str], float] | None = None) -> fs.Run:
+    """The reranker's scores of the run's candidates; pairs already in `cache` (from another first stage over
+    the same queries) are not scored again."""
+    cache = {} if cache is None else cache
+    todo = list(dict.fromkeys((qid, did) for qid, docs in run.items() for did in docs if (qid, did) not in cache))
+    if todo:
+        scores = reranker.compute_score([(data.queries[q], data.corpus[d]) for q, d in todo],
+                                        batch_size=args.batch_size, max_length=args.rerank_max_length,
+                                        show_progress=True)
+        cache.update(zip(todo, scores, strict=True))
+    return {qid: {did: cache[(qid, did)] for did in docs} for qid, docs in run.items()}
 
 
-def evaluate_beir(data: BeirData, user_runs: dict[str, fs.Run], rerankers: dict, args: EvalArguments,
-                  runs_out: dict[str, tuple[fs.Run, str]]) -> list[dict]:
+def tune_hybrid(dev: BeirData, args: EvalArguments) -> tuple[float, float]:
+    base = base_runs(dev, args, {"bm25", "dense"})
+    weight, value = fusion.tune(dev.qrels, lambda w: fusion.rrf([base["bm25"], base["dense"]], [w, 1.0 - w],
+                                                                args.rrf_k, args.top_k))
+    logger.info("%s: hybrid BM25 weight %.2f tuned on %d dev queries (dev nDCG@10 %.4f)", dev.name, weight,
+                len(dev.queries), value)
+    return weight, value
+
+
+def evaluate_beir(data: BeirData, dev: BeirData | None, user_runs: dict[str, fs.Run], rerankers: dict,
+                  args: EvalArguments, runs_out: dict[str, tuple[fs.Run, str]]) -> list[dict]:
     logger.info("%s: %d judged queries, %d documents", data.name, len(data.queries), len(data.corpus))
+    hybrid_weight, hybrid_dev = args.hybrid_bm25_weight, None
+    if "hybrid" in args.first_stage and args.tune_hybrid:
+        hybrid_weight, hybrid_dev = tune_hybrid(dev, args)
+    test_runs = first_stage_runs(data, args, user_runs, hybrid_weight)
+    dev_runs = first_stage_runs(dev, args, {}, hybrid_weight) if dev is not None else {}
+    caches = {name: {} for name in rerankers}  # (qid, did) -> score, shared by the first stages
     rows = []
-    for stage, run in first_stage_runs(data, args, user_runs).items():
+    for stage, run in test_runs.items():
         base = {"dataset": data.name, "first_stage": stage, "queries": len(data.queries),
                 "qrels_docs_missing_from_corpus": data.missing_docs}
+        if stage == "hybrid":
+            base.update({"hybrid_bm25_weight": hybrid_weight, "rrf_k": args.rrf_k})
+            if hybrid_dev is not None:
+                base["hybrid_dev_nDCG@10"] = hybrid_dev
         first = {**base, "system": stage, **ranking_metrics(data.qrels, run)}
         rows.append(first)
         runs_out[f"{data.name}.{stage}.trec"] = (run, stage)
         for name, reranker in rerankers.items():
-            reranked = rerank_run(reranker, data, run, args)
+            reranked = rerank_run(reranker, data, run, args, caches[name])
             metrics = ranking_metrics(data.qrels, reranked)
             rows.append({**base, "system": f"{stage} > {name}", **metrics,
                          "delta_nDCG@10": metrics["nDCG@10"] - first["nDCG@10"]})
             runs_out[f"{data.name}.{stage}.{name}.trec"] = (reranked, name)
+            if stage not in dev_runs:
+                if dev is not None:
+                    logger.info("%s: no dev run for first stage %s; its fusion is not tuned or reported", data.name,
+                                stage)
+                continue
+            dev_first = dev_runs[stage]
+            dev_reranked = rerank_run(reranker, dev, dev_first, args, caches[name])
+            alpha, dev_value = fusion.tune(
+                dev.qrels, lambda a, f=dev_first, r=dev_reranked: fusion.fuse_scores(f, r, a))
+            logger.info("%s: %s > %s fused with weight %.2f on the reranker (dev nDCG@10 %.4f)", data.name, stage,
+                        name, alpha, dev_value)
+            fused = fusion.fuse_scores(run, reranked, alpha)
+            metrics = ranking_metrics(data.qrels, fused)
+            rows.append({**base, "system": f"{stage} > {name} + fusion", **metrics,
+                         "delta_nDCG@10": metrics["nDCG@10"] - first["nDCG@10"], "fusion_reranker_weight": alpha,
+                         "fusion_dev_nDCG@10": dev_value, "dev_queries": len(dev.queries)})
+            runs_out[f"{data.name}.{stage}.{name}.fusion.trec"] = (fused, f"{name}+fusion")
     return rows
 
 
@@ -112,12 +173,23 @@ def evaluate_pairs(spec: str, groups: list, rerankers: dict, args: EvalArguments
 def load_all(args: EvalArguments) -> list[tuple[str, object, dict]]:
     """Every dataset and run file is read and validated before anything is scored or written."""
     loaded = []
-    run_files = [s for s in args.first_stage if s not in ("bm25", "dense")]
+    run_files = [s for s in args.first_stage if s not in STAGES]
+    if args.dev_qrels and len(args.datasets) != 1:
+        raise ConfigError("--dev_qrels names the dev queries of one BEIR folder; give exactly one --datasets")
     for spec in args.datasets:
         if is_beir_folder(spec):
             data = load_beir(spec, args.split)
-            loaded.append((spec, data, {path: fs.read_run(path, data) for path in run_files}))
+            dev = load_beir(spec, qrels_path=args.dev_qrels) if args.dev_qrels else None
+            if dev is not None:
+                shared = set(dev.queries) & set(data.queries)
+                if shared:
+                    raise ConfigError(f"--dev_qrels {args.dev_qrels} shares {len(shared)} queries with the "
+                                      f"{args.split} split (e.g. {sorted(shared)[0]!r}): tuning on them would leak "
+                                      "the test set")
+            loaded.append((spec, (data, dev), {path: fs.read_run(path, data) for path in run_files}))
         else:
+            if args.dev_qrels:
+                raise ConfigError(f"--dev_qrels applies to BEIR folders; {spec} is not one")
             loaded.append((spec, load_pairs(spec, args), {}))
     return loaded
 
@@ -127,8 +199,8 @@ def evaluate(args: EvalArguments, rerankers: dict) -> tuple[list[dict], dict[str
     rows: list[dict] = []
     runs_out: dict[str, tuple[fs.Run, str]] = {}
     for spec, data, user_runs in load_all(args):
-        if isinstance(data, BeirData):
-            rows.extend(evaluate_beir(data, user_runs, rerankers, args, runs_out))
+        if isinstance(data, tuple):
+            rows.extend(evaluate_beir(*data, user_runs, rerankers, args, runs_out))
         elif not rerankers:
             logger.warning("%s has pairs to score but no --models were given; skipped", spec)
         else:

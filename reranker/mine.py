@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -124,7 +124,7 @@ def dense_retrieve(embed_args: EmbedArguments, args: MineArguments, pool: Pool, 
     return scores, rows, positive_scores
 
 
-def bm25_retrieve(args: MineArguments, pool: Pool, queries: list[Query], timer: Timer):
+def bm25_retrieve(args: MineArguments, pool: Pool, queries: list[Query], timer: Timer, positive_scores: bool = True):
     from .search import BM25
 
     t = time.perf_counter()
@@ -133,9 +133,29 @@ def bm25_retrieve(args: MineArguments, pool: Pool, queries: list[Query], timer: 
     scores, rows = bm25.search([q.example.query for q in queries], args.search_depth)
     # A positive's score costs a pass over the whole pool per query: only when the relative filter reads it.
     positive_scores = [min(bm25.score_rows(q.example.query, sorted(q.positive_rows)))
-                       if q.positive_rows and args.fn_relative_threshold is not None else None for q in queries]
+                       if q.positive_rows and positive_scores and args.fn_relative_threshold is not None else None
+                       for q in queries]
     timer.stage("search", t)
     return scores, rows, positive_scores
+
+
+def interleave(selections: tuple[Selection, ...], n: int) -> Selection:
+    """One retriever's selection as is; several alternate (dense, BM25, dense, ...) without repeats, up to n."""
+    if len(selections) == 1:
+        return selections[0]
+    merged = Selection(excluded=sum(s.excluded for s in selections),
+                       false_negatives=sum(s.false_negatives for s in selections),
+                       topped_up=sum(s.topped_up for s in selections))
+    queues = [list(s.rows) for s in selections]
+    seen: set[int] = set()
+    while len(merged.rows) < n and any(queues):
+        for queue in queues:
+            while queue and queue[0] in seen:
+                queue.pop(0)
+            if queue and len(merged.rows) < n:
+                seen.add(queue[0])
+                merged.rows.append(queue.pop(0))
+    return merged
 
 
 def teacher_scores(args: MineArguments, queries: list[Query], negatives: list[list[str]]) -> None:
@@ -173,25 +193,32 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
                 len(queries), len(pool), args.retriever, no_positive)
     timer.stage("load", t)
 
-    if args.retriever == "dense":
+    rules = SelectionRules(args.range_start, args.range_end, args.negative_number, args.fn_relative_threshold,
+                           args.fn_absolute_threshold, args.seed)
+    rankings = []  # (scores, rows, positive scores, rules) of each retriever, in the order their negatives alternate
+    if args.retriever in ("dense", "both"):
         retrieved = dense_retrieve(embed_args, args, pool, queries, timer, summary)
         if retrieved is None:  # another rank's share is done; rank 0 writes
             return None
+        rankings.append((*retrieved, rules))
     elif not dist.is_main_process():
         logger.warning("BM25 runs in one process; rank %d has nothing to do", dist.rank())
         return None
-    else:
-        retrieved = bm25_retrieve(args, pool, queries, timer)
-    scores, rows, positive_scores = retrieved
+    if args.retriever in ("bm25", "both"):
+        both = args.retriever == "both"
+        # BM25 often ranks a positive low, so "close to the positive's BM25 score" would drop most of its hard
+        # negatives: with both retrievers the false-negative filters read the embedder's similarity only.
+        bm25_rules = replace(rules, relative_threshold=None, absolute_threshold=None) if both else rules
+        rankings.append((*bm25_retrieve(args, pool, queries, timer, positive_scores=not both), bm25_rules))
 
     t = time.perf_counter()
-    rules = SelectionRules(args.range_start, args.range_end, args.negative_number, args.fn_relative_threshold,
-                           args.fn_absolute_threshold, args.seed)
-    selections: list[Selection] = [
-        select_negatives(rows[i], scores[i], pool.keys, q.positive_rows, q.positive_keys,
-                         normalize_text(q.example.query), positive_scores[i], rules, query_index=i)
-        for i, q in enumerate(queries)
+    per_retriever = [
+        [select_negatives(rows[i], scores[i], pool.keys, q.positive_rows, q.positive_keys,
+                          normalize_text(q.example.query), positive_scores[i], rules_i, query_index=i)
+         for i, q in enumerate(queries)]
+        for scores, rows, positive_scores, rules_i in rankings
     ]
+    selections = [interleave(parts, args.negative_number) for parts in zip(*per_retriever, strict=True)]
     negatives = [[pool.texts[r] for r in s.rows] for s in selections]
     for q, negs in zip(queries, negatives, strict=True):
         q.row["neg"] = negs
@@ -214,8 +241,8 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
         "topped_up_negatives": sum(s.topped_up for s in selections),
         "teacher_model": args.teacher_model,
         "settings": {**{k: v for k, v in asdict(args).items() if k not in ("input_file", "output_file")},
-                     "embedder": embed_args.model_name_or_path if args.retriever == "dense" else None,
-                     "pooling": embed_args.pooling if args.retriever == "dense" else None},
+                     "embedder": embed_args.model_name_or_path if args.retriever != "bm25" else None,
+                     "pooling": embed_args.pooling if args.retriever != "bm25" else None},
         "timings_s": dict(timer),
     })
     write_json(summary_path(output), summary)

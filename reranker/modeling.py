@@ -34,7 +34,12 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
 
 def load_model(path: str, tokenizer, trust_remote_code: bool = False):
     """The checkpoint as a cross-encoder with one logit; a new head is initialised when it has none."""
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, trust_remote_code=trust_remote_code)
+    model, info = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=1, trust_remote_code=trust_remote_code, output_loading_info=True
+    )
+    # The parameters the checkpoint did not have (a fresh classification head): the trainer may give them their
+    # own learning rate. Kept on the Python object only; nothing of it is saved.
+    model.fresh_parameter_names = sorted(info.get("missing_keys") or [])
     # Batched pairs are padded; without pad_token_id some architectures cannot find the last real token.
     model.config.pad_token_id = tokenizer.pad_token_id
     return model

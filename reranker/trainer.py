@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
+import torch
 from transformers import Trainer
 
-from . import losses
+from . import dev_eval, losses
 from .data import GroupDataset, MixingSampler
 from .health import CollapseMonitor, HealthCallback
+
+logger = logging.getLogger(__name__)
 
 
 class RerankerTrainer(Trainer):
@@ -15,8 +21,11 @@ class RerankerTrainer(Trainer):
     The group size comes from the dataset (the data's format and --train_group_size), never from the model.
     """
 
-    def __init__(self, *args, mixing: str = "mixed", data_weights: list[float] | None = None, **kwargs):
+    def __init__(self, *args, mixing: str = "mixed", data_weights: list[float] | None = None,
+                 dev_collator=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.dev_collator = dev_collator
+        self.dev_history: list[dict] = []
         self.mixing = mixing
         self.data_weights = data_weights
         # Our loss is a per-batch mean: let the Trainer divide it by the accumulation steps.
@@ -26,6 +35,60 @@ class RerankerTrainer(Trainer):
         monitor = CollapseMonitor(dataset.group_size, self.args.collapse_warning_steps) \
             if self.args.loss == "softmax_ce" else None
         self.add_callback(HealthCallback(monitor))
+
+    def create_optimizer(self, model=None):
+        """The Trainer's optimizer, with the freshly initialised parameters in groups of their own learning rate.
+
+        A new head on an embedding checkpoint starts at chance; at the encoder's small learning rate it stays there
+        for many steps (the peers' runs sit at ln(group size) for ~80 of 202 steps), at a larger one the encoder
+        would be damaged. The LR schedule scales every group alike.
+        """
+        optimizer = super().create_optimizer(model)
+        head_lr = self.args.head_learning_rate
+        if head_lr is None:
+            head_lr = 10 * self.args.learning_rate
+        fresh = set(getattr(self.model, "fresh_parameter_names", []))
+        if not head_lr or not fresh or getattr(optimizer, "_head_groups_split", False):
+            return optimizer
+        head_ids = {id(p) for n, p in self.model.named_parameters() if n in fresh}
+        groups = list(optimizer.param_groups)
+        optimizer.param_groups.clear()
+        for group in groups:
+            body = [p for p in group["params"] if id(p) not in head_ids]
+            head = [p for p in group["params"] if id(p) in head_ids]
+            for params, lr in ((body, group["lr"]), (head, head_lr)):
+                if params:
+                    optimizer.add_param_group({**group, "params": params, "lr": lr})
+        optimizer._head_groups_split = True
+        logger.info("Learning rate %.2g for the %d freshly initialised parameters (%s), %.2g for the rest",
+                    head_lr, len(fresh), ", ".join(sorted(fresh)), self.args.learning_rate)
+        return optimizer
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Rank the dev queries' candidates; every rank scores them all (a dev set is small), so every rank
+        takes the same best-checkpoint decision."""
+        dev = eval_dataset if eval_dataset is not None else self.eval_dataset
+        dtype = torch.bfloat16 if self.args.bf16 else (torch.float16 if self.args.fp16 else None)
+        start = time.perf_counter()
+        run = dev_eval.score_dev(self.model, self.dev_collator, dev, self.args.per_device_eval_batch_size,
+                                 self.args.device, dtype)
+        raw = dev_eval.dev_metrics(dev, run)
+        metrics = {f"{metric_key_prefix}_{k}": v for k, v in raw.items()}
+        metrics[f"{metric_key_prefix}_runtime"] = round(time.perf_counter() - start, 2)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        self.dev_history.append({"step": self.state.global_step, **raw})
+        if self.is_world_process_zero():
+            first = raw[dev_eval.FIRST_STAGE + "nDCG@10"]
+            if raw["nDCG@10"] < first:
+                logger.warning(
+                    "!!! Step %d: the model ranks the %d dev queries WORSE than the first stage it will rerank "
+                    "(nDCG@10 %.4f < %.4f). Reranking with it now would make results worse.",
+                    self.state.global_step, len(dev), raw["nDCG@10"], first)
+            else:
+                logger.info("Step %d: dev nDCG@10 %.4f (first stage %.4f, %+.4f), MRR@10 %.4f",
+                            self.state.global_step, raw["nDCG@10"], first, raw["nDCG@10"] - first, raw["MRR@10"])
+        return metrics
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset

@@ -1,0 +1,262 @@
+"""mine -> train -> evaluate on a BEIR folder, driven by one small config (scripts/pipeline.sh CONFIG).
+
+The stages are the project's own entry points run as subprocesses through the launchers (torchrun where there
+are GPUs), so a pipeline run is exactly what a user would type by hand. Each stage leaves a stamp in
+<output_dir>/.stages/ with a key of its options and inputs; a re-run skips a stage whose stamp matches and whose
+output exists, and continues an interrupted training from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import beir_train, cli
+from .errors import ConfigError, StageFailed
+from .files import write_json
+
+logger = logging.getLogger("reranker.pipeline")
+
+REPO = Path(__file__).resolve().parent.parent
+# Options the driver sets itself, per stage: a config giving them would be silently overridden otherwise.
+MANAGED = {
+    "mine": {"input_file", "output_file", "corpus", "candidate_pool", "overwrite"},
+    "train": {"train_data", "output_dir", "dev_file", "overwrite_output_dir", "resume_from_checkpoint"},
+    "eval": {"models", "datasets", "split", "output_dir", "dev_qrels"},
+}
+STAGES = ("data", "mine", "train", "eval")
+
+
+@dataclass
+class PipelineConfig:
+    beir: str
+    output_dir: str
+    train_split: str = "train"
+    test_split: str = "test"
+    dev_queries: int = 80  # carved from the train queries: dev metrics in training, fusion weights in eval
+    dev_depth: int = 30  # BM25 candidates per dev query ranked during training
+    seed: int = 42
+    mine: dict = field(default_factory=dict)  # hn_mine.py options
+    train: dict = field(default_factory=dict)  # run.py options
+    eval: dict = field(default_factory=dict)  # eval.py options
+
+    @classmethod
+    def load(cls, path: str) -> PipelineConfig:
+        import yaml
+
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) if Path(path).suffix in (".yaml", ".yml") else \
+                json.loads(Path(path).read_text())
+        except (yaml.YAMLError, json.JSONDecodeError) as error:
+            raise ConfigError(f"{path}: not valid YAML/JSON: {error}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of options at the top level")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        for required in ("beir", "output_dir"):
+            if not raw.get(required):
+                raise ConfigError(f"{path}: '{required}' is required")
+        config = cls(**raw)
+        config.validate(path)
+        return config
+
+    def validate(self, path: str) -> None:
+        for stage in ("mine", "train", "eval"):
+            options = getattr(self, stage)
+            if not isinstance(options, dict):
+                raise ConfigError(f"{path}: '{stage}' must be a mapping of {stage} options")
+            clash = sorted(set(options) & MANAGED[stage])
+            if clash:
+                raise ConfigError(f"{path}: {stage}.{clash[0]} is set by the pipeline; remove it from the config")
+        if not isinstance(self.dev_queries, int) or self.dev_queries < 0:
+            raise ConfigError(f"{path}: dev_queries must be a non-negative integer, got {self.dev_queries!r}")
+        if not (Path(self.beir) / "corpus.jsonl").is_file():
+            raise ConfigError(f"{path}: beir {self.beir} is not a BEIR folder (no corpus.jsonl)")
+        for split in (self.train_split, self.test_split):
+            if not (Path(self.beir) / "qrels" / f"{split}.tsv").is_file():
+                raise ConfigError(f"{path}: {self.beir}/qrels/{split}.tsv does not exist")
+
+
+def to_argv(options: dict) -> list[str]:
+    """{name: value} as command-line options of our entry points (HfArgumentParser)."""
+    argv = []
+    for name, value in options.items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            argv += [f"--{name}", *(str(v) for v in value)]
+        elif isinstance(value, bool):
+            argv += [f"--{name}", str(value).lower()]
+        else:
+            argv += [f"--{name}", str(value)]
+    return argv
+
+
+def file_key(path: Path) -> list:
+    # Size and modification time: cheap for large corpora, and any edit changes them.
+    stat = path.stat()
+    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+def key_of(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+class Stages:
+    """Stamps of finished stages under <output_dir>/.stages."""
+
+    def __init__(self, output_dir: Path):
+        self.dir = output_dir / ".stages"
+
+    def done(self, stage: str, key: str) -> bool:
+        path = self.dir / f"{stage}.json"
+        return path.is_file() and json.loads(path.read_text()).get("key") == key
+
+    def mark(self, stage: str, key: str, seconds: float, **extra) -> None:
+        write_json(self.dir / f"{stage}.json", {"key": key, "seconds": round(seconds, 1), **extra})
+
+    def started(self, stage: str, key: str | None = None) -> str | None:
+        """Record (with key) or read (without) the key of a stage that began but may not have finished."""
+        path = self.dir / f"{stage}.started.json"
+        if key is not None:
+            write_json(path, {"key": key})
+            return key
+        return json.loads(path.read_text()).get("key") if path.is_file() else None
+
+    def seconds(self) -> dict[str, float]:
+        out = {}
+        for stage in STAGES:
+            path = self.dir / f"{stage}.json"
+            if path.is_file():
+                out[stage] = json.loads(path.read_text()).get("seconds")
+        return out
+
+
+def run_logged(cmd: list[str], log_path: Path, env: dict | None = None) -> None:
+    """Run a stage, its output both on our stderr (progress bars included) and in its log file."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("$ %s  (log: %s)", " ".join(cmd), log_path)
+    with open(log_path, "ab") as log:
+        log.write(f"\n$ {' '.join(cmd)}\n".encode())
+        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        while chunk := process.stdout.read1(4096):
+            log.write(chunk)
+            log.flush()
+            sys.stderr.buffer.write(chunk)
+            sys.stderr.buffer.flush()
+        code = process.wait()
+    if code != 0:
+        raise StageFailed(f"{cmd[1] if len(cmd) > 1 else cmd[0]} exited with code {code}; see {log_path}")
+
+
+def latest_checkpoint(model_dir: Path) -> Path | None:
+    checkpoints = [p for p in model_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return max(checkpoints, key=lambda p: int(p.name.split("-")[-1])) if checkpoints else None
+
+
+def run_pipeline(config: PipelineConfig, config_path: str) -> dict:
+    out = Path(config.output_dir)
+    report = out / "report"
+    stages = Stages(out)
+    env = {**os.environ, "PYTHON": sys.executable}
+    python = sys.executable
+    write_json(report / "config.json", {"config_file": str(config_path), **asdict(config)})
+
+    # 1. training records (and the dev split) from the BEIR folder's train qrels
+    beir = Path(config.beir)
+    data_key = key_of("data", file_key(beir / "corpus.jsonl"), file_key(beir / "queries.jsonl"),
+                      file_key(beir / "qrels" / f"{config.train_split}.tsv"), config.train_split, config.dev_queries,
+                      config.dev_depth, config.seed)
+    data_dir = out / "data"
+    if stages.done("data", data_key) and (data_dir / "train.jsonl").is_file():
+        logger.info("data: done before, skipped")
+    else:
+        t = time.perf_counter()
+        summary = beir_train.build(config.beir, data_dir, config.train_split, config.dev_queries, config.seed,
+                                   config.dev_depth)
+        write_json(report / "data_summary.json", summary)
+        stages.mark("data", data_key, time.perf_counter() - t)
+    dev = config.dev_queries > 0
+
+    # 2. hard negatives
+    mined = data_dir / "mined.jsonl"
+    mine_options = {"range_for_sampling": "10-100", "negative_number": 15, "seed": config.seed, **config.mine}
+    mine_key = key_of("mine", data_key, mine_options)
+    if stages.done("mine", mine_key) and mined.is_file():
+        logger.info("mine: done before, skipped")
+    else:
+        t = time.perf_counter()
+        run_logged(["bash", str(REPO / "scripts" / "mine.sh"), "--input_file", str(data_dir / "train.jsonl"),
+                    "--output_file", str(mined), "--corpus", config.beir, "--overwrite", "true",
+                    *to_argv(mine_options)], report / "mine.log", env)
+        shutil.copyfile(mined.with_name("mined.summary.json"), report / "mining_summary.json")
+        stages.mark("mine", mine_key, time.perf_counter() - t)
+
+    # 3. training, resumed from its last checkpoint when the same training was interrupted
+    model_dir = out / "model"
+    train_options = {"seed": config.seed, **config.train}
+    train_key = key_of("train", mine_key, train_options, dev)
+    if stages.done("train", train_key) and (model_dir / "config.json").is_file():
+        logger.info("train: done before, skipped")
+    else:
+        t = time.perf_counter()
+        checkpoint = latest_checkpoint(model_dir)
+        if checkpoint is not None and stages.started("train") == train_key:
+            logger.info("train: continuing the interrupted run from %s", checkpoint)
+            where = ["--resume_from_checkpoint", str(checkpoint)]
+        else:
+            where = ["--overwrite_output_dir", "true"]
+        stages.started("train", train_key)
+        run_logged(["bash", str(REPO / "scripts" / "train.sh"), "--train_data", str(mined), "--output_dir",
+                    str(model_dir), *where, *(["--dev_file", str(data_dir / "dev.jsonl")] if dev else []),
+                    *to_argv(train_options)], report / "train.log", env)
+        for name in ("dev_metrics.json", "trainer_state.json"):
+            if (model_dir / name).is_file():
+                shutil.copyfile(model_dir / name, report / name)
+        stages.mark("train", train_key, time.perf_counter() - t)
+
+    # 4. evaluation on the test split; fusion weights tuned on the dev queries
+    eval_options = {"first_stage": ["bm25", "dense"], "top_k": 100, **config.eval}
+    # The model files' times are in the key: a training that ran again (resumed, say) is evaluated again.
+    eval_key = key_of("eval", train_key, eval_options, file_key(beir / "qrels" / f"{config.test_split}.tsv"),
+                      [file_key(p) for p in sorted(model_dir.glob("*.safetensors")) + [model_dir / "config.json"]])
+    if stages.done("eval", eval_key) and (report / "results.json").is_file():
+        logger.info("eval: done before, skipped")
+    else:
+        t = time.perf_counter()
+        run_logged([python, str(REPO / "eval.py"), "--models", str(model_dir), "--datasets", config.beir, "--split",
+                    config.test_split, "--output_dir", str(report),
+                    *(["--dev_qrels", str(data_dir / "dev_qrels.tsv")] if dev else []), *to_argv(eval_options)],
+                   report / "eval.log", env)
+        stages.mark("eval", eval_key, time.perf_counter() - t)
+
+    results = json.loads((report / "results.json").read_text())
+    seconds = stages.seconds()
+    write_json(report / "stages.json", seconds)
+    logger.info("Pipeline done in %s; report in %s", ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()), report)
+    return {"report": str(report), "seconds": seconds, "results": results}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cli.setup_logging()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if len(argv) != 1:
+        raise ConfigError("usage: scripts/pipeline.sh CONFIG (a .yaml or .json file; see configs/)")
+    if not Path(argv[0]).is_file():
+        raise FileNotFoundError(f"config {argv[0]} does not exist")
+    config = PipelineConfig.load(argv[0])
+    return run_pipeline(config, argv[0])
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main, logger))

@@ -1,0 +1,180 @@
+"""scripts/pipeline.sh: every stage on a tiny BEIR folder with a tiny model, skipping when done, resuming, and
+config errors."""
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import ROOT, write_jsonl
+
+from reranker import beir_train, pipeline
+from reranker.errors import ConfigError
+
+# Twelve topics: a query, its answer, and a near miss sharing words with it.
+TOPICS = [
+    ("capital of france", "paris is the capital city of france", "france has many cities and a long coast"),
+    ("how is bread baked", "bread is baked in a hot oven from flour and yeast", "bread shops sell cakes too"),
+    ("why is the sky blue", "the sky looks blue because air scatters blue light", "the sea is blue and deep"),
+    ("when does water freeze", "water freezes into ice at zero degrees", "water is used to cook rice"),
+    ("what do bees make", "bees make honey and wax in their hives", "bees are insects with wings"),
+    ("how fast is light", "light travels at about three hundred thousand km per second", "light bulbs use power"),
+    ("what is an atom", "an atom is a nucleus with electrons around it", "atoms are in every thing"),
+    ("who wrote hamlet", "hamlet was written by william shakespeare", "hamlet is a small village name too"),
+    ("where do penguins live", "penguins live in the southern hemisphere near antarctica", "penguins cannot fly"),
+    ("what causes rain", "rain falls when water vapour in clouds condenses", "rain coats keep you dry"),
+    ("how do magnets work", "magnets attract iron through a magnetic field", "magnets stick to fridges"),
+    ("what is photosynthesis", "photosynthesis turns light water and carbon dioxide into sugar",
+     "plants need photosynthesis and soil"),
+]
+FILLER = ["a story about a cat", "numbers and letters", "the train left at noon", "a song for the road",
+          "the market opens early", "a red car in the street"]
+
+
+def make_beir(folder):
+    corpus, queries, train, test = [], [], [], []
+    for i, (query, answer, near) in enumerate(TOPICS):
+        corpus += [{"_id": f"a{i}", "title": "", "text": answer}, {"_id": f"n{i}", "title": "", "text": near}]
+        queries.append({"_id": f"q{i}", "text": query})
+        (test if i >= 9 else train).append(f"q{i}\ta{i}\t{1 + (i % 2)}")
+    corpus += [{"_id": f"f{i}", "title": "filler", "text": t} for i, t in enumerate(FILLER)]
+    write_jsonl(folder / "corpus.jsonl", corpus)
+    write_jsonl(folder / "queries.jsonl", queries)
+    (folder / "qrels").mkdir()
+    header = "query-id\tcorpus-id\tscore\n"
+    (folder / "qrels" / "train.tsv").write_text(header + "\n".join(train) + "\n")
+    (folder / "qrels" / "test.tsv").write_text(header + "\n".join(test) + "\n")
+    return folder
+
+
+def make_config(tmp_path, model, **changes):
+    config = {
+        "beir": str(make_beir(tmp_path / "beir") if not (tmp_path / "beir").exists() else tmp_path / "beir"),
+        "output_dir": str(tmp_path / "out"), "dev_queries": 3, "dev_depth": 6,
+        "mine": {"retriever": "both", "model_name_or_path": str(model), "pooling": "mean",
+                 "range_for_sampling": "0-8", "negative_number": 4, "cache_dir": str(tmp_path / "cache")},
+        "train": {"model_name_or_path": str(model), "train_group_size": 4, "per_device_train_batch_size": 2,
+                  "query_max_len": 16, "passage_max_len": 24, "max_steps": 4, "save_steps": 2, "eval_steps": 2,
+                  "learning_rate": 1e-3, "use_cpu": True, "logging_steps": 1},
+        "eval": {"first_stage": ["bm25", "dense", "hybrid"], "dense_model": str(model), "dense_pooling": "mean",
+                 "top_k": 6, "cache_dir": "none", "tune_hybrid": True},
+    }
+    for key, value in changes.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) else value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def ran(caplog) -> list[str]:
+    """The stages that ran (not skipped) in the captured log."""
+    skipped = {m.split(":")[0] for m in caplog.messages if "done before, skipped" in m}
+    return [s for s in pipeline.STAGES if s not in skipped]
+
+
+def test_beir_training_records_and_dev_split(tmp_path):
+    folder = make_beir(tmp_path / "beir")
+    summary = beir_train.build(folder, tmp_path / "data", dev_queries=3, seed=1, dev_depth=5)
+    train = [json.loads(line) for line in (tmp_path / "data" / "train.jsonl").read_text().splitlines()]
+    dev = [json.loads(line) for line in (tmp_path / "data" / "dev.jsonl").read_text().splitlines()]
+    assert (summary["train_queries"], summary["dev_queries"], summary["graded_relevance"]) == (6, 3, True)
+    assert not {r["query_id"] for r in train} & {r["query_id"] for r in dev}
+    first = next(r for r in train if r["query_id"] == "q1")
+    assert first["pos"] == [TOPICS[1][1]] and first["pos_ids"] == ["a1"] and first["pos_relevance"] == [2]
+    assert all(len(r["candidates"]) == 5 for r in dev)
+    qrels = (tmp_path / "data" / "dev_qrels.tsv").read_text().splitlines()
+    assert qrels[0] == "query-id\tcorpus-id\tscore" and len(qrels) == 4
+    # Seeded: the same seed carves the same dev queries.
+    beir_train.build(folder, tmp_path / "again", dev_queries=3, seed=1, dev_depth=5)
+    assert (tmp_path / "again" / "dev.jsonl").read_text() == (tmp_path / "data" / "dev.jsonl").read_text()
+
+
+def test_pipeline_end_to_end_skips_and_resumes(tiny_model_master, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    config = make_config(tmp_path, tiny_model_master)
+    out = tmp_path / "out"
+    result = pipeline.main([str(config)])
+    assert ran(caplog) == ["data", "mine", "train", "eval"]
+    report = out / "report"
+    for name in ("config.json", "data_summary.json", "mining_summary.json", "mine.log", "train.log",
+                 "dev_metrics.json", "eval.log", "results.json", "ndcg10.png", "stages.json"):
+        assert (report / name).is_file(), name
+    systems = [r["system"] for r in result["results"]["results"]]
+    assert systems == ["bm25", "bm25 > model", "bm25 > model + fusion", "dense", "dense > model",
+                       "dense > model + fusion", "hybrid", "hybrid > model", "hybrid > model + fusion"]
+    fused = result["results"]["results"][2]
+    assert 0.0 <= fused["fusion_reranker_weight"] <= 1.0 and fused["dev_queries"] == 3
+    assert {"data", "mine", "train", "eval"} == set(json.loads((report / "stages.json").read_text()))
+    dev = json.loads((report / "dev_metrics.json").read_text())
+    assert [h["step"] for h in dev["history"]] == [2, 4] and dev["queries"] == 3
+    assert len(list((report / "runs").glob("*.trec"))) == 9
+    mined = [json.loads(line) for line in (out / "data" / "mined.jsonl").read_text().splitlines()]
+    assert len(mined) == 6 and all(len(r["neg"]) == 4 for r in mined)
+
+    # Nothing changed: every stage is skipped and nothing is rewritten.
+    caplog.clear()
+    model_mtime = (out / "model" / "model.safetensors").stat().st_mtime_ns
+    pipeline.main([str(config)])
+    assert ran(caplog) == []
+    assert (out / "model" / "model.safetensors").stat().st_mtime_ns == model_mtime
+
+    # Killed during training: the stamp and final model are missing, a checkpoint is there. The re-run continues
+    # from the checkpoint, then evaluates; data and mining are not redone.
+    caplog.clear()
+    (out / ".stages" / "train.json").unlink()
+    (out / "model" / "model.safetensors").unlink()
+    shutil.rmtree(out / "model" / "checkpoint-4")
+    pipeline.main([str(config)])
+    assert ran(caplog) == ["train", "eval"]
+    assert "continuing the interrupted run from" in (report / "train.log").read_text() or any(
+        "continuing the interrupted run" in m for m in caplog.messages)
+    assert (out / "model" / "model.safetensors").is_file()
+
+    # A changed training option retrains from scratch and re-evaluates; the mined data is kept.
+    caplog.clear()
+    pipeline.main([str(make_config(tmp_path, tiny_model_master, train={"learning_rate": 5e-4}))])
+    assert ran(caplog) == ["train", "eval"]
+    assert not any("continuing the interrupted run" in m for m in caplog.messages)
+
+
+def test_failed_stage_exits_1_and_is_not_stamped(tiny_model_master, tmp_path):
+    config = make_config(tmp_path, tiny_model_master, mine={"range_for_sampling": "9-3"},
+                         train={"max_steps": 1}, eval={"first_stage": ["bm25"]})
+    env = {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "pipeline.sh"), str(config)], capture_output=True,
+                          text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "exited with code 1" in done.stderr and "mine.log" in done.stderr
+    assert (tmp_path / "out" / ".stages" / "data.json").is_file()
+    assert not (tmp_path / "out" / ".stages" / "mine.json").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"surprise": 1}, "unknown option"),
+    ({"beir": ""}, "'beir' is required"),
+    ({"train": {"output_dir": "x"}}, "train.output_dir is set by the pipeline"),
+    ({"mine": {"input_file": "x"}}, "mine.input_file is set by the pipeline"),
+    ({"dev_queries": -1}, "dev_queries must be a non-negative integer"),
+    ({"test_split": "nope"}, "qrels/nope.tsv does not exist"),
+    ({"eval": ["bm25"]}, "'eval' must be a mapping"),
+])
+def test_config_errors(tmp_path, tiny_model_master, change, message):
+    path = make_config(tmp_path, tiny_model_master)
+    config = yaml.safe_load(path.read_text())
+    config.update(change)
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match=message):
+        pipeline.main([str(path)])
+
+
+def test_bad_config_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("beir: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        pipeline.main([str(path)])
+    with pytest.raises(FileNotFoundError):
+        pipeline.main([str(tmp_path / "missing.yaml")])
