@@ -29,6 +29,10 @@ class EvalArguments:
         metadata={"help": "First stages for BEIR data: bm25, dense, hybrid (the two fused by reciprocal rank), "
                           "and/or paths of TREC run files.", "nargs": "+"},
     )
+    max_queries: int = field(
+        default=0, metadata={"help": "Evaluate only the first N judged queries of each BEIR split (0: all), for "
+                                     "quick checks; the figures are then not comparable with published ones."}
+    )
     rrf_k: int = field(default=60, metadata={"help": "k of the reciprocal-rank fusion in the hybrid first stage."})
     hybrid_bm25_weight: float = field(
         default=0.5, metadata={"help": "Weight of BM25 in the hybrid first stage (dense gets 1 - it)."}
@@ -82,6 +86,8 @@ class EvalArguments:
             raise ConfigError("--tune_hybrid needs --dev_qrels: the weight is tuned on dev queries, never on test")
         if self.rrf_k < 0:
             raise ConfigError("--rrf_k must be non-negative")
+        if self.max_queries < 0:
+            raise ConfigError("--max_queries must be non-negative")
         if self.top_k < 1:
             raise ConfigError("--top_k must be positive")
         if self.cache_dir in ("none", ""):

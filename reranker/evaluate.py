@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 from pathlib import Path
 
 from . import first_stage as fs
@@ -179,6 +180,14 @@ def load_all(args: EvalArguments) -> list[tuple[str, object, dict]]:
     for spec in args.datasets:
         if is_beir_folder(spec):
             data = load_beir(spec, args.split)
+            user_runs = {path: fs.read_run(path, data) for path in run_files}
+            if args.max_queries and args.max_queries < len(data.queries):
+                logger.warning("%s: evaluating the first %d of %d judged queries (--max_queries)", spec,
+                               args.max_queries, len(data.queries))
+                kept = list(data.queries)[: args.max_queries]
+                data = replace(data, queries={q: data.queries[q] for q in kept},
+                               qrels={q: data.qrels[q] for q in kept}, fingerprint=f"{data.fingerprint}:{len(kept)}")
+                user_runs = {p: {q: run[q] for q in kept if q in run} for p, run in user_runs.items()}
             dev = load_beir(spec, qrels_path=args.dev_qrels) if args.dev_qrels else None
             if dev is not None:
                 shared = set(dev.queries) & set(data.queries)
@@ -186,7 +195,7 @@ def load_all(args: EvalArguments) -> list[tuple[str, object, dict]]:
                     raise ConfigError(f"--dev_qrels {args.dev_qrels} shares {len(shared)} queries with the "
                                       f"{args.split} split (e.g. {sorted(shared)[0]!r}): tuning on them would leak "
                                       "the test set")
-            loaded.append((spec, (data, dev), {path: fs.read_run(path, data) for path in run_files}))
+            loaded.append((spec, (data, dev), user_runs))
         else:
             if args.dev_qrels:
                 raise ConfigError(f"--dev_qrels applies to BEIR folders; {spec} is not one")

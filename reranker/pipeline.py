@@ -164,7 +164,8 @@ def latest_checkpoint(model_dir: Path) -> Path | None:
     return max(checkpoints, key=lambda p: int(p.name.split("-")[-1])) if checkpoints else None
 
 
-def run_pipeline(config: PipelineConfig, config_path: str) -> dict:
+def run_pipeline(config: PipelineConfig, config_path: str, until: str = "eval") -> dict:
+    """Run the stages up to and including `until` (benchmarks/compare_peers.py stops after "mine")."""
     out = Path(config.output_dir)
     report = out / "report"
     stages = Stages(out)
@@ -201,6 +202,9 @@ def run_pipeline(config: PipelineConfig, config_path: str) -> dict:
                     *to_argv(mine_options)], report / "mine.log", env)
         shutil.copyfile(mined.with_name("mined.summary.json"), report / "mining_summary.json")
         stages.mark("mine", mine_key, time.perf_counter() - t)
+    if until == "mine":
+        return {"train_file": str(mined), "dev_file": str(data_dir / "dev.jsonl") if dev else None,
+                "dev_qrels": str(data_dir / "dev_qrels.tsv") if dev else None, "seconds": stages.seconds()}
 
     # 3. training, resumed from its last checkpoint when the same training was interrupted
     model_dir = out / "model"

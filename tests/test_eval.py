@@ -153,3 +153,31 @@ def test_bad_run_file_and_model_path_exit_nonzero(beir, tmp_path):
         assert result.returncode == 1 and "Traceback" not in result.stderr
         assert ("bad.run:2" in result.stderr) or ("no-model" in result.stderr)
         assert not (tmp_path / "o").exists()
+
+
+def test_hybrid_first_stage_max_queries_and_dev_checks(beir, tiny_model_master, tmp_path):
+    from reranker import fusion
+    from reranker.errors import ConfigError
+
+    common = ["--datasets", beir, "--dense_model", tiny_model_master, "--dense_pooling", "mean", "--cache_dir",
+              "none", "--top_k", "3"]
+    rows = run_eval(*common, "--first_stage", "bm25", "dense", "hybrid", "--output_dir", tmp_path / "out")
+    assert [r["system"] for r in rows] == ["bm25", "dense", "hybrid"]
+    assert rows[2]["hybrid_bm25_weight"] == 0.5 and rows[2]["rrf_k"] == 60
+    # Weight 1 (BM25 only) and 0 (dense only) reproduce the two rankings; 0.5 is the fusion of both.
+    out = tmp_path / "w"
+    run_eval(*common, "--first_stage", "bm25", "dense", "hybrid", "--hybrid_bm25_weight", "0", "--output_dir", out)
+    from reranker.first_stage import read_run
+
+    dense, hybrid = (read_run(out / "runs" / f"tinybeir.{s}.trec") for s in ("dense", "hybrid"))
+    assert {q: fusion.ranked(d) for q, d in hybrid.items()} == {q: fusion.ranked(d) for q, d in dense.items()}
+    only_bm25 = run_eval(*common, "--first_stage", "bm25", "hybrid", "--hybrid_bm25_weight", "1.0")
+    assert only_bm25[1]["nDCG@10"] == pytest.approx(only_bm25[0]["nDCG@10"])
+    # The first N judged queries only.
+    (row,) = run_eval(*common, "--first_stage", "bm25", "--max_queries", "2")
+    assert row["queries"] == 2
+    # Dev qrels must not share queries with the evaluated split, and tuning needs them.
+    with pytest.raises(ConfigError, match="shares 3 queries with the test split"):
+        run_eval(*common, "--first_stage", "bm25", "--dev_qrels", beir / "qrels" / "test.tsv")
+    with pytest.raises(ConfigError, match="--tune_hybrid needs --dev_qrels"):
+        run_eval(*common, "--first_stage", "hybrid", "--tune_hybrid")

@@ -184,3 +184,35 @@ def test_positive_scores_only_when_the_relative_filter_reads_them(tiny_model_mas
     # A tiny fraction of the positive's cosine: every candidate that scores above it is dropped.
     _, dense = mine(tmp_path, *dense_args, "--fn_relative_threshold", "0.0001", name="dense.jsonl")
     assert "score_positives" in dense["timings_s"] and dense["filtered_false_negatives"] > 0
+
+
+def test_interleave_alternates_without_repeats():
+    from reranker.mine import interleave
+    from reranker.negatives import Selection
+
+    dense = Selection(rows=[1, 2, 3, 4], excluded=1, false_negatives=2)
+    bm25 = Selection(rows=[2, 5, 6], excluded=3, topped_up=1)
+    merged = interleave((dense, bm25), 5)
+    assert merged.rows == [1, 2, 3, 5, 4]  # bm25's 2 was already taken: its next one, 5, comes instead
+    assert (merged.excluded, merged.false_negatives, merged.topped_up) == (4, 2, 1)
+    assert interleave((dense,), 2) is dense
+
+
+def test_both_retrievers_and_filters_read_the_embedder_only(tiny_model_master, tmp_path):
+    common = ["--model_name_or_path", tiny_model_master, "--pooling", "mean", "--range_for_sampling", "0-9",
+              "--negative_number", "4"]
+    rows_both, summary = mine(tmp_path, *common, "--retriever", "both", name="both.jsonl")
+    rows_bm25, _ = mine(tmp_path, *common, "--retriever", "bm25", name="bm25.jsonl")
+    rows_dense, _ = mine(tmp_path, *common, "--retriever", "dense", name="dense.jsonl")
+    for both, bm25, dense in zip(rows_both, rows_bm25, rows_dense, strict=True):
+        assert len(both["neg"]) == 4 and len(set(both["neg"])) == 4
+        # Alternating: the first comes from the dense ranking, the second is BM25's first not already taken.
+        assert both["neg"][0] == dense["neg"][0]
+        assert both["neg"][1] == next(n for n in bm25["neg"] if n != both["neg"][0])
+    assert summary["retriever"] == "both" and summary["settings"]["embedder"] == str(tiny_model_master)
+    # An absolute threshold below every score drops all dense candidates; BM25's are untouched (other scale).
+    rows, summary = mine(tmp_path, *common, "--retriever", "both", "--fn_absolute_threshold", "-2",
+                         name="filtered.jsonl")
+    bm25_negs = {n for r in rows_bm25 for n in r["neg"]}
+    assert all(n in bm25_negs for r in rows for n in r["neg"])
+    assert summary["filtered_false_negatives"] > 0
