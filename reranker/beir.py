@@ -50,6 +50,15 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
+def load_queries(path: Path) -> dict[str, str]:
+    queries = {}
+    for line, row in iter_jsonl(path):
+        if "_id" not in row or not isinstance(row.get("text"), str):
+            raise DataError(str(path), "needs '_id' and a string 'text'", line=line)
+        queries[str(row["_id"])] = row["text"]
+    return queries
+
+
 def load_beir(folder: str | Path, split: str = "test", qrels_path: str | Path | None = None) -> BeirData:
     """The folder's corpus and queries with the qrels of `split` (or the qrels file at `qrels_path`)."""
     folder = Path(folder)
@@ -66,11 +75,7 @@ def load_beir(folder: str | Path, split: str = "test", qrels_path: str | Path | 
         if "_id" not in row or not isinstance(row.get("text"), str):
             raise DataError(str(paths["corpus"]), "needs '_id' and a string 'text'", line=line)
         corpus[str(row["_id"])] = f"{row.get('title') or ''} {row['text']}".strip()
-    all_queries = {}
-    for line, row in iter_jsonl(paths["queries"]):
-        if "_id" not in row or not isinstance(row.get("text"), str):
-            raise DataError(str(paths["queries"]), "needs '_id' and a string 'text'", line=line)
-        all_queries[str(row["_id"])] = row["text"]
+    all_queries = load_queries(paths["queries"])
     qrels = read_qrels(paths["qrels"])
     unknown = [q for q in qrels if q not in all_queries]
     if unknown:

@@ -19,10 +19,10 @@ from .files import atomic_write
 logger = logging.getLogger(__name__)
 
 
-def split_queries(qids: list[str], dev_queries: int, seed: int) -> tuple[list[str], list[str]]:
+def split_queries(qids: list[str], dev_queries: int, seed: int, where: str = "qrels") -> tuple[list[str], list[str]]:
     """(train, dev) query ids: dev is a seeded sample; both keep the qrels file's order."""
     if dev_queries >= len(qids):
-        raise DataError("qrels", f"asked for {dev_queries} dev queries but only {len(qids)} queries have a positive")
+        raise DataError(where, f"asked for {dev_queries} dev queries but only {len(qids)} queries have a positive")
     picked = set(np.random.default_rng(seed).choice(len(qids), size=dev_queries, replace=False).tolist())
     return ([q for i, q in enumerate(qids) if i not in picked], [q for i, q in enumerate(qids) if i in picked])
 
@@ -64,7 +64,7 @@ def write_dev_candidates(path: Path, data: BeirData, qids: list[str], depth: int
 
 
 def build(folder: str, out_dir: str | Path, split: str = "train", dev_queries: int = 0, seed: int = 42,
-          dev_depth: int = 30, bm25_k1: float = 1.2, bm25_b: float = 0.75) -> dict:
+          dev_depth: int = 30, bm25_k1: float = 1.2, bm25_b: float = 0.75, test_split: str | None = None) -> dict:
     """Write train.jsonl (and dev_qrels.tsv, dev.jsonl when dev_queries > 0) under out_dir; returns a summary."""
     out_dir = Path(out_dir)
     data = load_beir(folder, split)
@@ -73,7 +73,15 @@ def build(folder: str, out_dir: str | Path, split: str = "train", dev_queries: i
     if skipped:
         logger.warning("%s/qrels/%s.tsv: %d queries have no relevant document in the corpus; skipped", folder,
                        split, skipped)
-    train_ids, dev_ids = split_queries(qids, dev_queries, seed) if dev_queries else (qids, [])
+    qrels_file = str(Path(folder) / "qrels" / f"{split}.tsv")
+    if test_split is not None:
+        from .beir import read_qrels
+
+        shared = set(qids) & set(read_qrels(Path(folder) / "qrels" / f"{test_split}.tsv"))
+        if shared:
+            raise DataError(qrels_file, f"shares {len(shared)} query ids with the {test_split} split (e.g. "
+                                        f"{sorted(shared)[0]!r}): training on them would leak the test set")
+    train_ids, dev_ids = split_queries(qids, dev_queries, seed, qrels_file) if dev_queries else (qids, [])
     with atomic_write(out_dir / "train.jsonl") as handle:
         for qid in train_ids:
             handle.write(json.dumps(train_record(data, qid), ensure_ascii=False) + "\n")

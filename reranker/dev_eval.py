@@ -34,7 +34,7 @@ class DevQuery:
 
 
 def load_dev(path: str) -> list[DevQuery]:
-    out = []
+    out, seen = [], set()
     for line, row in iter_jsonl(path):
         query = row.get("query")
         if not isinstance(query, str) or not query.strip():
@@ -58,8 +58,11 @@ def load_dev(path: str) -> list[DevQuery]:
                             field="relevance")
         if not any(v > 0 for v in relevance.values()):
             raise DataError(path, "names no relevant document (grade > 0)", line=line, field="relevance")
-        out.append(DevQuery(str(row.get("query_id", line)), query, tuple(ids), tuple(texts),
-                            {str(k): v for k, v in relevance.items()}))
+        qid = str(row.get("query_id", f"line-{line}"))
+        if qid in seen:
+            raise DataError(path, f"query id {qid!r} appears twice", line=line, field="query_id")
+        seen.add(qid)
+        out.append(DevQuery(qid, query, tuple(ids), tuple(texts), {str(k): v for k, v in relevance.items()}))
     if not out:
         raise DataError(path, "holds no dev queries")
     return out

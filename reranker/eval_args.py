@@ -82,6 +82,8 @@ class EvalArguments:
             raise ConfigError("--datasets is required")
         if not 0.0 <= self.hybrid_bm25_weight <= 1.0:
             raise ConfigError(f"--hybrid_bm25_weight must be in [0, 1], got {self.hybrid_bm25_weight}")
+        if self.tune_hybrid and "hybrid" not in self.first_stage:
+            raise ConfigError("--tune_hybrid tunes the hybrid first stage: add hybrid to --first_stage")
         if self.tune_hybrid and not self.dev_qrels:
             raise ConfigError("--tune_hybrid needs --dev_qrels: the weight is tuned on dev queries, never on test")
         if self.rrf_k < 0:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from . import first_stage as fs
 from . import fusion
-from .beir import BeirData, is_beir_folder, load_beir
-from .errors import ConfigError
+from .beir import BeirData, is_beir_folder, load_beir, load_queries
+from .errors import ConfigError, DataError
 from .eval_args import EvalArguments
 from .metrics import pairwise_metrics, ranking_metrics
 from .records import parse_group
@@ -19,6 +19,12 @@ from .sources import iter_rows
 logger = logging.getLogger(__name__)
 
 STAGES = ("bm25", "dense", "hybrid")
+
+
+def file_digest(path: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def system_name(path: str) -> str:
@@ -51,13 +57,16 @@ def base_runs(data: BeirData, args: EvalArguments, needed: set[str]) -> dict[str
 
 
 def first_stage_runs(data: BeirData, args: EvalArguments, user_runs: dict[str, fs.Run],
-                     hybrid_weight: float | None) -> dict[str, fs.Run]:
+                     hybrid_weight: float | None, base: dict[str, fs.Run] | None = None) -> dict[str, fs.Run]:
+    """Each first stage's top_k; run files without a run for `data` (the dev queries) are left out."""
     needed = {s for s in args.first_stage if s in ("bm25", "dense")}
     if "hybrid" in args.first_stage:
         needed |= {"bm25", "dense"}
-    base = base_runs(data, args, needed)
+    base = base if base is not None else base_runs(data, args, needed)
     runs = {}
     for stage in args.first_stage:
+        if stage not in STAGES and stage not in user_runs:
+            continue
         if stage == "hybrid":
             run = fusion.rrf([base["bm25"], base["dense"]], [hybrid_weight, 1.0 - hybrid_weight], args.rrf_k)
         elif stage in base:
@@ -88,8 +97,7 @@ def rerank_run(reranker, data: BeirData, run: fs.Run, args: EvalArguments,
     return {qid: {did: cache[(qid, did)] for did in docs} for qid, docs in run.items()}
 
 
-def tune_hybrid(dev: BeirData, args: EvalArguments) -> tuple[float, float]:
-    base = base_runs(dev, args, {"bm25", "dense"})
+def tune_hybrid(dev: BeirData, args: EvalArguments, base: dict[str, fs.Run]) -> tuple[float, float]:
     weight, value = fusion.tune(dev.qrels, lambda w: fusion.rrf([base["bm25"], base["dense"]], [w, 1.0 - w],
                                                                 args.rrf_k, args.top_k))
     logger.info("%s: hybrid BM25 weight %.2f tuned on %d dev queries (dev nDCG@10 %.4f)", dev.name, weight,
@@ -101,10 +109,14 @@ def evaluate_beir(data: BeirData, dev: BeirData | None, user_runs: dict[str, fs.
                   args: EvalArguments, runs_out: dict[str, tuple[fs.Run, str]]) -> list[dict]:
     logger.info("%s: %d judged queries, %d documents", data.name, len(data.queries), len(data.corpus))
     hybrid_weight, hybrid_dev = args.hybrid_bm25_weight, None
+    dev_base = None
+    if dev is not None:
+        needed = {s for s in args.first_stage if s in ("bm25", "dense")}
+        dev_base = base_runs(dev, args, needed | ({"bm25", "dense"} if "hybrid" in args.first_stage else set()))
     if "hybrid" in args.first_stage and args.tune_hybrid:
-        hybrid_weight, hybrid_dev = tune_hybrid(dev, args)
+        hybrid_weight, hybrid_dev = tune_hybrid(dev, args, dev_base)
     test_runs = first_stage_runs(data, args, user_runs, hybrid_weight)
-    dev_runs = first_stage_runs(dev, args, {}, hybrid_weight) if dev is not None else {}
+    dev_runs = first_stage_runs(dev, args, {}, hybrid_weight, dev_base) if dev is not None else {}
     caches = {name: {} for name in rerankers}  # (qid, did) -> score, shared by the first stages
     rows = []
     for stage, run in test_runs.items():
@@ -188,7 +200,19 @@ def load_all(args: EvalArguments) -> list[tuple[str, object, dict]]:
                 data = replace(data, queries={q: data.queries[q] for q in kept},
                                qrels={q: data.qrels[q] for q in kept}, fingerprint=f"{data.fingerprint}:{len(kept)}")
                 user_runs = {p: {q: run[q] for q in kept if q in run} for p, run in user_runs.items()}
-            dev = load_beir(spec, qrels_path=args.dev_qrels) if args.dev_qrels else None
+            dev = None
+            if args.dev_qrels:
+                # Only the qrels and queries differ: read them, and share the corpus already in memory.
+                from .beir import read_qrels
+
+                dev_qrels = read_qrels(Path(args.dev_qrels))
+                all_queries = load_queries(Path(spec) / "queries.jsonl")
+                unknown = [q for q in dev_qrels if q not in all_queries]
+                if unknown:
+                    raise DataError(args.dev_qrels, f"{len(unknown)} dev queries are not in {spec}/queries.jsonl, "
+                                                    f"e.g. {unknown[0]!r}")
+                dev = replace(data, name=data.name, queries={q: all_queries[q] for q in dev_qrels}, qrels=dev_qrels,
+                              fingerprint=f"{data.fingerprint}:dev:{file_digest(args.dev_qrels)}")
             if dev is not None:
                 shared = set(dev.queries) & set(data.queries)
                 if shared:

@@ -37,7 +37,7 @@ class CollapseMonitor:
         self.last_step = 0
         self.warned = False
 
-    def update(self, step: int, loss: float) -> bool:
+    def update(self, step: int, loss: float, learning_rate: float | None = None) -> bool:
         """Record the mean loss logged at `step` (covering the steps since the previous log).
 
         Returns True when this call emitted the warning.
@@ -51,11 +51,12 @@ class CollapseMonitor:
             return False
         self.warned = True
         logger.warning(
-            "The loss has stayed at chance, ln(%d) = %.3f, for the last %d steps (now %.3f): the model scores every "
-            "passage alike and is not learning to rank. A fresh classification head on an embedding checkpoint "
-            "often needs a higher learning rate (try 1e-4) or more warm-up; check also that the positive is really "
-            "relevant in your data.",
+            "The loss has stayed at chance, ln(%d) = %.3f, for the last %d steps (now %.3f, learning rate %s): the "
+            "model scores every passage alike and is not learning to rank yet. A fresh classification head on an "
+            "embedding checkpoint often needs a learning rate around 1e-4 and some steps to leave chance; if it "
+            "stays here much longer, raise the learning rate and check that the positives are really relevant.",
             round(math.exp(self.chance)), self.chance, self.stuck_steps, loss,
+            f"{learning_rate:.2g}" if learning_rate is not None else "unknown",
         )
         return True
 
@@ -73,4 +74,4 @@ class HealthCallback(TrainerCallback):
             if key in logs and logs[key] is not None:
                 check_finite(float(logs[key]), state.global_step)
         if self.monitor is not None and "loss" in logs and state.is_world_process_zero:
-            self.monitor.update(state.global_step, float(logs["loss"]))
+            self.monitor.update(state.global_step, float(logs["loss"]), logs.get("learning_rate"))

@@ -118,6 +118,10 @@ def dense_retrieve(embed_args: EmbedArguments, args: MineArguments, pool: Pool, 
             positive_scores[i] = float(min(np.dot(v, vector) for v in vecs))
         t = timer.stage("score_positives", t)
     index = build_index(passages, args.index, args.ivf_nlist, args.ivf_nprobe, args.hnsw_m, args.hnsw_ef_search)
+    if args.embedder_teacher:
+        # The teacher scores need every pair's similarity after selection: keep the vectors (and the encoder for
+        # positives outside the pool).
+        summary["_vectors"] = (passages, query_vectors, embedder)
     del passages, cached  # the index holds its own copy; keep one pool matrix in memory, not two
     scores, rows = dense_search(index, query_vectors, args.search_depth, args.query_chunk_size)
     timer.stage("search", t)
@@ -139,23 +143,73 @@ def bm25_retrieve(args: MineArguments, pool: Pool, queries: list[Query], timer: 
     return scores, rows, positive_scores
 
 
+def rerank_candidates(args: MineArguments, pool: Pool, queries: list[Query], rankings: list, rules: SelectionRules,
+                      timer: Timer, summary: dict):
+    """One ranking per query: the union of every retriever's candidates, in the order of --rerank_model's scores,
+    with the positive's score (the lowest positive's) from the same model for the false-negative filters."""
+    from .inference import Reranker
+
+    t = time.perf_counter()
+    reranker = Reranker(args.rerank_model, dtype=None if args.rerank_dtype == "fp32" else args.rerank_dtype,
+                        max_length=args.rerank_max_length)
+    candidates = [list(dict.fromkeys(int(r) for _, rows, _, _ in rankings for r in rows[i] if r >= 0))
+                  for i in range(len(queries))]
+    pairs = [(q.example.query, pool.texts[r]) for q, rows in zip(queries, candidates, strict=True) for r in rows]
+    pairs += [(q.example.query, p) for q in queries for p in q.example.pos]
+    scores = iter(reranker.compute_score(pairs, batch_size=args.rerank_batch_size, show_progress=True))
+    width = max((len(c) for c in candidates), default=0)
+    out_rows = np.full((len(queries), width), -1, dtype=np.int64)
+    out_scores = np.full((len(queries), width), -np.inf, dtype=np.float32)
+    for i, rows in enumerate(candidates):
+        query_scores = np.array([next(scores) for _ in rows], dtype=np.float32)
+        order = np.argsort(-query_scores, kind="stable")
+        out_rows[i, : len(rows)] = np.asarray(rows, dtype=np.int64)[order]
+        out_scores[i, : len(rows)] = query_scores[order]
+    positive_scores = [float(min(next(scores) for _ in q.example.pos)) for q in queries]
+    summary["reranked_pairs"] = len(pairs)
+    timer.stage("rerank", t)
+    return out_scores, out_rows, positive_scores, rules
+
+
 def interleave(selections: tuple[Selection, ...], n: int) -> Selection:
-    """One retriever's selection as is; several alternate (dense, BM25, dense, ...) without repeats, up to n."""
+    """One retriever's selection as is; several alternate (dense, BM25, dense, ...) without repeats, up to n.
+
+    A passage one retriever's filter dropped as a likely false negative is not taken from another's list
+    (BM25's list is unfiltered: its scores say nothing about closeness to the positive).
+    """
     if len(selections) == 1:
         return selections[0]
-    merged = Selection(excluded=sum(s.excluded for s in selections),
+    dropped = {row for s in selections for row in s.dropped}
+    merged = Selection(excluded=sum(s.excluded for s in selections), dropped=sorted(dropped),
                        false_negatives=sum(s.false_negatives for s in selections),
                        topped_up=sum(s.topped_up for s in selections))
     queues = [list(s.rows) for s in selections]
     seen: set[int] = set()
     while len(merged.rows) < n and any(queues):
         for queue in queues:
-            while queue and queue[0] in seen:
+            while queue and (queue[0] in seen or queue[0] in dropped):
                 queue.pop(0)
             if queue and len(merged.rows) < n:
                 seen.add(queue[0])
                 merged.rows.append(queue.pop(0))
     return merged
+
+
+def embedder_teacher_scores(args: MineArguments, embed_args: EmbedArguments, pool: Pool, queries: list[Query],
+                            selections: list[Selection], vectors) -> None:
+    """pos_scores / neg_scores from the embedder itself (scale x cosine) when no cross-encoder teacher exists: a
+    graded target over every passage of a group for `run.py --loss distill`."""
+    passages, query_vectors, embedder = vectors
+    outside = list(dict.fromkeys(p for q in queries for p in q.example.pos if normalize_text(p) not in pool.by_key))
+    outside_vectors = dict(zip(outside, embedder.encode(outside, embed_args.passage_max_len,
+                                                        embed_args.embed_batch_size, desc="Encoding positives",
+                                                        show_progress=bool(outside)), strict=True))
+    for q, selection, vector in zip(queries, selections, query_vectors, strict=True):
+        pos = [passages[pool.by_key[normalize_text(p)]] if normalize_text(p) in pool.by_key else outside_vectors[p]
+               for p in q.example.pos]
+        q.row["pos_scores"] = [round(float(args.embedder_teacher_scale * np.dot(v, vector)), 4) for v in pos]
+        q.row["neg_scores"] = [round(float(args.embedder_teacher_scale * np.dot(passages[r], vector)), 4)
+                               for r in selection.rows]
 
 
 def teacher_scores(args: MineArguments, queries: list[Query], negatives: list[list[str]]) -> None:
@@ -194,7 +248,7 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
     timer.stage("load", t)
 
     rules = SelectionRules(args.range_start, args.range_end, args.negative_number, args.fn_relative_threshold,
-                           args.fn_absolute_threshold, args.seed)
+                           args.fn_absolute_threshold, args.seed, args.fn_margin)
     rankings = []  # (scores, rows, positive scores, rules) of each retriever, in the order their negatives alternate
     if args.retriever in ("dense", "both"):
         retrieved = dense_retrieve(embed_args, args, pool, queries, timer, summary)
@@ -211,6 +265,9 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
         bm25_rules = replace(rules, relative_threshold=None, absolute_threshold=None) if both else rules
         rankings.append((*bm25_retrieve(args, pool, queries, timer, positive_scores=not both), bm25_rules))
 
+    if args.rerank_model:
+        rankings = [rerank_candidates(args, pool, queries, rankings, rules, timer, summary)]
+
     t = time.perf_counter()
     per_retriever = [
         [select_negatives(rows[i], scores[i], pool.keys, q.positive_rows, q.positive_keys,
@@ -223,8 +280,13 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
     for q, negs in zip(queries, negatives, strict=True):
         q.row["neg"] = negs
     t = timer.stage("select", t)
+    vectors = summary.pop("_vectors", None)
     if args.teacher_model:
         teacher_scores(args, queries, negatives)
+        t = timer.stage("teacher", t)
+    elif args.embedder_teacher:
+        embedder_teacher_scores(args, embed_args, pool, queries, selections, vectors)
+        del vectors
         t = timer.stage("teacher", t)
 
     with atomic_write(output) as handle:

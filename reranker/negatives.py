@@ -15,6 +15,7 @@ class SelectionRules:
     relative_threshold: float | None = None  # drop if score > this x the positive's score
     absolute_threshold: float | None = None  # drop if score > this
     seed: int = 42
+    margin: float | None = None  # drop if score > the positive's score - margin (any score scale, e.g. logits)
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Selection:
     rows: list[int] = field(default_factory=list)  # pool rows of the negatives, best-ranked first
     excluded: int = 0  # positives, the query itself and duplicates met in the ranking
     false_negatives: int = 0  # dropped by the score filters
+    dropped: list[int] = field(default_factory=list)  # their pool rows (another retriever must not bring them back)
     topped_up: int = 0  # negatives taken from below range_end because the range ran short
 
 
@@ -44,6 +46,8 @@ def select_negatives(ranked_rows: np.ndarray, ranked_scores: np.ndarray, pool_ke
         limit = rules.relative_threshold * positive_score
     if rules.absolute_threshold is not None:
         limit = rules.absolute_threshold if limit is None else min(limit, rules.absolute_threshold)
+    if rules.margin is not None and positive_score is not None:
+        limit = positive_score - rules.margin if limit is None else min(limit, positive_score - rules.margin)
     in_range: list[int] = []
     below: list[int] = []
     for rank, (row, score) in enumerate(zip(ranked_rows.tolist(), ranked_scores.tolist(), strict=True)):
@@ -58,6 +62,7 @@ def select_negatives(ranked_rows: np.ndarray, ranked_scores: np.ndarray, pool_ke
             continue  # above the range: never sampled, so not counted as filtered either
         if limit is not None and score > limit:
             result.false_negatives += 1
+            result.dropped.append(row)
             continue
         (in_range if rank < rules.range_end else below).append(row)
     n = rules.negative_number

@@ -80,6 +80,15 @@ class PipelineConfig:
                 raise ConfigError(f"{path}: {stage}.{clash[0]} is set by the pipeline; remove it from the config")
         if not isinstance(self.dev_queries, int) or self.dev_queries < 0:
             raise ConfigError(f"{path}: dev_queries must be a non-negative integer, got {self.dev_queries!r}")
+        if not isinstance(self.dev_depth, int) or self.dev_depth < 1:
+            raise ConfigError(f"{path}: dev_depth must be a positive integer, got {self.dev_depth!r}")
+        if not isinstance(self.seed, int):
+            raise ConfigError(f"{path}: seed must be an integer, got {self.seed!r}")
+        if self.train_split == self.test_split:
+            raise ConfigError(f"{path}: train_split and test_split are both {self.train_split!r}: the model would "
+                              "be trained and tuned on the queries it is evaluated on")
+        if self.eval.get("tune_hybrid") and not self.dev_queries:
+            raise ConfigError(f"{path}: eval.tune_hybrid needs dev_queries > 0 (weights are tuned on dev queries)")
         if not (Path(self.beir) / "corpus.jsonl").is_file():
             raise ConfigError(f"{path}: beir {self.beir} is not a BEIR folder (no corpus.jsonl)")
         for split in (self.train_split, self.test_split):
@@ -106,6 +115,10 @@ def file_key(path: Path) -> list:
     # Size and modification time: cheap for large corpora, and any edit changes them.
     stat = path.stat()
     return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def key_of(*parts) -> str:
@@ -148,7 +161,8 @@ def run_logged(cmd: list[str], log_path: Path, env: dict | None = None) -> None:
     logger.info("$ %s  (log: %s)", " ".join(cmd), log_path)
     with open(log_path, "ab") as log:
         log.write(f"\n$ {' '.join(cmd)}\n".encode())
-        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        # The stages run where the driver runs, so relative paths in the config mean the same to both.
+        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         while chunk := process.stdout.read1(4096):
             log.write(chunk)
             log.flush()
@@ -160,7 +174,9 @@ def run_logged(cmd: list[str], log_path: Path, env: dict | None = None) -> None:
 
 
 def latest_checkpoint(model_dir: Path) -> Path | None:
-    checkpoints = [p for p in model_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    """The newest complete checkpoint: trainer_state.json is written last, so a save cut by a kill is passed over."""
+    checkpoints = [p for p in model_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()
+                   and (p / "trainer_state.json").is_file()]
     return max(checkpoints, key=lambda p: int(p.name.split("-")[-1])) if checkpoints else None
 
 
@@ -184,7 +200,7 @@ def run_pipeline(config: PipelineConfig, config_path: str, until: str = "eval") 
     else:
         t = time.perf_counter()
         summary = beir_train.build(config.beir, data_dir, config.train_split, config.dev_queries, config.seed,
-                                   config.dev_depth)
+                                   config.dev_depth, test_split=config.test_split)
         write_json(report / "data_summary.json", summary)
         stages.mark("data", data_key, time.perf_counter() - t)
     dev = config.dev_queries > 0
@@ -192,7 +208,8 @@ def run_pipeline(config: PipelineConfig, config_path: str, until: str = "eval") 
     # 2. hard negatives
     mined = data_dir / "mined.jsonl"
     mine_options = {"range_for_sampling": "10-100", "negative_number": 15, "seed": config.seed, **config.mine}
-    mine_key = key_of("mine", data_key, mine_options)
+    # Keyed on the training records themselves: a change of dev_depth alone does not redo mining and training.
+    mine_key = key_of("mine", file_digest(data_dir / "train.jsonl"), file_key(beir / "corpus.jsonl"), mine_options)
     if stages.done("mine", mine_key) and mined.is_file():
         logger.info("mine: done before, skipped")
     else:
@@ -219,6 +236,9 @@ def run_pipeline(config: PipelineConfig, config_path: str, until: str = "eval") 
             logger.info("train: continuing the interrupted run from %s", checkpoint)
             where = ["--resume_from_checkpoint", str(checkpoint)]
         else:
+            if stages.started("train") is None and (model_dir / "config.json").exists():
+                raise FileExistsError(f"{model_dir} holds a model this pipeline did not train; move it or choose "
+                                      "another output_dir")
             where = ["--overwrite_output_dir", "true"]
         stages.started("train", train_key)
         run_logged(["bash", str(REPO / "scripts" / "train.sh"), "--train_data", str(mined), "--output_dir",

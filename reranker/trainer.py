@@ -25,7 +25,6 @@ class RerankerTrainer(Trainer):
                  dev_collator=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.dev_collator = dev_collator
-        self.dev_history: list[dict] = []
         self.mixing = mixing
         self.data_weights = data_weights
         # Our loss is a per-batch mean: let the Trainer divide it by the accumulation steps.
@@ -75,9 +74,8 @@ class RerankerTrainer(Trainer):
         raw = dev_eval.dev_metrics(dev, run)
         metrics = {f"{metric_key_prefix}_{k}": v for k, v in raw.items()}
         metrics[f"{metric_key_prefix}_runtime"] = round(time.perf_counter() - start, 2)
-        self.log(metrics)
+        self.log(metrics)  # into state.log_history, which run.py's report reads (and a resume restores)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        self.dev_history.append({"step": self.state.global_step, **raw})
         if self.is_world_process_zero():
             first = raw[dev_eval.FIRST_STAGE + "nDCG@10"]
             if raw["nDCG@10"] < first:

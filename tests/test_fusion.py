@@ -49,8 +49,8 @@ def dev_rows():
 
 def test_dev_file_first_stage_metrics(tmp_path):
     dev = dev_eval.load_dev(str(write_jsonl(tmp_path / "dev.jsonl", dev_rows())))
-    assert [q.qid for q in dev] == ["q1", "2"]  # line number when no query_id
-    run_ = {"q1": {"d1": 2.0, "d2": 1.0}, "2": {"b1": 0.0, "b2": 1.0}}
+    assert [q.qid for q in dev] == ["q1", "line-2"]  # the line number when there is no query_id
+    run_ = {"q1": {"d1": 2.0, "d2": 1.0}, "line-2": {"b1": 0.0, "b2": 1.0}}
     m = dev_eval.dev_metrics(dev, run_)
     # First stage: q1's answer second (RR 1/2), q2's first. The model: the reverse.
     assert m["first_stage_MRR@10"] == pytest.approx(0.75) and m["MRR@10"] == pytest.approx(0.75)

@@ -196,6 +196,9 @@ def test_interleave_alternates_without_repeats():
     assert merged.rows == [1, 2, 3, 5, 4]  # bm25's 2 was already taken: its next one, 5, comes instead
     assert (merged.excluded, merged.false_negatives, merged.topped_up) == (4, 2, 1)
     assert interleave((dense,), 2) is dense
+    # Row 5 was dropped by the dense filter as a likely false negative: BM25 cannot bring it back.
+    filtered = Selection(rows=[1, 2], false_negatives=1, dropped=[5])
+    assert interleave((filtered, bm25), 4).rows == [1, 2, 6]
 
 
 def test_both_retrievers_and_filters_read_the_embedder_only(tiny_model_master, tmp_path):

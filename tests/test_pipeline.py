@@ -13,7 +13,7 @@ import yaml
 from conftest import ROOT, write_jsonl
 
 from reranker import beir_train, pipeline
-from reranker.errors import ConfigError
+from reranker.errors import ConfigError, DataError
 
 # Twelve topics: a query, its answer, and a near miss sharing words with it.
 TOPICS = [
@@ -178,3 +178,44 @@ def test_bad_config_file(tmp_path):
         pipeline.main([str(path)])
     with pytest.raises(FileNotFoundError):
         pipeline.main([str(tmp_path / "missing.yaml")])
+
+
+def test_relative_paths_from_another_folder_and_user_model_kept(tiny_model_master, tmp_path, monkeypatch):
+    """Run from a folder other than the checkout, with relative paths: every stage reads and writes under it."""
+    make_beir(tmp_path / "beir")
+    config = {"beir": "beir", "output_dir": "out", "dev_queries": 0,
+              "mine": {"retriever": "bm25", "range_for_sampling": "0-8", "negative_number": 3},
+              "train": {"model_name_or_path": str(tiny_model_master), "train_group_size": 4, "max_steps": 2,
+                        "per_device_train_batch_size": 2, "use_cpu": True, "save_strategy": "no"},
+              "eval": {"first_stage": ["bm25"], "top_k": 5, "cache_dir": "none"}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(tmp_path)
+    result = pipeline.main(["c.yaml"])
+    assert (tmp_path / "out" / "model" / "config.json").is_file()
+    assert [r["system"] for r in result["results"]["results"]] == ["bm25", "bm25 > model"]
+    # A model the pipeline did not train is never replaced.
+    other = tmp_path / "other"
+    shutil.copytree(tmp_path / "out" / "model", other / "model")
+    config["output_dir"] = "other"
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(FileExistsError, match="holds a model this pipeline did not train"):
+        pipeline.main(["c.yaml"])
+
+
+def test_checkpoint_cut_by_a_kill_is_passed_over(tmp_path):
+    for step, complete in ((2, True), (4, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    assert pipeline.latest_checkpoint(tmp_path) == tmp_path / "checkpoint-2"
+
+
+def test_train_and_test_splits_must_differ(tiny_model_master, tmp_path):
+    path = make_config(tmp_path, tiny_model_master, test_split="train")
+    with pytest.raises(ConfigError, match="both 'train'"):
+        pipeline.main([str(path)])
+    (tmp_path / "beir" / "qrels" / "other.tsv").write_text("query-id\tcorpus-id\tscore\nq0\ta0\t1\n")
+    path = make_config(tmp_path, tiny_model_master, test_split="other")
+    with pytest.raises(DataError, match="shares 1 query ids with the other split"):
+        pipeline.main([str(path)])

@@ -38,3 +38,50 @@ def build_tiny_model(folder: Path, seed: int = 0, layers: int = 2, hidden: int =
     torch.manual_seed(seed)
     BertForSequenceClassification(config).save_pretrained(folder)
     return folder
+
+
+LM_TEXTS = [
+    "Document: paris is the capital of france\nRelevant Query: capital of france\n",
+    "Document: water freezes at zero degrees\nRelevant Query: when does water freeze\n",
+    "Document: bread is baked in an oven\nRelevant Query: how is bread baked\n",
+    "Example 1:\nDocument: the sky is blue because light scatters\nRelevant Query: why is the sky blue\n\n",
+]
+
+
+def build_tiny_lm(folder: Path, kind: str = "causal", seed: int = 0, train_steps: int = 150) -> Path:
+    """A tiny GPT-2 (causal) or T5 (seq2seq) with a byte-level BPE tokenizer that keeps newlines, built offline
+    and trained for a few seconds on LM_TEXTS, so that it writes "capital of france" for the Paris document."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(LM_TEXTS * 20, vocab_size=300, min_frequency=1, special_tokens=["<pad>", "</s>"])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", eos_token="</s>")
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(seed)
+    vocab = len(tokenizer)
+    if kind == "causal":
+        config = GPT2Config(vocab_size=vocab, n_positions=512, n_embd=32, n_layer=2, n_head=2,
+                            bos_token_id=1, eos_token_id=1, pad_token_id=0)
+        model = GPT2LMHeadModel(config)
+        batch = tokenizer(LM_TEXTS, return_tensors="pt", padding=True)
+        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        inputs = {**batch, "labels": labels}
+    else:
+        config = T5Config(vocab_size=vocab, d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2,
+                          pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+        model = T5ForConditionalGeneration(config)
+        prompts, queries = zip(*(t.rsplit("Relevant Query:", 1) for t in LM_TEXTS), strict=True)
+        batch = tokenizer([p + "Relevant Query:" for p in prompts], return_tensors="pt", padding=True)
+        target = tokenizer([q.strip() + "</s>" for q in queries], return_tensors="pt", padding=True)
+        inputs = {**batch, "labels": target["input_ids"].masked_fill(target["attention_mask"] == 0, -100)}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(train_steps):
+        model(**inputs).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(folder)
+    return folder

@@ -1,0 +1,158 @@
+"""Rounds of mining and training (scripts/iterate.sh CONFIG): each round mines with the previous round's reranker.
+
+Round 0 mines negatives with the embedder. Round r > 0 retrieves the same way, reranks the candidates with round
+r - 1's model, samples negatives from a rank range of that ordering, and drops candidates the previous model
+scores within a margin of the positive (likely unlabelled positives). Every round trains a new model from the
+backbone and ranks the dev file during training; the rounds stop when the dev nDCG@10 of the saved model stops
+improving, or after max_rounds. Each round keeps its data, model and metrics in round_<r>/; rounds.json and
+rounds.md compare them. Finished rounds are skipped on a re-run, as in the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import cli
+from .errors import ConfigError
+from .files import atomic_write, write_json
+from .pipeline import REPO, Stages, file_key, key_of, latest_checkpoint, run_logged, to_argv
+
+logger = logging.getLogger("reranker.iterate")
+
+MANAGED_MINE = {"input_file", "output_file", "corpus", "candidate_pool", "overwrite", "rerank_model"}
+MANAGED_TRAIN = {"train_data", "output_dir", "dev_file", "overwrite_output_dir", "resume_from_checkpoint"}
+
+
+@dataclass
+class IterateConfig:
+    train_file: str  # {query, pos} records: labelled, or from synth.py
+    corpus: str  # the pool to mine from: a BEIR folder or a pool jsonl
+    dev_file: str  # dev queries with candidates (run.py --dev_file format): the stopping metric
+    output_dir: str
+    max_rounds: int = 3  # rounds after round 0
+    min_improvement: float = 0.0  # a round must beat the best dev nDCG@10 so far by more than this to continue
+    range_for_sampling: str = "10-60"  # rank range of the previous reranker's ordering, rounds > 0
+    fn_margin: float = 1.0  # rounds > 0: drop candidates scored within this of the positive (logits)
+    mine: dict = field(default_factory=dict)  # hn_mine.py options for every round (retriever, embedder, ...)
+    train: dict = field(default_factory=dict)  # run.py options
+
+    @classmethod
+    def load(cls, path: str) -> IterateConfig:
+        import yaml
+
+        try:
+            raw = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML/JSON: {error}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of options at the top level")
+        unknown = sorted(set(raw) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}")
+        for required in ("train_file", "corpus", "dev_file", "output_dir"):
+            if not raw.get(required):
+                raise ConfigError(f"{path}: '{required}' is required")
+        config = cls(**raw)
+        for name, managed in (("mine", MANAGED_MINE), ("train", MANAGED_TRAIN)):
+            options = getattr(config, name)
+            if not isinstance(options, dict):
+                raise ConfigError(f"{path}: '{name}' must be a mapping of options")
+            clash = sorted(set(options) & managed)
+            if clash:
+                raise ConfigError(f"{path}: {name}.{clash[0]} is set by the driver; remove it from the config")
+        for what in ("train_file", "dev_file"):
+            if not Path(getattr(config, what)).is_file():
+                raise ConfigError(f"{path}: {what} {getattr(config, what)} does not exist")
+        if not Path(config.corpus).exists():
+            raise ConfigError(f"{path}: corpus {config.corpus} does not exist")
+        if config.max_rounds < 0:
+            raise ConfigError(f"{path}: max_rounds must be non-negative")
+        return config
+
+
+def should_stop(history: list[float], min_improvement: float) -> bool:
+    """Stop when the latest round is not better than the best before it by more than min_improvement."""
+    return len(history) > 1 and history[-1] <= max(history[:-1]) + min_improvement
+
+
+def run_rounds(config: IterateConfig) -> list[dict]:
+    out = Path(config.output_dir)
+    stages = Stages(out)
+    env = {**os.environ, "PYTHON": sys.executable}
+    write_json(out / "config.json", asdict(config))
+    corpus_flag = "--corpus" if Path(config.corpus).is_dir() else "--candidate_pool"
+    rows: list[dict] = []
+    previous_key = key_of("inputs", file_key(Path(config.train_file)), file_key(Path(config.dev_file)),
+                          file_key(Path(config.corpus) / "corpus.jsonl" if Path(config.corpus).is_dir()
+                                   else Path(config.corpus)))
+    for r in range(config.max_rounds + 1):
+        folder = out / f"round_{r}"
+        mined, model = folder / "mined.jsonl", folder / "model"
+        mine_options = dict(config.mine)
+        if r > 0:
+            mine_options.update({"rerank_model": str(out / f"round_{r - 1}" / "model"),
+                                 "range_for_sampling": config.range_for_sampling, "fn_margin": config.fn_margin})
+        key = key_of("round", r, previous_key, mine_options, config.train)
+        if stages.done(f"round_{r}", key) and (model / "dev_metrics.json").is_file():
+            logger.info("round %d: done before, skipped", r)
+        else:
+            t = time.perf_counter()
+            run_logged(["bash", str(REPO / "scripts" / "mine.sh"), "--input_file", config.train_file, "--output_file",
+                        str(mined), corpus_flag, config.corpus, "--overwrite", "true", *to_argv(mine_options)],
+                       folder / "mine.log", env)
+            checkpoint = latest_checkpoint(model)
+            where = (["--resume_from_checkpoint", str(checkpoint)]
+                     if checkpoint is not None and stages.started(f"round_{r}") == key
+                     else ["--overwrite_output_dir", "true"])
+            stages.started(f"round_{r}", key)
+            run_logged(["bash", str(REPO / "scripts" / "train.sh"), "--train_data", str(mined), "--output_dir",
+                        str(model), "--dev_file", config.dev_file, *where, *to_argv(config.train)],
+                       folder / "train.log", env)
+            stages.mark(f"round_{r}", key, time.perf_counter() - t)
+        previous_key = key
+        dev = json.loads((model / "dev_metrics.json").read_text())
+        summary = json.loads(mined.with_name("mined.summary.json").read_text())
+        rows.append({"round": r, "negatives_from": "embedder" if r == 0 else f"round_{r - 1} reranker",
+                     "dev_nDCG@10": dev["saved"]["nDCG@10"], "dev_MRR@10": dev["saved"]["MRR@10"],
+                     "first_stage_dev_nDCG@10": dev["saved"]["first_stage_nDCG@10"],
+                     "filtered_false_negatives": summary["filtered_false_negatives"],
+                     "model": str(model)})
+        write_json(folder / "metrics.json", rows[-1])
+        logger.info("round %d: dev nDCG@10 %.4f", r, rows[-1]["dev_nDCG@10"])
+        if should_stop([row["dev_nDCG@10"] for row in rows], config.min_improvement):
+            logger.info("round %d did not improve the dev nDCG@10 by more than %.4f: stopping", r,
+                        config.min_improvement)
+            break
+    best = max(rows, key=lambda row: row["dev_nDCG@10"])
+    for row in rows:
+        row["best"] = row is best
+    write_json(out / "rounds.json", rows)
+    with atomic_write(out / "rounds.md") as handle:
+        handle.write("| round | negatives from | dev nDCG@10 | dev MRR@10 | first stage dev nDCG@10 | "
+                     "filtered false negatives | best |\n|---|---|---|---|---|---|---|\n")
+        for row in rows:
+            handle.write(f"| {row['round']} | {row['negatives_from']} | {row['dev_nDCG@10']:.4f} | "
+                         f"{row['dev_MRR@10']:.4f} | {row['first_stage_dev_nDCG@10']:.4f} | "
+                         f"{row['filtered_false_negatives']} | {'yes' if row['best'] else ''} |\n")
+    logger.info("Rounds:\n%s\nBest model: %s", (out / "rounds.md").read_text(), best["model"])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    cli.setup_logging()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if len(argv) != 1:
+        raise ConfigError("usage: scripts/iterate.sh CONFIG (a .yaml or .json file)")
+    if not Path(argv[0]).is_file():
+        raise FileNotFoundError(f"config {argv[0]} does not exist")
+    return run_rounds(IterateConfig.load(argv[0]))
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main, logger))

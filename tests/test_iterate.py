@@ -1,0 +1,90 @@
+"""scripts/iterate.sh: two rounds on tiny data (folders, the stopping rule, the reranker's false-negative filter)."""
+
+import json
+import logging
+
+import pytest
+import yaml
+from test_pipeline import make_beir
+
+from reranker import beir_train, iterate
+from reranker.errors import ConfigError
+from reranker.negatives import SelectionRules, select_negatives
+
+
+def test_stopping_rule():
+    assert not iterate.should_stop([0.5], 0.0)
+    assert not iterate.should_stop([0.5, 0.6], 0.0)
+    assert iterate.should_stop([0.5, 0.5], 0.0)  # no better: stop
+    assert iterate.should_stop([0.5, 0.6, 0.55], 0.0)  # worse than the best so far
+    assert iterate.should_stop([0.5, 0.52], 0.05)  # better, but not by the margin asked for
+
+
+def test_margin_filter_reads_any_scale():
+    import numpy as np
+
+    rows, scores = np.arange(6), np.array([3.0, 2.5, 0.4, -0.2, -1.0, -3.0])
+    keys = [f"k{i}" for i in range(6)]
+    rules = SelectionRules(0, 6, 6, margin=1.0)
+    # Positive scored 0.5 (a logit): candidates above 0.5 - 1.0 = -0.5 are likely positives and dropped.
+    chosen = select_negatives(rows, scores, keys, set(), set(), "q", 0.5, rules, query_index=0)
+    assert chosen.rows == [4, 5] and chosen.false_negatives == 4
+
+
+def make_config(tmp_path, model, **changes):
+    beir = make_beir(tmp_path / "beir")
+    data = tmp_path / "data"
+    beir_train.build(beir, data, dev_queries=3, seed=0, dev_depth=6)
+    config = {"train_file": str(data / "train.jsonl"), "corpus": str(beir), "dev_file": str(data / "dev.jsonl"),
+              "output_dir": str(tmp_path / "rounds"), "max_rounds": 2, "min_improvement": -1.0,
+              "range_for_sampling": "0-8", "fn_margin": 0.0,
+              "mine": {"retriever": "bm25", "range_for_sampling": "0-8", "negative_number": 3},
+              "train": {"model_name_or_path": str(model), "train_group_size": 4, "per_device_train_batch_size": 2,
+                        "query_max_len": 16, "passage_max_len": 24, "max_steps": 3, "save_steps": 3,
+                        "learning_rate": 1e-3, "use_cpu": True, "logging_steps": 1}}
+    config.update(changes)
+    path = tmp_path / "rounds.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_two_rounds_folders_filter_and_skip(tiny_model_master, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    config = make_config(tmp_path, tiny_model_master, max_rounds=1)
+    rows = iterate.main([str(config)])
+    out = tmp_path / "rounds"
+    assert [r["round"] for r in rows] == [0, 1] and sum(r["best"] for r in rows) == 1
+    for r in (0, 1):
+        folder = out / f"round_{r}"
+        for name in ("mined.jsonl", "mined.summary.json", "mine.log", "train.log", "metrics.json",
+                     "model/config.json", "model/dev_metrics.json"):
+            assert (folder / name).is_file(), f"round_{r}/{name}"
+    # Round 1 mined with round 0's reranker: its summary says so, and with margin 0 every candidate the old model
+    # scored above the positive was dropped as a likely false negative.
+    summary = json.loads((out / "round_1" / "mined.summary.json").read_text())
+    assert summary["settings"]["rerank_model"] == str(out / "round_0" / "model")
+    assert summary["reranked_pairs"] > 0
+    assert rows[1]["filtered_false_negatives"] == summary["filtered_false_negatives"]
+    assert (out / "rounds.md").read_text().count("\n") == 4  # header, rule, two rounds
+    # A re-run skips both rounds.
+    caplog.clear()
+    iterate.main([str(config)])
+    assert sum("done before, skipped" in m for m in caplog.messages) == 2
+
+
+def test_stops_when_dev_metric_stops_improving(tiny_model_master, tmp_path):
+    # min_improvement 1.0 cannot be met (nDCG is at most 1): round 1 ends the loop, round 2 never runs.
+    rows = iterate.main([str(make_config(tmp_path, tiny_model_master, min_improvement=1.0))])
+    assert [r["round"] for r in rows] == [0, 1]
+    assert not (tmp_path / "rounds" / "round_2").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"mine": {"rerank_model": "x"}}, "mine.rerank_model is set by the driver"),
+    ({"dev_file": "missing.jsonl"}, "dev_file missing.jsonl does not exist"),
+    ({"rounds": 3}, "unknown option"),
+])
+def test_config_errors(tiny_model_master, tmp_path, change, message):
+    with pytest.raises(ConfigError, match=message):
+        iterate.main([str(make_config(tmp_path, tiny_model_master, **change))])
+
