@@ -219,3 +219,20 @@ def test_both_retrievers_and_filters_read_the_embedder_only(tiny_model_master, t
     bm25_negs = {n for r in rows_bm25 for n in r["neg"]}
     assert all(n in bm25_negs for r in rows for n in r["neg"])
     assert summary["filtered_false_negatives"] > 0
+
+
+def test_embedder_teacher_scores(tiny_model_master, tmp_path):
+    from reranker.embed import Embedder
+
+    rows, summary = mine(tmp_path, "--model_name_or_path", tiny_model_master, "--pooling", "mean",
+                         "--range_for_sampling", "0-9", "--negative_number", "3", "--embedder_teacher",
+                         "--embedder_teacher_scale", "10", "--retriever", "both")
+    embedder = Embedder(str(tiny_model_master), pooling="mean")
+    for row in rows:
+        q = embedder.encode([row["query"]], 64, 8)[0]
+        for key, texts in (("pos_scores", row["pos"]), ("neg_scores", row["neg"])):
+            vectors = embedder.encode(texts, 256, 8)
+            assert row[key] == pytest.approx([10 * float(v @ q) for v in vectors], abs=1e-3)
+    assert "_vectors" not in json.loads((tmp_path / "mined.summary.json").read_text())
+    with pytest.raises(ConfigError, match="needs the embedder"):
+        mine(tmp_path, "--retriever", "bm25", "--embedder_teacher", name="x.jsonl")
