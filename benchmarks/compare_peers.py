@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "TOKENIZERS_PARALLELISM": "false"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"]
     ours_options = {**config.train, **shared, "model_name_or_path": model}
-    if prepared["dev_file"]:
+    if prepared["dev_file"] and not a.quick:
+        # The quick check has too few steps for a best checkpoint; its dev ranking would only cost time.
         ours_options["dev_file"] = prepared["dev_file"]
     cpu = {"use_cpu": True} if not _has_cuda() else {}
     systems = {
