@@ -21,7 +21,7 @@ from pathlib import Path
 from . import cli
 from .errors import ConfigError
 from .files import atomic_write, write_json
-from .pipeline import REPO, Stages, file_key, key_of, latest_checkpoint, run_logged, to_argv
+from .pipeline import REPO, Stages, config_argument, file_key, key_of, latest_checkpoint, run_logged, to_argv
 
 logger = logging.getLogger("reranker.iterate")
 
@@ -146,12 +146,7 @@ def run_rounds(config: IterateConfig) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     cli.setup_logging()
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if len(argv) != 1:
-        raise ConfigError("usage: scripts/iterate.sh CONFIG (a .yaml or .json file)")
-    if not Path(argv[0]).is_file():
-        raise FileNotFoundError(f"config {argv[0]} does not exist")
-    return run_rounds(IterateConfig.load(argv[0]))
+    return run_rounds(IterateConfig.load(config_argument(argv, "iterate.sh")))
 
 
 if __name__ == "__main__":

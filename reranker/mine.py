@@ -75,8 +75,10 @@ class Timer(dict):
 
 
 def dense_retrieve(embed_args: EmbedArguments, args: MineArguments, pool: Pool, queries: list[Query],
-                   timer: Timer, summary: dict):
-    """(scores, rows, positive scores) on rank 0; None on other ranks once they have done their share."""
+                   timer: Timer, summary: dict, kept: dict | None = None):
+    """(scores, rows, positive scores) on rank 0; None on other ranks once they have done their share.
+
+    With `kept`, the pool and query vectors and the encoder are left in it for the embedder teacher."""
     from .embed import Embedder
     from .search import build_index, dense_search
 
@@ -118,10 +120,10 @@ def dense_retrieve(embed_args: EmbedArguments, args: MineArguments, pool: Pool, 
             positive_scores[i] = float(min(np.dot(v, vector) for v in vecs))
         t = timer.stage("score_positives", t)
     index = build_index(passages, args.index, args.ivf_nlist, args.ivf_nprobe, args.hnsw_m, args.hnsw_ef_search)
-    if args.embedder_teacher:
+    if kept is not None:
         # The teacher scores need every pair's similarity after selection: keep the vectors (and the encoder for
         # positives outside the pool).
-        summary["_vectors"] = (passages, query_vectors, embedder)
+        kept.update(passages=passages, query_vectors=query_vectors, embedder=embedder)
     del passages, cached  # the index holds its own copy; keep one pool matrix in memory, not two
     scores, rows = dense_search(index, query_vectors, args.search_depth, args.query_chunk_size)
     timer.stage("search", t)
@@ -196,10 +198,10 @@ def interleave(selections: tuple[Selection, ...], n: int) -> Selection:
 
 
 def embedder_teacher_scores(args: MineArguments, embed_args: EmbedArguments, pool: Pool, queries: list[Query],
-                            selections: list[Selection], vectors) -> None:
+                            selections: list[Selection], vectors: dict) -> None:
     """pos_scores / neg_scores from the embedder itself (scale x cosine) when no cross-encoder teacher exists: a
     graded target over every passage of a group for `run.py --loss distill`."""
-    passages, query_vectors, embedder = vectors
+    passages, query_vectors, embedder = vectors["passages"], vectors["query_vectors"], vectors["embedder"]
     outside = list(dict.fromkeys(p for q in queries for p in q.example.pos if normalize_text(p) not in pool.by_key))
     outside_vectors = dict(zip(outside, embedder.encode(outside, embed_args.passage_max_len,
                                                         embed_args.embed_batch_size, desc="Encoding positives",
@@ -249,9 +251,10 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
 
     rules = SelectionRules(args.range_start, args.range_end, args.negative_number, args.fn_relative_threshold,
                            args.fn_absolute_threshold, args.seed, args.fn_margin)
+    vectors: dict | None = {} if args.embedder_teacher else None
     rankings = []  # (scores, rows, positive scores, rules) of each retriever, in the order their negatives alternate
     if args.retriever in ("dense", "both"):
-        retrieved = dense_retrieve(embed_args, args, pool, queries, timer, summary)
+        retrieved = dense_retrieve(embed_args, args, pool, queries, timer, summary, vectors)
         if retrieved is None:  # another rank's share is done; rank 0 writes
             return None
         rankings.append((*retrieved, rules))
@@ -280,7 +283,6 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
     for q, negs in zip(queries, negatives, strict=True):
         q.row["neg"] = negs
     t = timer.stage("select", t)
-    vectors = summary.pop("_vectors", None)
     if args.teacher_model:
         teacher_scores(args, queries, negatives)
         t = timer.stage("teacher", t)

@@ -271,15 +271,20 @@ def run_pipeline(config: PipelineConfig, config_path: str, until: str = "eval") 
     return {"report": str(report), "seconds": seconds, "results": results}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    cli.setup_logging()
+def config_argument(argv: list[str] | None, script: str) -> str:
+    """The drivers' one argument: an existing config file."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if len(argv) != 1:
-        raise ConfigError("usage: scripts/pipeline.sh CONFIG (a .yaml or .json file; see configs/)")
+        raise ConfigError(f"usage: scripts/{script} CONFIG (a .yaml or .json file)")
     if not Path(argv[0]).is_file():
         raise FileNotFoundError(f"config {argv[0]} does not exist")
-    config = PipelineConfig.load(argv[0])
-    return run_pipeline(config, argv[0])
+    return argv[0]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cli.setup_logging()
+    path = config_argument(argv, "pipeline.sh")
+    return run_pipeline(PipelineConfig.load(path), path)
 
 
 if __name__ == "__main__":

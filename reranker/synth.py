@@ -310,8 +310,7 @@ def synthesize(args) -> dict:
                                       args.max_new_tokens, args.do_sample, args.temperature, args.top_p,
                                       seed=args.seed + first)
             elif args.method == "crop":
-                made = [crop_pair(d, i, args.seed, parse_span(args.query_words, "query_words"),
-                                  parse_span(args.passage_words, "passage_words")) for i, d in chunk]
+                made = [crop_pair(d, i, args.seed, args.query_span, args.passage_span) for i, d in chunk]
             else:
                 made = [title_pair(d) for _, d in chunk]
             for (_, doc), record in zip(chunk, made, strict=True):

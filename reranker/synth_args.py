@@ -60,6 +60,11 @@ class SynthArguments:
     def __post_init__(self):
         if not self.method or not self.corpus or not self.output_file:
             raise ConfigError("--method, --corpus and --output_file are required")
+        from .synth import parse_span
+
+        # Checked here, before any document is read; kept as (low, high) for the crops.
+        self.query_span = parse_span(self.query_words, "query_words")
+        self.passage_span = parse_span(self.passage_words, "passage_words")
         if self.sample < 0:
             raise ConfigError("--sample must be non-negative")
         if self.method == "inpars" and not self.generator:
