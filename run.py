@@ -102,14 +102,12 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> Rerank
     model = load_model(model_args.model_name_or_path, tokenizer, model_args.trust_remote_code)
     log_truncation(dataset, tokenizer, data_args, training_args.seed)
 
-    collator = GroupCollator(tokenizer, data_args.query_max_len, data_args.passage_max_len)
     trainer = RerankerTrainer(
         model=model,
         args=training_args,
         train_dataset=dataset,
         eval_dataset=dev,
-        dev_collator=collator,
-        data_collator=collator,
+        data_collator=GroupCollator(tokenizer, data_args.query_max_len, data_args.passage_max_len),
         processing_class=tokenizer,  # saved with every checkpoint and the final model
         callbacks=callbacks,
         mixing=data_args.mixing,

@@ -21,10 +21,8 @@ class RerankerTrainer(Trainer):
     The group size comes from the dataset (the data's format and --train_group_size), never from the model.
     """
 
-    def __init__(self, *args, mixing: str = "mixed", data_weights: list[float] | None = None,
-                 dev_collator=None, **kwargs):
+    def __init__(self, *args, mixing: str = "mixed", data_weights: list[float] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.dev_collator = dev_collator
         self.mixing = mixing
         self.data_weights = data_weights
         # Our loss is a per-batch mean: let the Trainer divide it by the accumulation steps.
@@ -69,7 +67,8 @@ class RerankerTrainer(Trainer):
         dev = eval_dataset if eval_dataset is not None else self.eval_dataset
         dtype = torch.bfloat16 if self.args.bf16 else (torch.float16 if self.args.fp16 else None)
         start = time.perf_counter()
-        run = dev_eval.score_dev(self.model, self.dev_collator, dev, self.args.per_device_eval_batch_size,
+        # The training collator: dev pairs are cut to the same token budgets as training pairs.
+        run = dev_eval.score_dev(self.model, self.data_collator, dev, self.args.per_device_eval_batch_size,
                                  self.args.device, dtype)
         raw = dev_eval.dev_metrics(dev, run)
         metrics = {f"{metric_key_prefix}_{k}": v for k, v in raw.items()}
