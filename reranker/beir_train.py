@@ -95,3 +95,52 @@ def build(folder: str, out_dir: str | Path, split: str = "train", dev_queries: i
     logger.info("Training data from %s: %d train queries, %d dev queries (%d skipped without a positive)",
                 folder, len(train_ids), len(dev_ids), skipped)
     return summary
+
+
+def carve_pairs_dev(files: list[str], corpus: str, out_dir: str | Path, dev_queries: int, seed: int = 42,
+                    depth: int = 30, k1: float = 1.2, b: float = 0.75) -> dict:
+    """A dev split for data without labels: hold out synthetic pairs (synth.py output) as dev queries.
+
+    The dev queries are drawn (seeded) from the first file only, so a mix of InPars queries and crops can keep
+    its dev set to the realistic queries. Each held-out query's one relevant document is its pos_id; its
+    candidates are the BM25 top-`depth` of the whole corpus, as for labelled data. Training pairs whose
+    positive is a dev document are dropped too (counted): otherwise a crop of the same abstract would teach
+    the dev answer. Writes train.jsonl, dev.jsonl and dev_qrels.tsv under out_dir; returns a summary.
+    """
+    from .files import iter_jsonl
+    from .synth import load_documents
+
+    docs = {d.id: d.full for d in load_documents(corpus)}
+    rows = [[(f, line, row) for line, row in iter_jsonl(f)] for f in files]
+    for f, line, row in rows[0]:
+        if not isinstance(row.get("query"), str) or not row["query"].strip():
+            raise DataError(f, "missing or empty", line=line, field="query")
+        if str(row.get("pos_id")) not in docs:
+            raise DataError(f, f"{row.get('pos_id')!r} is not a document of {corpus}: dev queries need the id of "
+                               "their source document", line=line, field="pos_id")
+    if dev_queries >= len(rows[0]):
+        raise DataError(files[0], f"asked for {dev_queries} dev queries but it holds only {len(rows[0])} pairs")
+    picked = set(np.random.default_rng(seed).choice(len(rows[0]), size=dev_queries, replace=False).tolist())
+    dev_rows = [r for i, r in enumerate(rows[0]) if i in picked]
+    dev_docs = {str(row["pos_id"]) for _, _, row in dev_rows}
+    qids = [f"dev-{line}" for _, line, _ in dev_rows]
+    data = BeirData("pairs", docs, {q: row["query"] for q, (_, _, row) in zip(qids, dev_rows, strict=True)},
+                    {q: {str(row["pos_id"]): 1} for q, (_, _, row) in zip(qids, dev_rows, strict=True)}, 0, "")
+    out_dir = Path(out_dir)
+    kept, dropped = 0, 0
+    with atomic_write(out_dir / "train.jsonl") as handle:
+        for i, file_rows in enumerate(rows):
+            for j, (_, _, row) in enumerate(file_rows):
+                if i == 0 and j in picked:
+                    continue
+                if str(row.get("pos_id")) in dev_docs:
+                    dropped += 1
+                    continue
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                kept += 1
+    write_qrels(out_dir / "dev_qrels.tsv", data, qids)
+    summary = {"train_pairs": kept, "dev_queries": len(qids), "dropped_pairs_on_dev_documents": dropped,
+               **write_dev_candidates(out_dir / "dev.jsonl", data, qids, depth, k1, b)}
+    logger.info("Dev split from %s: %d dev queries, %d training pairs (%d dropped: their positive is a dev "
+                "document)", files[0], len(qids), kept, dropped)
+    return summary

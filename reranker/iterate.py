@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import cli
+from .beir_train import carve_pairs_dev
 from .errors import ConfigError
 from .files import atomic_write, write_json
 from .pipeline import REPO, Stages, config_argument, file_key, key_of, latest_checkpoint, run_logged, to_argv
@@ -31,10 +32,15 @@ MANAGED_TRAIN = {"train_data", "output_dir", "dev_file", "overwrite_output_dir",
 
 @dataclass
 class IterateConfig:
-    train_file: str  # {query, pos} records: labelled, or from synth.py
+    train_file: str | list[str]  # {query, pos} records, labelled or from synth.py; a list is concatenated
     corpus: str  # the pool to mine from: a BEIR folder or a pool jsonl
-    dev_file: str  # dev queries with candidates (run.py --dev_file format): the stopping metric
     output_dir: str
+    dev_file: str | None = None  # dev queries with candidates (run.py --dev_file format): the stopping metric
+    # Without labels: hold out this many pairs of the first train file (they need pos_id) as the dev queries,
+    # with the corpus's BM25 top dev_depth as candidates (beir_train.carve_pairs_dev). Instead of dev_file.
+    dev_queries: int = 0
+    dev_depth: int = 30
+    seed: int = 42
     max_rounds: int = 3  # rounds after round 0
     min_improvement: float = 0.0  # a round must beat the best dev nDCG@10 so far by more than this to continue
     range_for_sampling: str = "10-60"  # rank range of the previous reranker's ordering, rounds > 0
@@ -55,10 +61,17 @@ class IterateConfig:
         unknown = sorted(set(raw) - set(cls.__dataclass_fields__))
         if unknown:
             raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}")
-        for required in ("train_file", "corpus", "dev_file", "output_dir"):
+        for required in ("train_file", "corpus", "output_dir"):
             if not raw.get(required):
                 raise ConfigError(f"{path}: '{required}' is required")
+        if bool(raw.get("dev_file")) == bool(raw.get("dev_queries")):
+            raise ConfigError(f"{path}: give one of 'dev_file' (labelled dev queries with candidates) or "
+                              "'dev_queries' (hold out that many pairs of the first train file)")
         config = cls(**raw)
+        if isinstance(config.train_file, str):
+            config.train_file = [config.train_file]
+        if not isinstance(config.train_file, list) or not all(isinstance(f, str) for f in config.train_file):
+            raise ConfigError(f"{path}: 'train_file' must be a path or a list of paths")
         for name, managed in (("mine", MANAGED_MINE), ("train", MANAGED_TRAIN)):
             options = getattr(config, name)
             if not isinstance(options, dict):
@@ -66,9 +79,11 @@ class IterateConfig:
             clash = sorted(set(options) & managed)
             if clash:
                 raise ConfigError(f"{path}: {name}.{clash[0]} is set by the driver; remove it from the config")
-        for what in ("train_file", "dev_file"):
-            if not Path(getattr(config, what)).is_file():
-                raise ConfigError(f"{path}: {what} {getattr(config, what)} does not exist")
+        for what, file in [("train_file", f) for f in config.train_file] + [("dev_file", config.dev_file)]:
+            if file and not Path(file).is_file():
+                raise ConfigError(f"{path}: {what} {file} does not exist")
+        if config.dev_queries < 0 or config.dev_depth < 1:
+            raise ConfigError(f"{path}: dev_queries must be non-negative and dev_depth positive")
         if not Path(config.corpus).exists():
             raise ConfigError(f"{path}: corpus {config.corpus} does not exist")
         if config.max_rounds < 0:
@@ -81,16 +96,42 @@ def should_stop(history: list[float], min_improvement: float) -> bool:
     return len(history) > 1 and history[-1] <= max(history[:-1]) + min_improvement
 
 
+def prepare_data(config: IterateConfig, out: Path, stages: Stages, corpus_key: str) -> tuple[str, str]:
+    """The training and dev files the rounds use: the config's own, or data/ with a dev split carved out."""
+    if config.dev_file and len(config.train_file) == 1:
+        return config.train_file[0], config.dev_file
+    data = out / "data"
+    key = key_of("data", [file_key(Path(f)) for f in config.train_file], corpus_key, config.dev_queries,
+                 config.dev_depth, config.seed)
+    if stages.done("data", key):
+        logger.info("data: done before, skipped")
+    elif config.dev_file:  # several train files, labelled dev: concatenate
+        with atomic_write(data / "train.jsonl") as handle:
+            for f in config.train_file:
+                with open(f, encoding="utf-8") as source:
+                    for line in source:
+                        handle.write(line if line.endswith("\n") else line + "\n")
+        stages.mark("data", key, 0.0)
+    else:
+        t = time.perf_counter()
+        summary = carve_pairs_dev(config.train_file, config.corpus, data, config.dev_queries, config.seed,
+                                  config.dev_depth)
+        write_json(data / "summary.json", summary)
+        stages.mark("data", key, time.perf_counter() - t)
+    return str(data / "train.jsonl"), config.dev_file or str(data / "dev.jsonl")
+
+
 def run_rounds(config: IterateConfig) -> list[dict]:
     out = Path(config.output_dir)
     stages = Stages(out)
     env = {**os.environ, "PYTHON": sys.executable}
     write_json(out / "config.json", asdict(config))
     corpus_flag = "--corpus" if Path(config.corpus).is_dir() else "--candidate_pool"
+    corpus_key = file_key(Path(config.corpus) / "corpus.jsonl" if Path(config.corpus).is_dir()
+                          else Path(config.corpus))
+    train_file, dev_file = prepare_data(config, out, stages, corpus_key)
     rows: list[dict] = []
-    previous_key = key_of("inputs", file_key(Path(config.train_file)), file_key(Path(config.dev_file)),
-                          file_key(Path(config.corpus) / "corpus.jsonl" if Path(config.corpus).is_dir()
-                                   else Path(config.corpus)))
+    previous_key = key_of("inputs", file_key(Path(train_file)), file_key(Path(dev_file)), corpus_key)
     for r in range(config.max_rounds + 1):
         folder = out / f"round_{r}"
         mined, model = folder / "mined.jsonl", folder / "model"
@@ -103,7 +144,7 @@ def run_rounds(config: IterateConfig) -> list[dict]:
             logger.info("round %d: done before, skipped", r)
         else:
             t = time.perf_counter()
-            run_logged(["bash", str(REPO / "scripts" / "mine.sh"), "--input_file", config.train_file, "--output_file",
+            run_logged(["bash", str(REPO / "scripts" / "mine.sh"), "--input_file", train_file, "--output_file",
                         str(mined), corpus_flag, config.corpus, "--overwrite", "true", *to_argv(mine_options)],
                        folder / "mine.log", env)
             checkpoint = latest_checkpoint(model)
@@ -112,7 +153,7 @@ def run_rounds(config: IterateConfig) -> list[dict]:
                      else ["--overwrite_output_dir", "true"])
             stages.started(f"round_{r}", key)
             run_logged(["bash", str(REPO / "scripts" / "train.sh"), "--train_data", str(mined), "--output_dir",
-                        str(model), "--dev_file", config.dev_file, *where, *to_argv(config.train)],
+                        str(model), "--dev_file", dev_file, *where, *to_argv(config.train)],
                        folder / "train.log", env)
             stages.mark(f"round_{r}", key, time.perf_counter() - t)
         previous_key = key

@@ -37,6 +37,9 @@ def load_queries(spec: str) -> list[tuple[dict, GroupExample]]:
         pos_ids = row.get("pos_ids")
         if pos_ids is not None and (not isinstance(pos_ids, list) or not all(isinstance(x, str) for x in pos_ids)):
             raise DataError(where, "expected a list of strings (ids of the positives)", line=line, field="pos_ids")
+        if row.get("pos_id") is not None and not isinstance(row["pos_id"], str):
+            raise DataError(where, "expected a string (the id of the positive's document)", line=line,
+                            field="pos_id")
         out.append((row, example))
     if not out:
         raise DataError(spec, "holds no records to mine for")
@@ -53,7 +56,10 @@ def load_pool(args: MineArguments, examples: list[GroupExample]) -> Pool:
 
 def make_query(pool: Pool, row: dict, example: GroupExample) -> Query:
     keys = {normalize_text(p) for p in example.pos}
-    rows = {pool.by_id[i] for i in row.get("pos_ids") or [] if i in pool.by_id}
+    # synth.py writes pos_id, the source document of a crop or generated query: its positive text is a span of
+    # that document (or the whole of it), and the document itself must never come back as a negative.
+    ids = [*(row.get("pos_ids") or []), *([row["pos_id"]] if row.get("pos_id") is not None else [])]
+    rows = {pool.by_id[i] for i in ids if i in pool.by_id}
     rows.update(pool.by_key[k] for k in keys if k in pool.by_key)
     return Query(row, example, rows, keys)
 

@@ -5,10 +5,11 @@ import logging
 
 import pytest
 import yaml
-from test_pipeline import make_beir
+from conftest import write_jsonl
+from test_pipeline import TOPICS, make_beir
 
 from reranker import beir_train, iterate
-from reranker.errors import ConfigError
+from reranker.errors import ConfigError, DataError
 from reranker.negatives import SelectionRules, select_negatives
 
 
@@ -32,7 +33,7 @@ def test_margin_filter_reads_any_scale():
 
 
 def make_config(tmp_path, model, **changes):
-    beir = make_beir(tmp_path / "beir")
+    beir = tmp_path / "beir" if (tmp_path / "beir").exists() else make_beir(tmp_path / "beir")
     data = tmp_path / "data"
     beir_train.build(beir, data, dev_queries=3, seed=0, dev_depth=6)
     config = {"train_file": str(data / "train.jsonl"), "corpus": str(beir), "dev_file": str(data / "dev.jsonl"),
@@ -83,8 +84,68 @@ def test_stops_when_dev_metric_stops_improving(tiny_model_master, tmp_path):
     ({"mine": {"rerank_model": "x"}}, "mine.rerank_model is set by the driver"),
     ({"dev_file": "missing.jsonl"}, "dev_file missing.jsonl does not exist"),
     ({"rounds": 3}, "unknown option"),
+    ({"dev_queries": 2}, "give one of 'dev_file'"),
+    ({"dev_file": None}, "give one of 'dev_file'"),
+    ({"train_file": [3]}, "must be a path or a list"),
 ])
 def test_config_errors(tiny_model_master, tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
         iterate.main([str(make_config(tmp_path, tiny_model_master, **change))])
 
+
+
+def synthetic_pairs(tmp_path):
+    """What synth.py writes for the tiny corpus: an InPars-like file (questions) and a crop-like file."""
+    beir = make_beir(tmp_path / "beir")
+    inpars = [{"query": q, "pos": [a], "pos_id": f"a{i}", "score": -0.5} for i, (q, a, _) in enumerate(TOPICS)]
+    crops = [{"query": a.split()[0] + " " + a.split()[-1], "pos": [a], "pos_id": f"a{i}", "score": None}
+             for i, (_, a, _) in enumerate(TOPICS)]
+    write_jsonl(tmp_path / "inpars.jsonl", inpars)
+    write_jsonl(tmp_path / "crops.jsonl", crops)
+    return beir, [str(tmp_path / "inpars.jsonl"), str(tmp_path / "crops.jsonl")]
+
+
+def test_carved_dev_comes_from_the_first_file_and_its_documents_leave_training(tmp_path):
+    beir, files = synthetic_pairs(tmp_path)
+    summary = beir_train.carve_pairs_dev(files, str(beir), tmp_path / "data", dev_queries=3, seed=0, depth=5)
+    dev = [json.loads(line) for line in (tmp_path / "data" / "dev.jsonl").read_text().splitlines()]
+    train = [json.loads(line) for line in (tmp_path / "data" / "train.jsonl").read_text().splitlines()]
+    questions = {q for q, _, _ in TOPICS}
+    assert len(dev) == 3 and all(d["query"] in questions for d in dev)
+    dev_docs = {doc for d in dev for doc in d["relevance"]}
+    assert len(dev_docs) == 3 and all(len(d["candidates"]) == 5 for d in dev)
+    # Neither the dev questions nor a crop of a dev document is trained on; everything else is, in file order.
+    assert not any(r["pos_id"] in dev_docs for r in train)
+    assert len(train) == 2 * len(TOPICS) - 3 - 3 and summary["dropped_pairs_on_dev_documents"] == 3
+    assert [r["query"] for r in train[: len(TOPICS) - 3]] == [q for q, _, _ in TOPICS if q not in
+                                                              {d["query"] for d in dev}]
+    qrels = (tmp_path / "data" / "dev_qrels.tsv").read_text().splitlines()
+    assert qrels[0] == "query-id\tcorpus-id\tscore" and len(qrels) == 4
+    # Seeded: the same split again.
+    beir_train.carve_pairs_dev(files, str(beir), tmp_path / "again", dev_queries=3, seed=0, depth=5)
+    assert (tmp_path / "again" / "dev.jsonl").read_text() == (tmp_path / "data" / "dev.jsonl").read_text()
+
+
+def test_carved_dev_needs_source_document_ids(tmp_path):
+    beir, files = synthetic_pairs(tmp_path)
+    rows = [json.loads(line) for line in open(files[0])]
+    rows[4]["pos_id"] = "nowhere"
+    write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(DataError, match=r"bad.jsonl:5 field .pos_id.: .nowhere. is not a document"):
+        beir_train.carve_pairs_dev([str(tmp_path / "bad.jsonl")], str(beir), tmp_path / "data", dev_queries=2)
+    with pytest.raises(DataError, match="only 12 pairs"):
+        beir_train.carve_pairs_dev(files, str(beir), tmp_path / "data", dev_queries=12)
+
+
+def test_rounds_without_labels_carve_their_dev_split(tiny_model_master, tmp_path):
+    beir, files = synthetic_pairs(tmp_path)
+    config = make_config(tmp_path, tiny_model_master, max_rounds=0, train_file=files, dev_file=None,
+                         dev_queries=3, dev_depth=5, corpus=str(beir))
+    rows = iterate.main([str(config)])
+    data = tmp_path / "rounds" / "data"
+    assert [r["round"] for r in rows] == [0]
+    assert json.loads((data / "summary.json").read_text())["dev_queries"] == 3
+    mined = (tmp_path / "rounds" / "round_0" / "mined.jsonl").read_text().splitlines()
+    assert len(mined) == (data / "train.jsonl").read_text().count("\n")
+    dev_metrics = json.loads((tmp_path / "rounds" / "round_0" / "model" / "dev_metrics.json").read_text())
+    assert dev_metrics["queries"] == 3 and dev_metrics["dev_file"] == str(data / "dev.jsonl")

@@ -52,6 +52,20 @@ def test_bm25_known_answers(tmp_path):
     assert summary["queries_without_positive_in_pool"] == 0
 
 
+def test_source_document_of_a_synthetic_pair_is_never_a_negative(tmp_path):
+    # synth.py's crops: the positive is a span of d3, so only its pos_id says that d3 is the positive.
+    crop = {"query": "capital of germany", "pos": ["Germany is Berlin"], "pos_id": "d3"}
+    rows, _ = mine(tmp_path, "--retriever", "bm25", "--range_for_sampling", "0-8", "--negative_number", "8",
+                   records=[crop])
+    assert POOL[3]["text"] not in rows[0]["neg"] and len(rows[0]["neg"]) == 7
+    # Without the id the document is sampled as a negative of its own crop: the test above is not vacuous.
+    rows, _ = mine(tmp_path, "--retriever", "bm25", "--range_for_sampling", "0-8", "--negative_number", "8",
+                   "--overwrite", records=[{k: v for k, v in crop.items() if k != "pos_id"}])
+    assert POOL[3]["text"] in rows[0]["neg"]
+    with pytest.raises(DataError, match=r"in\.jsonl:1 field 'pos_id'"):
+        mine(tmp_path, "--retriever", "bm25", "--overwrite", records=[{**crop, "pos_id": 3}])
+
+
 def test_summary_file_and_top_up(tmp_path):
     _, summary = mine(tmp_path, "--retriever", "bm25", "--range_for_sampling", "0-3", "--negative_number", "4")
     saved = json.loads((tmp_path / "mined.summary.json").read_text())
