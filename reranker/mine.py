@@ -12,7 +12,7 @@ import numpy as np
 
 from . import dist, embed_cache
 from .arguments import EmbedArguments, MineArguments
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .files import atomic_write, write_json
 from .negatives import Selection, SelectionRules, select_negatives
 from .pool import Pool, normalize_text, pool_from_beir, pool_from_jsonl, pool_from_texts
@@ -40,6 +40,11 @@ def load_queries(spec: str) -> list[tuple[dict, GroupExample]]:
         if row.get("pos_id") is not None and not isinstance(row["pos_id"], str):
             raise DataError(where, "expected a string (the id of the positive's document)", line=line,
                             field="pos_id")
+        crop = row.get("neg_crop")
+        if crop is not None and not (isinstance(crop, list) and len(crop) == 2 and all(type(x) is int for x in crop)
+                                     and 1 <= crop[0] <= crop[1]):
+            raise DataError(where, f"expected [low, high] word counts with 1 <= low <= high, got {crop!r}",
+                            line=line, field="neg_crop")
         out.append((row, example))
     if not out:
         raise DataError(spec, "holds no records to mine for")
@@ -62,6 +67,23 @@ def make_query(pool: Pool, row: dict, example: GroupExample) -> Query:
     rows = {pool.by_id[i] for i in ids if i in pool.by_id}
     rows.update(pool.by_key[k] for k in keys if k in pool.by_key)
     return Query(row, example, rows, keys)
+
+
+def crop_negatives(queries: list[Query], negatives: list[list[str]], seed: int) -> int:
+    """Cut the negatives of records that ask for it (synth.py crops: "neg_crop": [low, high]) to random spans
+    of that many words, as their positive is, so that format cannot tell the positive apart. Seeded per query
+    and negative; returns how many were cut."""
+    from .synth import random_span
+
+    cropped = 0
+    for i, (q, negs) in enumerate(zip(queries, negatives, strict=True)):
+        if q.row.get("neg_crop") is None:
+            continue
+        low, high = q.row["neg_crop"]
+        for j, text in enumerate(negs):
+            negs[j] = random_span(text.split(), low, high, np.random.default_rng([seed, i, j]))
+            cropped += 1
+    return cropped
 
 
 def encode_sharded(embedder, texts: list[str], max_length: int, batch_size: int, instruction: str,
@@ -246,6 +268,9 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
     if output.exists() and not args.overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
     loaded = load_queries(args.input_file)
+    if args.embedder_teacher and any(row.get("neg_crop") is not None for row, _ in loaded):
+        raise ConfigError(f"{args.input_file}: records with neg_crop get cropped negatives, and --embedder_teacher "
+                          "scores whole documents; use --teacher_model (it scores the cropped text) or no teacher")
     pool = load_pool(args, [e for _, e in loaded])
     queries = [make_query(pool, row, example) for row, example in loaded]
     no_positive = sum(not q.positive_rows for q in queries)
@@ -286,6 +311,7 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
     ]
     selections = [interleave(parts, args.negative_number) for parts in zip(*per_retriever, strict=True)]
     negatives = [[pool.texts[r] for r in s.rows] for s in selections]
+    summary["cropped_negatives"] = crop_negatives(queries, negatives, args.seed)
     for q, negs in zip(queries, negatives, strict=True):
         q.row["neg"] = negs
     t = timer.stage("select", t)

@@ -66,6 +66,26 @@ def test_source_document_of_a_synthetic_pair_is_never_a_negative(tmp_path):
         mine(tmp_path, "--retriever", "bm25", "--overwrite", records=[{**crop, "pos_id": 3}])
 
 
+def test_negatives_of_a_crop_are_cropped_like_its_positive(tmp_path):
+    words = [f"w{i}" for i in range(40)]
+    pool = [{"_id": f"d{i}", "text": f"capital {i} " + " ".join(words)} for i in range(8)]
+    crop = {"query": "capital", "pos": ["w3 w4 w5"], "pos_id": "d0", "neg_crop": [3, 5]}
+    whole = {"query": "capital of nothing", "pos": ["capital 1 " + " ".join(words)]}
+    args = ("--retriever", "bm25", "--range_for_sampling", "0-8", "--negative_number", "4")
+    rows, summary = mine(tmp_path, *args, records=[crop, whole], pool=pool)
+    assert summary["cropped_negatives"] == 4 and len(rows[0]["neg"]) == 4
+    for neg in rows[0]["neg"]:  # contiguous spans of 3-5 words of a pool document
+        span = neg.split()
+        assert 3 <= len(span) <= 5 and any(" ".join(span) in d["text"] for d in pool)
+    assert all(len(n.split()) == 42 for n in rows[1]["neg"])  # a record without neg_crop keeps whole documents
+    again, _ = mine(tmp_path, *args, "--overwrite", records=[crop, whole], pool=pool)
+    assert again == rows  # seeded
+    with pytest.raises(DataError, match=r"in\.jsonl:1 field 'neg_crop'"):
+        mine(tmp_path, *args, "--overwrite", records=[{**crop, "neg_crop": [5, 3]}], pool=pool)
+    with pytest.raises(ConfigError, match="neg_crop"):
+        mine(tmp_path, "--embedder_teacher", "--overwrite", records=[crop], pool=pool)
+
+
 def test_summary_file_and_top_up(tmp_path):
     _, summary = mine(tmp_path, "--retriever", "bm25", "--range_for_sampling", "0-3", "--negative_number", "4")
     saved = json.loads((tmp_path / "mined.summary.json").read_text())

@@ -57,6 +57,7 @@ def test_crop_spans_are_seeded_and_within_bounds(tmp_path):
     words = long_doc["text"].split()
     q, p = crop["query"].split(), crop["pos"][0].split()
     assert 4 <= len(q) <= 9 and 20 <= len(p) <= 50
+    assert crop["neg_crop"] == [20, 50]  # the miner cuts this pair's negatives to spans of the same lengths
     for span in (q, p):  # contiguous spans of the document
         start = words.index(span[0])
         assert words[start:start + len(span)] == span
