@@ -149,3 +149,20 @@ def test_rounds_without_labels_carve_their_dev_split(tiny_model_master, tmp_path
     assert len(mined) == (data / "train.jsonl").read_text().count("\n")
     dev_metrics = json.loads((tmp_path / "rounds" / "round_0" / "model" / "dev_metrics.json").read_text())
     assert dev_metrics["queries"] == 3 and dev_metrics["dev_file"] == str(data / "dev.jsonl")
+
+
+def test_several_labelled_train_files_are_concatenated(tiny_model_master, tmp_path):
+    from reranker.pipeline import Stages
+
+    path = make_config(tmp_path, tiny_model_master)
+    data = tmp_path / "data"
+    lines = (data / "train.jsonl").read_text().splitlines()
+    (tmp_path / "a.jsonl").write_text("\n".join(lines[:2]))  # no newline at the end: still one record per line
+    (tmp_path / "b.jsonl").write_text("\n".join(lines[2:]) + "\n")
+    raw = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**raw, "train_file": [str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")]}))
+    config = iterate.IterateConfig.load(str(path))
+    out = tmp_path / "rounds"
+    train, dev = iterate.prepare_data(config, out, Stages(out), "corpus")
+    assert dev == str(data / "dev.jsonl")
+    assert open(train).read().splitlines() == lines
