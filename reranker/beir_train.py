@@ -103,9 +103,10 @@ def carve_pairs_dev(files: list[str], corpus: str, out_dir: str | Path, dev_quer
 
     The dev queries are drawn (seeded) from the first file only, so a mix of InPars queries and crops can keep
     its dev set to the realistic queries. Each held-out query's one relevant document is its pos_id; its
-    candidates are the BM25 top-`depth` of the whole corpus, as for labelled data. Training pairs whose
-    positive is a dev document are dropped too (counted): otherwise a crop of the same abstract would teach
-    the dev answer. Writes train.jsonl, dev.jsonl and dev_qrels.tsv under out_dir; returns a summary.
+    candidates are the BM25 top-`depth` of the whole corpus, as for labelled data. Training pairs of any file
+    whose positive is a dev document (by pos_id or pos_ids) are dropped too (counted): otherwise a crop of the
+    same abstract would teach the dev answer. Writes train.jsonl, dev.jsonl and dev_qrels.tsv under out_dir;
+    returns a summary.
     """
     from .files import iter_jsonl
     from .synth import load_documents
@@ -133,7 +134,8 @@ def carve_pairs_dev(files: list[str], corpus: str, out_dir: str | Path, dev_quer
             for j, (_, _, row) in enumerate(file_rows):
                 if i == 0 and j in picked:
                     continue
-                if str(row.get("pos_id")) in dev_docs:
+                ids = [*(row.get("pos_ids") or []), *([row["pos_id"]] if row.get("pos_id") is not None else [])]
+                if any(str(d) in dev_docs for d in ids):
                     dropped += 1
                     continue
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -67,6 +67,9 @@ class IterateConfig:
         if bool(raw.get("dev_file")) == bool(raw.get("dev_queries")):
             raise ConfigError(f"{path}: give one of 'dev_file' (labelled dev queries with candidates) or "
                               "'dev_queries' (hold out that many pairs of the first train file)")
+        for name in ("max_rounds", "dev_queries", "dev_depth", "seed"):
+            if name in raw and type(raw[name]) is not int:
+                raise ConfigError(f"{path}: '{name}' must be a whole number, got {raw[name]!r}")
         config = cls(**raw)
         if isinstance(config.train_file, str):
             config.train_file = [config.train_file]
@@ -101,9 +104,10 @@ def prepare_data(config: IterateConfig, out: Path, stages: Stages, corpus_key: s
     if config.dev_file and len(config.train_file) == 1:
         return config.train_file[0], config.dev_file
     data = out / "data"
-    key = key_of("data", [file_key(Path(f)) for f in config.train_file], corpus_key, config.dev_queries,
-                 config.dev_depth, config.seed)
-    if stages.done("data", key):
+    carve = (config.dev_queries, config.dev_depth, config.seed) if not config.dev_file else ()
+    key = key_of("data", [file_key(Path(f)) for f in config.train_file], corpus_key, *carve)
+    made = [data / "train.jsonl", *([] if config.dev_file else [data / "dev.jsonl"])]
+    if stages.done("data", key) and all(f.is_file() for f in made):
         logger.info("data: done before, skipped")
     elif config.dev_file:  # several train files, labelled dev: concatenate
         with atomic_write(data / "train.jsonl") as handle:

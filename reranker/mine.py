@@ -28,6 +28,10 @@ class Query:
     example: GroupExample
     positive_rows: set[int]
     positive_keys: set[str]  # normalised texts of the positives
+    # A crop's positive is a span, the candidates are whole documents: the false-negative filters compare the
+    # candidates with the whole source document instead (its pool row), so that both sides have one format.
+    reference_row: int | None = None
+    unknown_ids: int = 0  # pos_ids / pos_id not found among the pool's ids
 
 
 def load_queries(spec: str) -> list[tuple[dict, GroupExample]]:
@@ -66,22 +70,24 @@ def make_query(pool: Pool, row: dict, example: GroupExample) -> Query:
     ids = [*(row.get("pos_ids") or []), *([row["pos_id"]] if row.get("pos_id") is not None else [])]
     rows = {pool.by_id[i] for i in ids if i in pool.by_id}
     rows.update(pool.by_key[k] for k in keys if k in pool.by_key)
-    return Query(row, example, rows, keys)
+    reference = pool.by_id.get(row["pos_id"]) if row.get("neg_crop") is not None and row.get("pos_id") else None
+    return Query(row, example, rows, keys, reference, sum(i not in pool.by_id for i in ids))
 
 
-def crop_negatives(queries: list[Query], negatives: list[list[str]], seed: int) -> int:
+def crop_negatives(queries: list[Query], selections: list[Selection], negatives: list[list[str]],
+                   seed: int) -> int:
     """Cut the negatives of records that ask for it (synth.py crops: "neg_crop": [low, high]) to random spans
     of that many words, as their positive is, so that format cannot tell the positive apart. Seeded per query
-    and negative; returns how many were cut."""
+    and pool row (a document gets the same span whatever its rank); returns how many were cut."""
     from .synth import random_span
 
     cropped = 0
-    for i, (q, negs) in enumerate(zip(queries, negatives, strict=True)):
+    for i, (q, selection, negs) in enumerate(zip(queries, selections, negatives, strict=True)):
         if q.row.get("neg_crop") is None:
             continue
         low, high = q.row["neg_crop"]
-        for j, text in enumerate(negs):
-            negs[j] = random_span(text.split(), low, high, np.random.default_rng([seed, i, j]))
+        for j, (row, text) in enumerate(zip(selection.rows, negs, strict=True)):
+            negs[j] = random_span(text.split(), low, high, np.random.default_rng([seed, i, int(row)]))
             cropped += 1
     return cropped
 
@@ -137,14 +143,15 @@ def dense_retrieve(embed_args: EmbedArguments, args: MineArguments, pool: Pool, 
     positive_scores: list[float | None] = [None] * len(queries)
     if args.fn_relative_threshold is not None:
         # Only the relative filter reads them: from the pool's vectors, or encoded here when absent from it.
-        outside = list(dict.fromkeys(p for q in queries for p in q.example.pos
+        outside = list(dict.fromkeys(p for q in queries if q.reference_row is None for p in q.example.pos
                                      if normalize_text(p) not in pool.by_key))
         outside_vectors = dict(zip(outside, embedder.encode(outside, embed_args.passage_max_len,
                                                             embed_args.embed_batch_size, desc="Encoding positives",
                                                             show_progress=bool(outside)), strict=True))
         for i, (q, vector) in enumerate(zip(queries, query_vectors, strict=True)):
-            vecs = [passages[pool.by_key[k]] if k in pool.by_key else outside_vectors[p]
-                    for p, k in ((p, normalize_text(p)) for p in q.example.pos)]
+            vecs = [passages[q.reference_row]] if q.reference_row is not None else [
+                passages[pool.by_key[k]] if k in pool.by_key else outside_vectors[p]
+                for p, k in ((p, normalize_text(p)) for p in q.example.pos)]
             positive_scores[i] = float(min(np.dot(v, vector) for v in vecs))
         t = timer.stage("score_positives", t)
     index = build_index(passages, args.index, args.ivf_nlist, args.ivf_nprobe, args.hnsw_m, args.hnsw_ef_search)
@@ -185,7 +192,8 @@ def rerank_candidates(args: MineArguments, pool: Pool, queries: list[Query], ran
     candidates = [list(dict.fromkeys(int(r) for _, rows, _, _ in rankings for r in rows[i] if r >= 0))
                   for i in range(len(queries))]
     pairs = [(q.example.query, pool.texts[r]) for q, rows in zip(queries, candidates, strict=True) for r in rows]
-    pairs += [(q.example.query, p) for q in queries for p in q.example.pos]
+    positives = [[pool.texts[q.reference_row]] if q.reference_row is not None else q.example.pos for q in queries]
+    pairs += [(q.example.query, p) for q, texts in zip(queries, positives, strict=True) for p in texts]
     scores = iter(reranker.compute_score(pairs, batch_size=args.rerank_batch_size, show_progress=True))
     width = max((len(c) for c in candidates), default=0)
     out_rows = np.full((len(queries), width), -1, dtype=np.int64)
@@ -195,7 +203,7 @@ def rerank_candidates(args: MineArguments, pool: Pool, queries: list[Query], ran
         order = np.argsort(-query_scores, kind="stable")
         out_rows[i, : len(rows)] = np.asarray(rows, dtype=np.int64)[order]
         out_scores[i, : len(rows)] = query_scores[order]
-    positive_scores = [float(min(next(scores) for _ in q.example.pos)) for q in queries]
+    positive_scores = [float(min(next(scores) for _ in texts)) for texts in positives]
     summary["reranked_pairs"] = len(pairs)
     timer.stage("rerank", t)
     return out_scores, out_rows, positive_scores, rules
@@ -274,8 +282,13 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
     pool = load_pool(args, [e for _, e in loaded])
     queries = [make_query(pool, row, example) for row, example in loaded]
     no_positive = sum(not q.positive_rows for q in queries)
+    unknown_ids = sum(q.unknown_ids for q in queries)
     summary: dict = {"queries": len(queries), "pool_size": len(pool), "retriever": args.retriever,
-                     "queries_without_positive_in_pool": no_positive}
+                     "queries_without_positive_in_pool": no_positive, "positive_ids_not_in_pool": unknown_ids}
+    if unknown_ids:
+        logger.warning("%d pos_ids/pos_id values of %s are not ids of the pool (%s): those documents are not "
+                       "kept out of the negatives", unknown_ids, args.input_file,
+                       "it has no '_id' field" if not pool.by_id else "another corpus?")
     logger.info("Mining %d queries against a pool of %d passages (%s); %d queries have no positive in the pool",
                 len(queries), len(pool), args.retriever, no_positive)
     timer.stage("load", t)
@@ -311,7 +324,7 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
     ]
     selections = [interleave(parts, args.negative_number) for parts in zip(*per_retriever, strict=True)]
     negatives = [[pool.texts[r] for r in s.rows] for s in selections]
-    summary["cropped_negatives"] = crop_negatives(queries, negatives, args.seed)
+    summary["cropped_negatives"] = crop_negatives(queries, selections, negatives, args.seed)
     for q, negs in zip(queries, negatives, strict=True):
         q.row["neg"] = negs
     t = timer.stage("select", t)

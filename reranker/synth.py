@@ -34,7 +34,9 @@ class Document:
 
 
 def load_documents(path: str) -> list[Document]:
-    """A pool jsonl ({text} or {_id, title, text}) or a BEIR folder's corpus.jsonl; ids default to line numbers."""
+    """A pool jsonl ({text} or {_id, title, text}) or a BEIR folder's corpus.jsonl; ids default to line numbers.
+
+    The ids are read as hn_mine.py's pool reads them (`_id` only), so a pair's pos_id names its document there."""
     source = Path(path)
     if source.is_dir():
         source = source / "corpus.jsonl"
@@ -47,7 +49,7 @@ def load_documents(path: str) -> list[Document]:
             raise DataError(str(source), "missing or not a string", line=line, field="text")
         if not isinstance(title, str):
             raise DataError(str(source), "not a string", line=line, field="title")
-        doc_id = str(row.get("_id", row.get("id", f"line-{line}")))
+        doc_id = str(row.get("_id", f"line-{line}"))
         if doc_id in seen:
             raise DataError(str(source), f"duplicate id {doc_id!r}", line=line, field="_id")
         seen.add(doc_id)

@@ -2,6 +2,7 @@
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 import yaml
@@ -87,6 +88,7 @@ def test_stops_when_dev_metric_stops_improving(tiny_model_master, tmp_path):
     ({"dev_queries": 2}, "give one of 'dev_file'"),
     ({"dev_file": None}, "give one of 'dev_file'"),
     ({"train_file": [3]}, "must be a path or a list"),
+    ({"dev_file": None, "dev_queries": "60"}, "'dev_queries' must be a whole number"),
 ])
 def test_config_errors(tiny_model_master, tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
@@ -166,3 +168,8 @@ def test_several_labelled_train_files_are_concatenated(tiny_model_master, tmp_pa
     train, dev = iterate.prepare_data(config, out, Stages(out), "corpus")
     assert dev == str(data / "dev.jsonl")
     assert open(train).read().splitlines() == lines
+    # Done, and skipped on a re-run; made again when its output is gone.
+    stamp = (out / ".stages" / "data.json").read_text()
+    Path(train).unlink()
+    iterate.prepare_data(config, out, Stages(out), "corpus")
+    assert open(train).read().splitlines() == lines and (out / ".stages" / "data.json").read_text() == stamp

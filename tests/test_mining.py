@@ -80,10 +80,34 @@ def test_negatives_of_a_crop_are_cropped_like_its_positive(tmp_path):
     assert all(len(n.split()) == 42 for n in rows[1]["neg"])  # a record without neg_crop keeps whole documents
     again, _ = mine(tmp_path, *args, "--overwrite", records=[crop, whole], pool=pool)
     assert again == rows  # seeded
+    # A document's span depends on the document, not on its rank: another range picks other ranks, and the
+    # documents picked both times have the same spans.
+    other, _ = mine(tmp_path, "--retriever", "bm25", "--range_for_sampling", "1-8", "--negative_number", "7",
+                    "--overwrite", records=[crop, whole], pool=pool)
+    doc_of = {n: next(d["_id"] for d in pool if n in d["text"]) for n in rows[0]["neg"] + other[0]["neg"]}
+    first = {doc_of[n]: n for n in rows[0]["neg"]}
+    second = {doc_of[n]: n for n in other[0]["neg"]}
+    shared = set(first) & set(second)
+    assert shared and all(first[d] == second[d] for d in shared)
     with pytest.raises(DataError, match=r"in\.jsonl:1 field 'neg_crop'"):
         mine(tmp_path, *args, "--overwrite", records=[{**crop, "neg_crop": [5, 3]}], pool=pool)
     with pytest.raises(ConfigError, match="neg_crop"):
         mine(tmp_path, "--embedder_teacher", "--overwrite", records=[crop], pool=pool)
+
+
+def test_a_crop_is_compared_with_its_whole_source_document(tmp_path):
+    from reranker.mine import make_query
+    from reranker.pool import pool_from_jsonl
+    from reranker.records import parse_group
+
+    pool = pool_from_jsonl(write_jsonl(tmp_path / "pool.jsonl", POOL))
+    crop = {"query": "capital", "pos": ["Germany is"], "pos_id": "d3", "neg_crop": [2, 3]}
+    for row, reference in ((crop, 3), ({**crop, "neg_crop": None}, None), ({**crop, "pos_id": "zz"}, None)):
+        q = make_query(pool, row, parse_group(row, "in.jsonl", 1))
+        assert q.reference_row == reference
+    # Ids that name nothing in the pool are counted in the summary (and warned about).
+    _, summary = mine(tmp_path, "--retriever", "bm25", records=[{**crop, "pos_id": "zz"}, RECORDS[0]])
+    assert summary["positive_ids_not_in_pool"] == 1
 
 
 def test_summary_file_and_top_up(tmp_path):
