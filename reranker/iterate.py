@@ -109,7 +109,12 @@ def prepare_data(config: IterateConfig, out: Path, stages: Stages, corpus_key: s
     made = [data / "train.jsonl", *([] if config.dev_file else [data / "dev.jsonl"])]
     if stages.done("data", key) and all(f.is_file() for f in made):
         logger.info("data: done before, skipped")
-    elif config.dev_file:  # several train files, labelled dev: concatenate
+        return str(data / "train.jsonl"), config.dev_file or str(data / "dev.jsonl")
+    from .mine import load_queries
+
+    for f in config.train_file:  # checked here, so that an error names the user's file and line, not data/
+        load_queries(f)
+    if config.dev_file:  # several train files, labelled dev: concatenate
         with atomic_write(data / "train.jsonl") as handle:
             for f in config.train_file:
                 with open(f, encoding="utf-8") as source:

@@ -173,3 +173,15 @@ def test_several_labelled_train_files_are_concatenated(tiny_model_master, tmp_pa
     Path(train).unlink()
     iterate.prepare_data(config, out, Stages(out), "corpus")
     assert open(train).read().splitlines() == lines and (out / ".stages" / "data.json").read_text() == stamp
+
+
+def test_a_bad_record_is_reported_in_the_users_file(tmp_path):
+    from reranker.pipeline import Stages
+
+    beir, files = synthetic_pairs(tmp_path)
+    (tmp_path / "crops.jsonl").write_text(open(files[1]).read() + '{"query": "q", "pos": "not a list"}\n')
+    config = iterate.IterateConfig(train_file=files, corpus=str(beir), output_dir=str(tmp_path / "r"),
+                                   dev_queries=2)
+    with pytest.raises(DataError, match=r"crops\.jsonl:13 field 'pos'"):
+        iterate.prepare_data(config, tmp_path / "r", Stages(tmp_path / "r"), "corpus")
+    assert not (tmp_path / "r" / "data" / "train.jsonl").exists()
