@@ -15,6 +15,7 @@ import numpy as np
 from .beir import BeirData, load_beir
 from .errors import DataError
 from .files import atomic_write
+from .records import positive_ids
 
 logger = logging.getLogger(__name__)
 
@@ -134,8 +135,7 @@ def carve_pairs_dev(files: list[str], corpus: str, out_dir: str | Path, dev_quer
             for j, (_, _, row) in enumerate(file_rows):
                 if i == 0 and j in picked:
                     continue
-                ids = [*(row.get("pos_ids") or []), *([row["pos_id"]] if row.get("pos_id") is not None else [])]
-                if any(str(d) in dev_docs for d in ids):
+                if any(str(d) in dev_docs for d in positive_ids(row)):
                     dropped += 1
                     continue
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")

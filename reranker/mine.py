@@ -16,7 +16,7 @@ from .errors import ConfigError, DataError
 from .files import atomic_write, write_json
 from .negatives import Selection, SelectionRules, select_negatives
 from .pool import Pool, normalize_text, pool_from_beir, pool_from_jsonl, pool_from_texts
-from .records import GroupExample, parse_group
+from .records import GroupExample, parse_group, positive_ids
 from .sources import iter_rows
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def make_query(pool: Pool, row: dict, example: GroupExample) -> Query:
     keys = {normalize_text(p) for p in example.pos}
     # synth.py writes pos_id, the source document of a crop or generated query: its positive text is a span of
     # that document (or the whole of it), and the document itself must never come back as a negative.
-    ids = [*(row.get("pos_ids") or []), *([row["pos_id"]] if row.get("pos_id") is not None else [])]
+    ids = positive_ids(row)
     rows = {pool.by_id[i] for i in ids if i in pool.by_id}
     rows.update(pool.by_key[k] for k in keys if k in pool.by_key)
     reference = pool.by_id.get(row["pos_id"]) if row.get("neg_crop") is not None and row.get("pos_id") else None

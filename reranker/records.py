@@ -71,6 +71,11 @@ def _scores(row: dict, key: str, texts: tuple[str, ...], path: str, line: int) -
     return tuple(_number(v, path, line, f"{key}[{i}]") for i, v in enumerate(value))
 
 
+def positive_ids(row: dict) -> list:
+    """Ids of a record's positive documents: labelled `pos_ids`, or the `pos_id` of a synth.py pair."""
+    return [*(row.get("pos_ids") or []), *([row["pos_id"]] if row.get("pos_id") is not None else [])]
+
+
 def is_soft_row(row: dict) -> bool:
     return "contents" in row and "true_logit" in row
 
