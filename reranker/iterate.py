@@ -22,7 +22,17 @@ from . import cli
 from .beir_train import carve_pairs_dev
 from .errors import ConfigError
 from .files import atomic_write, write_json
-from .pipeline import REPO, Stages, config_argument, file_key, key_of, latest_checkpoint, run_logged, to_argv
+from .pipeline import (
+    REPO,
+    Stages,
+    check_option_names,
+    config_argument,
+    file_key,
+    key_of,
+    latest_checkpoint,
+    run_logged,
+    to_argv,
+)
 
 logger = logging.getLogger("reranker.iterate")
 
@@ -82,6 +92,7 @@ class IterateConfig:
             clash = sorted(set(options) & managed)
             if clash:
                 raise ConfigError(f"{path}: {name}.{clash[0]} is set by the driver; remove it from the config")
+        check_option_names({"mine": config.mine, "train": config.train}, path)
         for what, file in [("train_file", f) for f in config.train_file] + [("dev_file", config.dev_file)]:
             if file and not Path(file).is_file():
                 raise ConfigError(f"{path}: {what} {file} does not exist")

@@ -8,6 +8,7 @@ output exists, and continues an interrupted training from its last checkpoint.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
@@ -16,7 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from . import beir_train, cli
@@ -33,6 +34,7 @@ MANAGED = {
     "eval": {"models", "datasets", "split", "output_dir", "dev_qrels"},
 }
 STAGES = ("data", "mine", "train", "eval")
+STAGE_SCRIPTS = {"mine": "hn_mine.py", "train": "run.py", "eval": "eval.py"}
 
 
 @dataclass
@@ -78,6 +80,7 @@ class PipelineConfig:
             clash = sorted(set(options) & MANAGED[stage])
             if clash:
                 raise ConfigError(f"{path}: {stage}.{clash[0]} is set by the pipeline; remove it from the config")
+        check_option_names({"mine": self.mine, "train": self.train, "eval": self.eval}, path)
         if not isinstance(self.dev_queries, int) or self.dev_queries < 0:
             raise ConfigError(f"{path}: dev_queries must be a non-negative integer, got {self.dev_queries!r}")
         if not isinstance(self.dev_depth, int) or self.dev_depth < 1:
@@ -94,6 +97,31 @@ class PipelineConfig:
         for split in (self.train_split, self.test_split):
             if not (Path(self.beir) / "qrels" / f"{split}.tsv").is_file():
                 raise ConfigError(f"{path}: {self.beir}/qrels/{split}.tsv does not exist")
+
+
+def stage_option_names() -> dict[str, set[str]]:
+    """The options each stage's entry point accepts (the fields of the dataclasses its parser is built from)."""
+    from .arguments import DataArguments, EmbedArguments, MineArguments, ModelArguments, RerankerTrainingArguments
+    from .eval_args import EvalArguments
+
+    parsers = {"mine": (EmbedArguments, MineArguments),
+               "train": (ModelArguments, DataArguments, RerankerTrainingArguments),
+               "eval": (EvalArguments,)}
+    return {stage: {f.name for dc in classes for f in fields(dc)} for stage, classes in parsers.items()}
+
+
+def check_option_names(stage_options: dict[str, dict], path: str) -> None:
+    """A misspelt option fails when the config is read, not when its stage starts: for eval, after an hour of
+    training."""
+    accepted = stage_option_names()
+    for stage, options in stage_options.items():
+        names = accepted[stage]
+        for name in options:
+            # HfArgumentParser also accepts --no_<flag> for booleans that default to True.
+            if name not in names and not (name.startswith("no_") and name[3:] in names):
+                close = difflib.get_close_matches(name, names, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise ConfigError(f"{path}: {stage}.{name} is not an option of {STAGE_SCRIPTS[stage]}{hint}")
 
 
 def to_argv(options: dict) -> list[str]:

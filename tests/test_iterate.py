@@ -89,6 +89,7 @@ def test_stops_when_dev_metric_stops_improving(tiny_model_master, tmp_path):
     ({"dev_file": None}, "give one of 'dev_file'"),
     ({"train_file": [3]}, "must be a path or a list"),
     ({"dev_file": None, "dev_queries": "60"}, "'dev_queries' must be a whole number"),
+    ({"mine": {"negative_numbr": 3}}, "negative_numbr is not an option of hn_mine.py .did you mean negative_number"),
 ])
 def test_config_errors(tiny_model_master, tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
