@@ -107,7 +107,11 @@ def stage_option_names() -> dict[str, set[str]]:
     parsers = {"mine": (EmbedArguments, MineArguments),
                "train": (ModelArguments, DataArguments, RerankerTrainingArguments),
                "eval": (EvalArguments,)}
-    return {stage: {f.name for dc in classes for f in fields(dc)} for stage, classes in parsers.items()}
+    # HfArgumentParser also makes a --no_<name> for every boolean that defaults to True.
+    return {stage: {name for dc in classes for f in fields(dc)
+                    for name in (f.name, f"no_{f.name}" if f.type in (bool, "bool") and f.default is True else None)
+                    if name}
+            for stage, classes in parsers.items()}
 
 
 def check_option_names(stage_options: dict[str, dict], path: str) -> None:
@@ -117,8 +121,7 @@ def check_option_names(stage_options: dict[str, dict], path: str) -> None:
     for stage, options in stage_options.items():
         names = accepted[stage]
         for name in options:
-            # HfArgumentParser also accepts --no_<flag> for booleans that default to True.
-            if name not in names and not (name.startswith("no_") and name[3:] in names):
+            if name not in names:
                 close = difflib.get_close_matches(name, names, n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
                 raise ConfigError(f"{path}: {stage}.{name} is not an option of {STAGE_SCRIPTS[stage]}{hint}")

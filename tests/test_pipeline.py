@@ -184,6 +184,10 @@ def test_shipped_configs_name_only_real_options():
         pipeline.check_option_names({stage: raw.get(stage) or {} for stage in ("mine", "train", "eval")}, str(path))
     with pytest.raises(ConfigError, match="mine.retriver is not an option of hn_mine.py"):
         pipeline.check_option_names({"mine": {"retriver": "bm25"}}, "c.yaml")
+    # The parser's --no_<flag> exists only for booleans that default to True.
+    pipeline.check_option_names({"train": {"no_dataloader_pin_memory": True}}, "c.yaml")
+    with pytest.raises(ConfigError, match="train.no_learning_rate is not an option"):
+        pipeline.check_option_names({"train": {"no_learning_rate": True}}, "c.yaml")
 
 
 def test_bad_config_file(tmp_path):
