@@ -8,16 +8,18 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from transformers import set_seed
 
 from reranker import cli, dev_eval, dist
 from reranker.arguments import DataArguments, ModelArguments, RerankerTrainingArguments
-from reranker.collator import GroupCollator, truncation_report
+from reranker.collator import GroupCollator, pair_budget, truncation_report
 from reranker.data import GroupDataset
 from reranker.dev_eval import load_dev
 from reranker.errors import ConfigError
 from reranker.files import write_json
-from reranker.modeling import load_model, load_tokenizer
+from reranker.head_init import init_head_from_probe
+from reranker.modeling import check_fits, load_model, load_tokenizer
 from reranker.sources import load_source
 from reranker.trainer import RerankerTrainer
 
@@ -100,14 +102,24 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> Rerank
     tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path,
                                model_args.trust_remote_code)
     model = load_model(model_args.model_name_or_path, tokenizer, model_args.trust_remote_code)
+    check_fits(model.config, pair_budget(tokenizer, data_args.query_max_len, data_args.passage_max_len),
+               f"--query_max_len {data_args.query_max_len} + --passage_max_len {data_args.passage_max_len} + the "
+               "special tokens")
     log_truncation(dataset, tokenizer, data_args, training_args.seed)
+    collator = GroupCollator(tokenizer, data_args.query_max_len, data_args.passage_max_len)
+    if training_args.head_init == "probe" and not training_args.resume_from_checkpoint:
+        # Every rank fits the same head from the same seeded groups; DDP also broadcasts rank zero's weights.
+        model.to(training_args.device)
+        dtype = torch.bfloat16 if training_args.bf16 else (torch.float16 if training_args.fp16 else None)
+        init_head_from_probe(model, dataset, collator, training_args.head_init_groups, training_args.seed,
+                             training_args.device, dtype)
 
     trainer = RerankerTrainer(
         model=model,
         args=training_args,
         train_dataset=dataset,
         eval_dataset=dev,
-        data_collator=GroupCollator(tokenizer, data_args.query_max_len, data_args.passage_max_len),
+        data_collator=collator,
         processing_class=tokenizer,  # saved with every checkpoint and the final model
         callbacks=callbacks,
         mixing=data_args.mixing,

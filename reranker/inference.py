@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .modeling import load_model, load_tokenizer
+from .modeling import check_fits, load_model, load_tokenizer
 
 DTYPES = {None: None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -31,6 +31,7 @@ class Reranker:
         self.dtype = DTYPES[dtype]
         if self.dtype is torch.float16 and self.device.type == "cpu":
             raise ValueError("fp16 on CPU is slow and imprecise; use dtype='bf16' on CPU")
+        check_fits(self.model.config, max_length, f"the pair budget (max_length) of {model_name_or_path}")
         self.max_length = max_length
 
     def _autocast(self):
@@ -49,6 +50,8 @@ class Reranker:
         """
         single = isinstance(pairs, tuple) and len(pairs) == 2 and isinstance(pairs[0], str)
         items = [pairs] if single else list(pairs)
+        if max_length and max_length != self.max_length:
+            check_fits(self.model.config, max_length, "the pair budget (max_length)")
         max_length = max_length or self.max_length
         order = np.argsort([-(len(q) + len(p)) for q, p in items], kind="stable")
         scores = np.empty(len(items), dtype=np.float32)

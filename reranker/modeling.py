@@ -43,3 +43,25 @@ def load_model(path: str, tokenizer, trust_remote_code: bool = False):
     # Batched pairs are padded; without pad_token_id some architectures cannot find the last real token.
     model.config.pad_token_id = tokenizer.pad_token_id
     return model
+
+
+def position_limit(config) -> int | None:
+    """The most tokens one input may hold, from the config; None when the architecture has no fixed limit.
+
+    RoBERTa-style models number positions from pad_token_id + 1, so two of their max_position_embeddings
+    (514 for 512 tokens) are never usable.
+    """
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if not isinstance(limit, int) or limit <= 0:
+        return None
+    if "roberta" in (getattr(config, "model_type", "") or "") or getattr(config, "model_type", "") == "camembert":
+        limit -= (getattr(config, "pad_token_id", None) or 1) + 1
+    return limit
+
+
+def check_fits(config, tokens: int, what: str) -> None:
+    """A clear error up front instead of an index error from the position embeddings mid-run."""
+    limit = position_limit(config)
+    if limit is not None and tokens > limit:
+        raise ConfigError(f"{what} is {tokens} tokens, but the model takes at most {limit} ({config.model_type} "
+                          "max_position_embeddings); lower it")

@@ -1,0 +1,110 @@
+"""Starting a fresh classification head from a linear probe instead of random weights.
+
+A new head on an embedding checkpoint scores every passage alike, so the group loss starts at chance, ln(group
+size), and the encoder's gradient (which flows through the head's small random weights) is weak and
+directionless: runs sit on that plateau for 50-200 steps, and how long varies with the seed. Fitting the last
+linear layer on the frozen features of a few training groups first gives the encoder a useful direction from
+step one. Only the head's starting point changes; the model stays a plain sequence-classification model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+logger = logging.getLogger(__name__)
+
+
+def fit_linear_head(features: torch.Tensor, l2: float = 1e-2, steps: int = 100) -> torch.Tensor:
+    """Weights w minimising the group softmax loss of `features @ w` plus l2 * |w|^2.
+
+    features: [n_groups, group_size, dim], the positive at index 0. A bias is irrelevant to a softmax within
+    the group, so none is fitted. The L2 term keeps w finite when the groups are separable (with a few hundred
+    groups in hundreds of dimensions they often are). Convex, so L-BFGS from zero finds the optimum.
+    """
+    x = features.float()
+    w = torch.zeros(x.shape[-1], requires_grad=True)
+    optimizer = torch.optim.LBFGS([w], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = group_loss(x, w) + l2 * w.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return w.detach()
+
+
+def group_loss(features: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return -F.log_softmax(features.float() @ w, dim=-1)[:, 0].mean()
+
+
+def final_fresh_linear(model) -> tuple[str, torch.nn.Linear] | None:
+    """The freshly initialised linear layer with one output (the score), if the model has one."""
+    fresh = set(getattr(model, "fresh_parameter_names", []))
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and module.out_features == 1 and f"{name}.weight" in fresh:
+            return name, module
+    return None
+
+
+def probe_features(model, layer: torch.nn.Module, batches, device, autocast_dtype=None) -> torch.Tensor:
+    """The inputs of `layer` for every pair of the batches, in eval mode (no dropout), without gradients."""
+    captured: list[torch.Tensor] = []
+    hook = layer.register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0].detach().float().cpu()))
+    was_training = model.training
+    model.eval()
+    autocast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
+    try:
+        with torch.no_grad(), autocast:
+            for batch in batches:
+                model(**{k: v.to(device) for k, v in batch.items()})
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return torch.cat(captured)
+
+
+def init_head_from_probe(model, dataset, collator, n_groups: int, seed: int, device, autocast_dtype=None,
+                         batch_groups: int = 8, l2: float = 1e-2) -> dict | None:
+    """Fit the fresh scoring layer on `n_groups` seeded training groups; held-out loss reported.
+
+    Returns a summary, or None when the model has no fresh one-output linear layer (a checkpoint that already
+    is a cross-encoder keeps its trained head).
+    """
+    found = final_fresh_linear(model)
+    if found is None:
+        logger.info("--head_init probe: the checkpoint has no fresh scoring layer; its own head is kept")
+        return None
+    name, layer = found
+    picks = np.sort(np.random.default_rng(seed).choice(len(dataset), size=min(n_groups, len(dataset)),
+                                                       replace=False))
+    groups = [dataset[int(i)] for i in picks]
+    group_size = len(groups[0].passages)
+    batches = []
+    for start in range(0, len(groups), batch_groups):
+        batch = collator(groups[start:start + batch_groups])
+        batches.append({k: v for k, v in batch.items() if k not in ("teacher_scores", "soft_labels")})
+    features = probe_features(model, layer, batches, device, autocast_dtype).view(len(groups), group_size, -1)
+    # Fit on one half and report the other: the held-out loss says whether the probe found signal or noise.
+    half = len(groups) // 2
+    w_half = fit_linear_head(features[:half], l2=l2)
+    held_out = float(group_loss(features[half:], w_half))
+    w = fit_linear_head(features, l2=l2)
+    with torch.no_grad():
+        layer.weight.copy_(w.to(layer.weight.dtype).view_as(layer.weight))
+        if layer.bias is not None:
+            layer.bias.zero_()
+    summary = {"layer": name, "groups": len(groups), "chance": math.log(group_size),
+               "train_loss": float(group_loss(features, w)), "held_out_loss": held_out,
+               "weight_norm": float(w.norm())}
+    logger.info("Head %s initialised by a linear probe on %d training groups: group loss %.3f (held out: %.3f "
+                "on %d groups; chance ln %d = %.3f)", name, len(groups), summary["train_loss"], held_out,
+                len(groups) - half, group_size, summary["chance"])
+    return summary
