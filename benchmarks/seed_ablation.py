@@ -8,7 +8,8 @@ takes about a minute and several share the card (`--parallel`); it runs anywhere
 
 The spec (YAML): `dev_file`, `train` (run.py options every variant shares, by their command-line names, as in a
 pipeline config), and `variants`: name -> {train_data: a file or a list, options: run.py options changed}.
-Each run's folder keeps its log and dev_metrics.json; finished runs are not run again. Writes results.json and
+Each run's folder keeps its log, command and dev_metrics.json; a finished run is not run again unless its
+command changed. The first failed run stops the queue. Writes results.json and
 results.md in --output_dir and prints the table: the best dev nDCG@10 of each seed (the checkpoint the run keeps),
 its mean, and the mean at step 100 (how soon the run leaves chance).
 """
@@ -22,7 +23,7 @@ import os
 import statistics
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,13 +56,19 @@ def load_spec(path: str) -> dict:
 def run_one(name: str, seed: int, spec: dict, out: Path, env: dict) -> dict:
     folder = out / f"{name}_s{seed}"
     metrics = folder / "dev_metrics.json"
+    variant = spec["variants"][name]
+    data = variant["train_data"] if isinstance(variant["train_data"], list) else [variant["train_data"]]
+    options = {**spec["train"], **variant["options"], "seed": seed}
+    cmd = [sys.executable, str(ROOT / "run.py"), "--train_data", *data, "--output_dir", str(folder / "model"),
+           "--overwrite_output_dir", "true", "--dev_file", spec["dev_file"], *to_argv(options)]
+    recorded = folder / "command.json"
+    # A finished run is reused only for the same command: an edited spec must not mix old figures in.
+    if metrics.exists() and (not recorded.exists() or json.loads(recorded.read_text()) != cmd[1:]):
+        logger.info("%s seed %d: the spec changed since its run; running it again", name, seed)
+        metrics.unlink()
     if not metrics.exists():
-        variant = spec["variants"][name]
-        data = variant["train_data"] if isinstance(variant["train_data"], list) else [variant["train_data"]]
-        options = {**spec["train"], **variant["options"], "seed": seed}
-        cmd = [sys.executable, str(ROOT / "run.py"), "--train_data", *data, "--output_dir", str(folder / "model"),
-               "--overwrite_output_dir", "true", "--dev_file", spec["dev_file"], *to_argv(options)]
         folder.mkdir(parents=True, exist_ok=True)
+        write_json(recorded, cmd[1:])
         with open(folder / "train.log", "w") as log:
             code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
         if code != 0:
@@ -113,9 +120,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         raise ConfigError(f"--variants {', '.join(unknown)}: not in {args.spec}")
     out = Path(args.output_dir)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    jobs = [(name, seed) for seed in args.seeds for name in names]
-    with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
-        runs = list(pool.map(lambda job: run_one(job[0], job[1], spec, out, env), jobs))
+    jobs = list(dict.fromkeys((name, seed) for seed in args.seeds for name in names))  # a repeat would share a folder
+    pool = ThreadPoolExecutor(max_workers=max(1, args.parallel))
+    futures = {pool.submit(run_one, name, seed, spec, out, env): (name, seed) for name, seed in jobs}
+    try:
+        for future in as_completed(futures):
+            future.result()  # the first failure stops the queue at once, not after every other run
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    runs = [future.result() for future in futures]
     rows = summarise(runs, names)
     text = table(rows, runs[0]["first_stage"])
     write_json(out / "results.json", {"spec": args.spec, "seeds": args.seeds, "rows": rows, "runs": runs})

@@ -55,20 +55,38 @@ def final_fresh_linear(model) -> tuple[str, torch.nn.Linear] | None:
 
 
 def probe_features(model, layer: torch.nn.Module, batches, device, autocast_dtype=None) -> torch.Tensor:
-    """The inputs of `layer` for every pair of the batches, in eval mode (no dropout), without gradients."""
+    """The inputs of `layer` for every pair of the batches, in eval mode (no dropout), without gradients.
+
+    Encoder heads see one vector per pair. Decoder-only models (GPT-2, Llama, Qwen ...) apply their score layer
+    to every token and then keep the last real one; the same token is taken here, by the same rule.
+    """
     captured: list[torch.Tensor] = []
     hook = layer.register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0].detach().float().cpu()))
     was_training = model.training
     model.eval()
     autocast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
+    features = []
     try:
         with torch.no_grad(), autocast:
             for batch in batches:
+                captured.clear()
                 model(**{k: v.to(device) for k, v in batch.items()})
+                x = captured[-1]
+                if x.dim() == 3:
+                    x = x[torch.arange(x.shape[0]), last_real_token(batch["input_ids"], model.config.pad_token_id)]
+                features.append(x)
     finally:
         hook.remove()
         model.train(was_training)
-    return torch.cat(captured)
+    return torch.cat(features)
+
+
+def last_real_token(input_ids: torch.Tensor, pad_token_id: int | None) -> torch.Tensor:
+    """Index of each row's last non-pad token: transformers' rule for sequence classification by decoders."""
+    if pad_token_id is None:
+        return torch.full((input_ids.shape[0],), input_ids.shape[1] - 1)
+    positions = torch.arange(input_ids.shape[1])
+    return (positions * (input_ids.cpu() != pad_token_id)).argmax(-1)
 
 
 def init_head_from_probe(model, dataset, collator, n_groups: int, seed: int, device, autocast_dtype=None,
@@ -83,8 +101,12 @@ def init_head_from_probe(model, dataset, collator, n_groups: int, seed: int, dev
         logger.info("--head_init probe: the checkpoint has no fresh scoring layer; its own head is kept")
         return None
     name, layer = found
-    picks = np.sort(np.random.default_rng(seed).choice(len(dataset), size=min(n_groups, len(dataset)),
-                                                       replace=False))
+    if getattr(dataset, "kind", "group") != "group" or dataset.group_size < 2:
+        # One passage per record (InRanker soft labels): a softmax over one score has nothing to fit.
+        logger.info("--head_init probe: needs groups of a positive and negatives; the head starts at random")
+        return None
+    # Seeded, in a random order: the held-out half is not one source's tail when several are mixed.
+    picks = np.random.default_rng(seed).permutation(len(dataset))[:n_groups]
     groups = [dataset[int(i)] for i in picks]
     group_size = len(groups[0].passages)
     batches = []
@@ -107,4 +129,8 @@ def init_head_from_probe(model, dataset, collator, n_groups: int, seed: int, dev
     logger.info("Head %s initialised by a linear probe on %d training groups: group loss %.3f (held out: %.3f "
                 "on %d groups; chance ln %d = %.3f)", name, len(groups), summary["train_loss"], held_out,
                 len(groups) - half, group_size, summary["chance"])
+    if held_out >= summary["chance"]:
+        # Expected for a bi-encoder's [CLS]: the probe then sets a starting direction, not a ranker.
+        logger.info("The probe's held-out loss is not below chance: the frozen features carry little relevance "
+                    "signal yet, and training must find it")
     return summary

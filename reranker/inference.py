@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .modeling import check_fits, load_model, load_tokenizer
+from .modeling import check_fits, load_model, load_tokenizer, position_limit
 
+DEFAULT_MAX_LENGTH = 512
 DTYPES = {None: None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -22,7 +23,8 @@ class Reranker:
     """
 
     def __init__(self, model_name_or_path: str, device: str | None = None, dtype: str | None = None,
-                 max_length: int = 512, trust_remote_code: bool = False):
+                 max_length: int | None = None, trust_remote_code: bool = False,
+                 max_length_option: str = "max_length"):
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -31,7 +33,11 @@ class Reranker:
         self.dtype = DTYPES[dtype]
         if self.dtype is torch.float16 and self.device.type == "cpu":
             raise ValueError("fp16 on CPU is slow and imprecise; use dtype='bf16' on CPU")
-        check_fits(self.model.config, max_length, f"the pair budget (max_length) of {model_name_or_path}")
+        if max_length is None:
+            # The default: 512 tokens, or fewer where the model holds fewer.
+            max_length = min(DEFAULT_MAX_LENGTH, position_limit(self.model.config) or DEFAULT_MAX_LENGTH)
+        else:
+            check_fits(self.model.config, max_length, f"{max_length_option} for {model_name_or_path}")
         self.max_length = max_length
 
     def _autocast(self):
@@ -51,7 +57,7 @@ class Reranker:
         single = isinstance(pairs, tuple) and len(pairs) == 2 and isinstance(pairs[0], str)
         items = [pairs] if single else list(pairs)
         if max_length and max_length != self.max_length:
-            check_fits(self.model.config, max_length, "the pair budget (max_length)")
+            check_fits(self.model.config, max_length, "max_length")
         max_length = max_length or self.max_length
         order = np.argsort([-(len(q) + len(p)) for q, p in items], kind="stable")
         scores = np.empty(len(items), dtype=np.float32)

@@ -188,7 +188,7 @@ def rerank_candidates(args: MineArguments, pool: Pool, queries: list[Query], ran
 
     t = time.perf_counter()
     reranker = Reranker(args.rerank_model, dtype=None if args.rerank_dtype == "fp32" else args.rerank_dtype,
-                        max_length=args.rerank_max_length)
+                        max_length=args.rerank_max_length, max_length_option="--rerank_max_length")
     candidates = [list(dict.fromkeys(int(r) for _, rows, _, _ in rankings for r in rows[i] if r >= 0))
                   for i in range(len(queries))]
     pairs = [(q.example.query, pool.texts[r]) for q, rows in zip(queries, candidates, strict=True) for r in rows]
@@ -255,7 +255,7 @@ def teacher_scores(args: MineArguments, queries: list[Query], negatives: list[li
     from .inference import Reranker
 
     teacher = Reranker(args.teacher_model, dtype=None if args.teacher_dtype == "fp32" else args.teacher_dtype,
-                       max_length=args.teacher_max_length)
+                       max_length=args.teacher_max_length, max_length_option="--teacher_max_length")
     pairs = [(q.example.query, p) for q, negs in zip(queries, negatives, strict=True) for p in (*q.example.pos, *negs)]
     scores = iter(teacher.compute_score(pairs, batch_size=args.teacher_batch_size, show_progress=True))
     for q, negs in zip(queries, negatives, strict=True):

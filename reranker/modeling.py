@@ -48,20 +48,28 @@ def load_model(path: str, tokenizer, trust_remote_code: bool = False):
 def position_limit(config) -> int | None:
     """The most tokens one input may hold, from the config; None when the architecture has no fixed limit.
 
-    RoBERTa-style models number positions from pad_token_id + 1, so two of their max_position_embeddings
-    (514 for 512 tokens) are never usable.
+    RoBERTa-style models number positions from pad_token_id + 1, so pad_token_id + 1 of their
+    max_position_embeddings (514 for 512 tokens) are never usable. DeBERTa without absolute positions has no limit.
     """
+    if getattr(config, "position_biased_input", True) is False:
+        return None
     limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
     if not isinstance(limit, int) or limit <= 0:
         return None
-    if "roberta" in (getattr(config, "model_type", "") or "") or getattr(config, "model_type", "") == "camembert":
-        limit -= (getattr(config, "pad_token_id", None) or 1) + 1
+    model_type = getattr(config, "model_type", "") or ""
+    if "roberta" in model_type or model_type in PADDING_OFFSET_TYPES:
+        pad = getattr(config, "pad_token_id", None)
+        limit -= (1 if pad is None else pad) + 1
     return limit
+
+
+# Model types whose position ids start after the padding index, as RoBERTa's do.
+PADDING_OFFSET_TYPES = {"camembert", "mpnet", "longformer", "data2vec-text", "luke", "ibert", "bart", "mbart"}
 
 
 def check_fits(config, tokens: int, what: str) -> None:
     """A clear error up front instead of an index error from the position embeddings mid-run."""
     limit = position_limit(config)
     if limit is not None and tokens > limit:
-        raise ConfigError(f"{what} is {tokens} tokens, but the model takes at most {limit} ({config.model_type} "
-                          "max_position_embeddings); lower it")
+        raise ConfigError(f"{what} is {tokens} tokens, but the model ({config.model_type}) takes at most {limit}; "
+                          "lower it")

@@ -52,8 +52,15 @@ def test_seed_ablation_runs_variants_and_seeds(tiny_model, train_file, tmp_path,
     # Finished runs are read back, not run again: a changed log would show a rerun.
     marker = out / "plain_s1" / "train.log"
     marker.write_text("kept")
-    tool.main(["--spec", str(spec), "--seeds", "1", "--variants", "plain", "--output_dir", str(out)])
+    tool.main(["--spec", str(spec), "--seeds", "1", "1", "--variants", "plain", "--output_dir", str(out)])
     assert marker.read_text() == "kept"
+    # An edited variant is run again.
+    edited = yaml.safe_load(spec.read_text())
+    edited["variants"]["plain"]["options"] = {"learning_rate": 5e-4}
+    spec.write_text(yaml.safe_dump(edited, sort_keys=False))
+    tool.main(["--spec", str(spec), "--seeds", "1", "--variants", "plain", "--output_dir", str(out)])
+    assert marker.read_text() != "kept"
+    assert "5e-4" in " ".join(json.loads((out / "plain_s1" / "command.json").read_text())).replace("0.0005", "5e-4")
 
 
 def test_seed_ablation_spec_errors(tiny_model, train_file, tmp_path):
