@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from transformers import set_seed
 
 from reranker import cli, dev_eval, dist
@@ -21,7 +20,7 @@ from reranker.files import write_json
 from reranker.head_init import init_head_from_probe
 from reranker.modeling import check_fits, load_model, load_tokenizer
 from reranker.sources import load_source
-from reranker.trainer import RerankerTrainer
+from reranker.trainer import RerankerTrainer, autocast_dtype
 
 logger = logging.getLogger("reranker.run")
 
@@ -110,9 +109,8 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> Rerank
     if training_args.head_init == "probe" and not training_args.resume_from_checkpoint:
         # Every rank fits the same head from the same seeded groups; DDP also broadcasts rank zero's weights.
         model.to(training_args.device)
-        dtype = torch.bfloat16 if training_args.bf16 else (torch.float16 if training_args.fp16 else None)
         init_head_from_probe(model, dataset, collator, training_args.head_init_groups, training_args.seed,
-                             training_args.device, dtype)
+                             training_args.device, autocast_dtype(training_args))
 
     trainer = RerankerTrainer(
         model=model,

@@ -45,6 +45,10 @@ def load_model(path: str, tokenizer, trust_remote_code: bool = False):
     return model
 
 
+# Model types whose position ids start after the padding index, as RoBERTa's do.
+PADDING_OFFSET_TYPES = {"camembert", "mpnet", "longformer", "data2vec-text", "luke", "ibert", "bart", "mbart"}
+
+
 def position_limit(config) -> int | None:
     """The most tokens one input may hold, from the config; None when the architecture has no fixed limit.
 
@@ -62,9 +66,6 @@ def position_limit(config) -> int | None:
         limit -= (1 if pad is None else pad) + 1
     return limit
 
-
-# Model types whose position ids start after the padding index, as RoBERTa's do.
-PADDING_OFFSET_TYPES = {"camembert", "mpnet", "longformer", "data2vec-text", "luke", "ibert", "bart", "mbart"}
 
 
 def check_fits(config, tokens: int, what: str) -> None:

@@ -178,9 +178,10 @@ class QueryGenerator:
                  seed: int) -> list[tuple[str, float]]:
         import torch
 
+        from .modeling import position_limit
+
         batch = self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.device)
-        config = self.model.config
-        limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+        limit = position_limit(self.model.config)
         needed = batch["input_ids"].shape[1] + (0 if self.seq2seq else max_new_tokens)
         if limit and needed > limit:
             raise ConfigError(f"the prompt ({batch['input_ids'].shape[1]} tokens) plus --max_new_tokens does not fit "

@@ -15,6 +15,11 @@ from .health import CollapseMonitor, HealthCallback
 logger = logging.getLogger(__name__)
 
 
+def autocast_dtype(args) -> torch.dtype | None:
+    """The autocast precision the training arguments ask for (None: full precision)."""
+    return torch.bfloat16 if args.bf16 else (torch.float16 if args.fp16 else None)
+
+
 class RerankerTrainer(Trainer):
     """Trains a plain sequence-classification model with a group-wise ranking loss.
 
@@ -65,7 +70,7 @@ class RerankerTrainer(Trainer):
         """Rank the dev queries' candidates; every rank scores them all (a dev set is small), so every rank
         takes the same best-checkpoint decision."""
         dev = eval_dataset if eval_dataset is not None else self.eval_dataset
-        dtype = torch.bfloat16 if self.args.bf16 else (torch.float16 if self.args.fp16 else None)
+        dtype = autocast_dtype(self.args)
         start = time.perf_counter()
         # The training collator: dev pairs are cut to the same token budgets as training pairs.
         run = dev_eval.score_dev(self.model, self.data_collator, dev, self.args.per_device_eval_batch_size,
