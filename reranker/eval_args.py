@@ -44,8 +44,8 @@ class EvalArguments:
         default=None,
         metadata={"help": "BEIR-format qrels of dev queries from the same folder's queries.jsonl (never the test "
                           "queries; pipeline.sh carves them from the train split). With it, each reranker's score is "
-                          "also fused with its first stage's, the weight tuned on these queries, and reported as "
-                          "'<stage> > <model> + fusion'."},
+                          "also fused with its first stage's (the hybrid's: with BM25's and the embedder's scores), "
+                          "the weights tuned on these queries, and reported as '<stage> > <model> + fusion'."},
     )
     top_k: int = field(default=100, metadata={"help": "Candidates per query taken from the first stage and reranked."})
     bm25_k1: float = field(default=1.2, metadata={"help": "BM25 k1."})

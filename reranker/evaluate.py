@@ -59,10 +59,7 @@ def base_runs(data: BeirData, args: EvalArguments, needed: set[str]) -> dict[str
 def first_stage_runs(data: BeirData, args: EvalArguments, user_runs: dict[str, fs.Run],
                      hybrid_weight: float | None, base: dict[str, fs.Run] | None = None) -> dict[str, fs.Run]:
     """Each first stage's top_k; run files without a run for `data` (the dev queries) are left out."""
-    needed = {s for s in args.first_stage if s in ("bm25", "dense")}
-    if "hybrid" in args.first_stage:
-        needed |= {"bm25", "dense"}
-    base = base if base is not None else base_runs(data, args, needed)
+    base = base if base is not None else base_runs(data, args, needed_base(args))
     runs = {}
     for stage in args.first_stage:
         if stage not in STAGES and stage not in user_runs:
@@ -79,8 +76,18 @@ def first_stage_runs(data: BeirData, args: EvalArguments, user_runs: dict[str, f
                     logger.info("%s/%s: dropped %d candidates whose id equals the query id", data.name, stage,
                                 dropped)
             stage = system_name(stage)
-        runs[stage] = {q: dict(sorted(docs.items(), key=lambda kv: -kv[1])[: args.top_k]) for q, docs in run.items()}
+        runs[stage] = top(run, args.top_k)
     return runs
+
+
+def needed_base(args: EvalArguments) -> set[str]:
+    """The base runs (BM25, dense) that the first stages need: the hybrid needs both."""
+    needed = {s for s in args.first_stage if s in ("bm25", "dense")}
+    return needed | ({"bm25", "dense"} if "hybrid" in args.first_stage else set())
+
+
+def top(run: fs.Run, k: int) -> fs.Run:
+    return {q: dict(sorted(docs.items(), key=lambda kv: -kv[1])[:k]) for q, docs in run.items()}
 
 
 def rerank_run(reranker, data: BeirData, run: fs.Run, args: EvalArguments,
@@ -109,13 +116,11 @@ def evaluate_beir(data: BeirData, dev: BeirData | None, user_runs: dict[str, fs.
                   args: EvalArguments, runs_out: dict[str, tuple[fs.Run, str]]) -> list[dict]:
     logger.info("%s: %d judged queries, %d documents", data.name, len(data.queries), len(data.corpus))
     hybrid_weight, hybrid_dev = args.hybrid_bm25_weight, None
-    dev_base = None
-    if dev is not None:
-        needed = {s for s in args.first_stage if s in ("bm25", "dense")}
-        dev_base = base_runs(dev, args, needed | ({"bm25", "dense"} if "hybrid" in args.first_stage else set()))
+    dev_base = base_runs(dev, args, needed_base(args)) if dev is not None else None
     if "hybrid" in args.first_stage and args.tune_hybrid:
         hybrid_weight, hybrid_dev = tune_hybrid(dev, args, dev_base)
-    test_runs = first_stage_runs(data, args, user_runs, hybrid_weight)
+    test_base = base_runs(data, args, needed_base(args))
+    test_runs = first_stage_runs(data, args, user_runs, hybrid_weight, test_base)
     dev_runs = first_stage_runs(dev, args, {}, hybrid_weight, dev_base) if dev is not None else {}
     caches = {name: {} for name in rerankers}  # (qid, did) -> score, shared by the first stages
     rows = []
@@ -142,14 +147,25 @@ def evaluate_beir(data: BeirData, dev: BeirData | None, user_runs: dict[str, fs.
                 continue
             dev_first = dev_runs[stage]
             dev_reranked = rerank_run(reranker, dev, dev_first, args, caches[name])
-            alpha, dev_value = fusion.tune(
-                dev.qrels, lambda a, f=dev_first, r=dev_reranked: fusion.fuse_scores(f, r, a))
-            logger.info("%s: %s > %s fused with weight %.2f on the reranker (dev nDCG@10 %.4f)", data.name, stage,
-                        name, alpha, dev_value)
-            fused = fusion.fuse_scores(run, reranked, alpha)
+            if stage == "hybrid" and "hybrid" in args.first_stage:
+                # The hybrid's own score is a reciprocal-rank sum; fuse with the scores of its two parts instead.
+                parts = ("bm25", "dense")
+                dev_parts = [top(dev_base[p], args.top_k) for p in parts]
+                weights, dev_value = fusion.tune(
+                    dev.qrels, lambda w, r=dev_reranked, f=dev_parts: fusion.fuse_with_stages(f, r, w), fusion.GRID2)
+                fused = fusion.fuse_with_stages([top(test_base[p], args.top_k) for p in parts], reranked, weights)
+                chosen = {"fusion_reranker_weight": weights[0], "fusion_bm25_weight": weights[1],
+                          "fusion_dense_weight": round(1.0 - sum(weights), 2)}
+            else:
+                alpha, dev_value = fusion.tune(
+                    dev.qrels, lambda a, f=dev_first, r=dev_reranked: fusion.fuse_scores(f, r, a))
+                fused = fusion.fuse_scores(run, reranked, alpha)
+                chosen = {"fusion_reranker_weight": alpha}
+            logger.info("%s: %s > %s fused with weights %s (dev nDCG@10 %.4f)", data.name, stage, name,
+                        ", ".join(f"{k.split('_')[1]} {v:.2f}" for k, v in chosen.items()), dev_value)
             metrics = ranking_metrics(data.qrels, fused)
             rows.append({**base, "system": f"{stage} > {name} + fusion", **metrics,
-                         "delta_nDCG@10": metrics["nDCG@10"] - first["nDCG@10"], "fusion_reranker_weight": alpha,
+                         "delta_nDCG@10": metrics["nDCG@10"] - first["nDCG@10"], **chosen,
                          "fusion_dev_nDCG@10": dev_value, "dev_queries": len(dev.queries)})
             runs_out[f"{data.name}.{stage}.{name}.fusion.trec"] = (fused, f"{name}+fusion")
     return rows

@@ -13,6 +13,8 @@ Run = dict[str, dict[str, float]]
 Qrels = dict[str, dict[str, int]]
 
 GRID = tuple(round(x, 2) for x in np.linspace(0.0, 1.0, 21))
+# (reranker weight, first weight), the second first stage getting the rest: the simplex at GRID's step.
+GRID2 = tuple((a, b) for a in GRID for b in GRID if a + b <= 1.0 + 1e-9)
 
 
 def ranked(docs: dict[str, float]) -> list[str]:
@@ -52,9 +54,29 @@ def fuse_scores(first: Run, reranked: Run, alpha: float) -> Run:
     return out
 
 
+def fuse_with_stages(stages: list[Run], reranked: Run, weights: tuple[float, ...]) -> Run:
+    """weights[0] x reranker + weights[i] x first stage i, the rest of 1 going to the last stage.
+
+    Each is min-max normalised per query: the reranker over the candidates, a first stage over its own list, so
+    that a candidate one stage did not retrieve (it came in through the other) gets 0 from that stage, its
+    floor. Used for the hybrid first stage: its reciprocal-rank score keeps only ranks, while BM25's and the
+    embedder's scores also say how far apart the candidates are.
+    """
+    weights = (*weights, 1.0 - sum(weights))
+    if len(weights) != len(stages) + 1:
+        raise ValueError(f"{len(stages)} first stages need {len(stages)} weights besides the reranker's")
+    out: Run = {}
+    for qid, docs in reranked.items():
+        r = minmax(docs)
+        normed = [minmax(stage.get(qid, {})) for stage in stages]
+        out[qid] = {d: weights[0] * r[d] + sum(w * n.get(d, 0.0) for w, n in zip(weights[1:], normed, strict=True))
+                    for d in docs}
+    return out
+
+
 def tune(qrels: Qrels, make_run, grid=GRID, metric: str = "nDCG@10") -> tuple[float, float]:
-    """(best weight, its metric) over `grid`, where make_run(weight) gives the run; the smallest weight wins ties
-    so the choice is stable."""
+    """(best weight, its metric) over `grid`, where make_run(weight) gives the run; the first of equals in grid
+    order (the smallest weight) wins ties so the choice is stable. A weight may be a tuple (GRID2)."""
     best_weight, best = grid[0], -1.0
     for weight in grid:
         value = ranking_metrics(qrels, make_run(weight))[metric]

@@ -38,6 +38,27 @@ def test_fuse_scores_and_tuning():
     assert weight == pytest.approx(0.35)
 
 
+
+def test_fuse_with_stages_by_hand():
+    # The hybrid's candidates a, b, c: BM25 retrieved a and b, the embedder b and c.
+    bm25 = {"q": {"a": 8.0, "b": 4.0, "z": 0.0}}  # normalised over its own list: a 1, b .5, (z 0)
+    dense = {"q": {"c": 0.9, "b": 0.5, "y": 0.1}}  # c 1, b .5, (y 0)
+    reranked = {"q": {"a": 0.0, "b": 1.0, "c": 2.0}}  # a 0, b .5, c 1
+    fused = fusion.fuse_with_stages([bm25, dense], reranked, (0.5, 0.3))["q"]
+    # a: .5*0 + .3*1 + .2*0 (the embedder did not retrieve it); b: .25 + .15 + .1; c: .5 + 0 + .2.
+    assert fused == pytest.approx({"a": 0.3, "b": 0.5, "c": 0.7})
+    assert fusion.fuse_with_stages([bm25, dense], reranked, (0.0, 1.0))["q"] == pytest.approx(
+        {"a": 1.0, "b": 0.5, "c": 0.0})
+    with pytest.raises(ValueError, match="2 first stages need 2 weights"):
+        fusion.fuse_with_stages([bm25, dense], reranked, (0.5, 0.2, 0.1))
+    # Relevant: a, which the reranker puts last. With reranker weight 0 and BM25 weight w: a w, b .5, c 1 - w,
+    # so a is first from w 0.55 on; that is the first pair in grid order to rank it first, so it is chosen.
+    qrels = {"q": {"a": 1}}
+    weights, value = fusion.tune(qrels, lambda w: fusion.fuse_with_stages([bm25, dense], reranked, w), fusion.GRID2)
+    assert value == pytest.approx(1.0) and weights == (0.0, 0.55)
+    assert all(sum(w) <= 1.0 + 1e-9 for w in fusion.GRID2) and len(fusion.GRID2) == 231
+
+
 def dev_rows():
     return [{"query_id": "q1", "query": "capital of france",
              "candidates": [{"id": "d2", "text": "berlin is in germany"}, {"id": "d1", "text": "paris is in france"}],

@@ -13,7 +13,8 @@ import pytest
 import yaml
 from conftest import ROOT, write_jsonl
 
-from reranker import beir_train, pipeline
+from reranker import beir_train, fusion, pipeline
+from reranker import first_stage as fs
 from reranker.errors import ConfigError, DataError
 
 # Twelve topics: a query, its answer, and a near miss sharing words with it.
@@ -109,6 +110,17 @@ def test_pipeline_end_to_end_skips_and_resumes(tiny_model_master, tmp_path, capl
                        "dense > model + fusion", "hybrid", "hybrid > model", "hybrid > model + fusion"]
     fused = result["results"]["results"][2]
     assert 0.0 <= fused["fusion_reranker_weight"] <= 1.0 and fused["dev_queries"] == 3
+    # The hybrid's fusion uses BM25's and the embedder's scores, with three dev-tuned weights: the written fused
+    # run is those weights applied to the written BM25, dense and reranked runs.
+    hybrid = result["results"]["results"][8]
+    weights = (hybrid["fusion_reranker_weight"], hybrid["fusion_bm25_weight"])
+    assert weights[0] + weights[1] + hybrid["fusion_dense_weight"] == pytest.approx(1.0)
+    runs = {p.name.split(".", 1)[1]: fs.read_run(p) for p in (report / "runs").glob("*.trec")}
+    again = fusion.fuse_with_stages([runs["bm25.trec"], runs["dense.trec"]], runs["hybrid.model.trec"], weights)
+    written = runs["hybrid.model.fusion.trec"]
+    assert set(again) == set(written)
+    for qid, docs in written.items():  # run files keep 6 decimals; the tiny embedder's scores are close together
+        assert again[qid] == pytest.approx(docs, abs=5e-3)
     assert {"data", "mine", "train", "eval"} == set(json.loads((report / "stages.json").read_text()))
     dev = json.loads((report / "dev_metrics.json").read_text())
     assert [h["step"] for h in dev["history"]] == [2, 4] and dev["queries"] == 3
