@@ -92,6 +92,28 @@ def shared_options(train: dict, steps: int) -> dict:
             "max_steps": steps, "bf16": bool(train.get("bf16", True)), "seed": train.get("seed", 42)}
 
 
+def trainable_file(mined: str, out: Path) -> tuple[str, int, int]:
+    """The mined records that have at least one negative, the rule run.py applies, written for all three systems.
+
+    FlagEmbedding divides by the number of negatives and our sentence-transformers driver samples from them, so a
+    record without any crashes both (BM25 mining leaves some queries with none: every candidate it ranks in the
+    range scores within the false-negative margin of the positive). Returns (path, kept, left out).
+    """
+    from reranker.files import atomic_write
+
+    kept = skipped = 0
+    with open(mined, encoding="utf-8") as source, atomic_write(out) as handle:
+        for line in source:
+            if not line.strip():
+                continue
+            if json.loads(line).get("neg"):
+                handle.write(line if line.endswith("\n") else line + "\n")
+                kept += 1
+            else:
+                skipped += 1
+    return str(out), kept, skipped
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     cli.setup_logging()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -115,6 +137,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     work = Path(a.workdir)
     config.output_dir = str(work / "pipeline")
     prepared = run_pipeline(config, a.config, until="mine")  # skipped when done before with the same options
+    train_file, kept, skipped = trainable_file(prepared["train_file"], work / "train.jsonl")
+    if skipped:
+        logger.warning("%s: %d of %d records have no negatives; all three systems train on the other %d (%s)",
+                       prepared["train_file"], skipped, kept + skipped, kept, train_file)
     from reranker.arguments import bundled_minilm_path
 
     model = config.train.get("model_name_or_path") or bundled_minilm_path()
@@ -128,14 +154,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ours_options["dev_file"] = prepared["dev_file"]
     cpu = {"use_cpu": True} if not _has_cuda() else {}
     systems = {
-        "ours": [*torchrun, str(ROOT / "run.py"), "--train_data", prepared["train_file"], "--output_dir",
+        "ours": [*torchrun, str(ROOT / "run.py"), "--train_data", train_file, "--output_dir",
                  str(work / "ours"), *to_argv({**ours_options, **cpu})],
         "flagembedding": [*torchrun, "-m", "FlagEmbedding.finetune.reranker.encoder_only.base", "--model_name_or_path",
-                          model, "--train_data", prepared["train_file"], "--output_dir", str(work / "flagembedding"),
+                          model, "--train_data", train_file, "--output_dir", str(work / "flagembedding"),
                           *to_argv({**peer, **cpu, "save_strategy": "no", "logging_steps": 10,
                                     "report_to": "none"})],
         "sentence-transformers": [sys.executable, "-c", ST_TRAIN, json.dumps({
-            "model": model, "train_file": prepared["train_file"], "output_dir": str(work / "sentence-transformers"),
+            "model": model, "train_file": train_file, "output_dir": str(work / "sentence-transformers"),
             "group_size": peer["train_group_size"], "batch_size": peer["per_device_train_batch_size"],
             "query_max_len": peer["query_max_len"], "passage_max_len": peer["passage_max_len"],
             "learning_rate": peer["learning_rate"], "warmup_steps": peer["warmup_steps"], "steps": steps,
