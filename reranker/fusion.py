@@ -64,7 +64,8 @@ def fuse_with_stages(stages: list[Run], reranked: Run, weights: tuple[float, ...
     """
     weights = (*weights, 1.0 - sum(weights))
     if len(weights) != len(stages) + 1:
-        raise ValueError(f"{len(stages)} first stages need {len(stages)} weights besides the reranker's")
+        raise ValueError(f"{len(stages)} first stages take {len(stages)} weights: the reranker's and those of all "
+                         "but the last stage, which gets the rest of 1")
     out: Run = {}
     for qid, docs in reranked.items():
         r = minmax(docs)

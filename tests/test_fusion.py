@@ -49,7 +49,7 @@ def test_fuse_with_stages_by_hand():
     assert fused == pytest.approx({"a": 0.3, "b": 0.5, "c": 0.7})
     assert fusion.fuse_with_stages([bm25, dense], reranked, (0.0, 1.0))["q"] == pytest.approx(
         {"a": 1.0, "b": 0.5, "c": 0.0})
-    with pytest.raises(ValueError, match="2 first stages need 2 weights"):
+    with pytest.raises(ValueError, match="2 first stages take 2 weights"):
         fusion.fuse_with_stages([bm25, dense], reranked, (0.5, 0.2, 0.1))
     # Relevant: a, which the reranker puts last. With reranker weight 0 and BM25 weight w: a w, b .5, c 1 - w,
     # so a is first from w 0.55 on; that is the first pair in grid order to rank it first, so it is chosen.
