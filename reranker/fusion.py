@@ -46,12 +46,9 @@ def minmax(docs: dict[str, float]) -> dict[str, float]:
 
 
 def fuse_scores(first: Run, reranked: Run, alpha: float) -> Run:
-    """alpha x reranker + (1 - alpha) x first stage, each min-max normalised per query over the candidates."""
-    out: Run = {}
-    for qid, docs in reranked.items():
-        r, f = minmax(docs), minmax({d: first[qid][d] for d in docs})
-        out[qid] = {d: alpha * r[d] + (1 - alpha) * f[d] for d in docs}
-    return out
+    """alpha x reranker + (1 - alpha) x first stage, each min-max normalised per query (the first stage over its
+    own list, which is the candidates when the reranker scored all of them)."""
+    return fuse_with_stages([first], reranked, (alpha,))
 
 
 def fuse_with_stages(stages: list[Run], reranked: Run, weights: tuple[float, ...]) -> Run:
