@@ -67,7 +67,6 @@ def position_limit(config) -> int | None:
     return limit
 
 
-
 def check_fits(config, tokens: int, what: str) -> None:
     """A clear error up front instead of an index error from the position embeddings mid-run."""
     limit = position_limit(config)
