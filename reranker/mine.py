@@ -344,6 +344,7 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
     summary.update({
         "negatives_per_query": {"mean": float(np.mean(counts)), "min": min(counts), "max": max(counts)},
         "queries_short_of_negatives": sum(c < args.negative_number for c in counts),
+        "queries_without_negatives": sum(c == 0 for c in counts),
         "filtered_false_negatives": sum(s.false_negatives for s in selections),
         "excluded_positives_duplicates_or_query": sum(s.excluded for s in selections),
         "topped_up_queries": sum(s.topped_up > 0 for s in selections),
@@ -355,4 +356,26 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
         "timings_s": dict(timer),
     })
     write_json(summary_path(output), summary)
+    warn_short(args, summary, len(queries))
     return summary
+
+
+def warn_short(args: MineArguments, summary: dict, n_queries: int) -> None:
+    """Say loudly when queries come out with no negatives: group training skips them, and they are often the
+    queries the first stage finds hardest (its candidates all outscore the positive, so the filter drops them)."""
+    empty = summary["queries_without_negatives"]
+    if not empty:
+        return
+    filters = [f"{name} {value}" for name, value in (("fn_relative_threshold", args.fn_relative_threshold),
+                                                      ("fn_absolute_threshold", args.fn_absolute_threshold),
+                                                      ("fn_margin", args.fn_margin)) if value is not None]
+    scale = ("--rerank_model's scores" if args.rerank_model else
+             "BM25 scores" if args.retriever == "bm25" else "the embedder's similarity")
+    if filters:
+        why = (f"the false-negative filters ({', '.join(filters)}, on {scale}) dropped "
+               f"{summary['filtered_false_negatives']} candidates in all")
+    else:
+        why = (f"ranks {args.range_for_sampling} and the top-up below them (search depth {args.search_depth}) "
+               "held no candidate that is not a positive")
+    logger.warning("%d of %d queries have no negatives in %s: %s. run.py skips such records (group training "
+                   "needs negatives) and counts them.", empty, n_queries, args.output_file, why)

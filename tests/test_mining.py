@@ -294,3 +294,26 @@ def test_embedder_teacher_scores(tiny_model_master, tmp_path):
     assert "_vectors" not in json.loads((tmp_path / "mined.summary.json").read_text())
     with pytest.raises(ConfigError, match="needs the embedder"):
         mine(tmp_path, "--retriever", "bm25", "--embedder_teacher", name="x.jsonl")
+
+
+def test_queries_left_without_negatives_are_counted_and_warned_about(tmp_path, caplog):
+    # Every candidate scores above -1, so the absolute filter drops them all: both queries end with none.
+    rows, summary = mine(tmp_path, "--retriever", "bm25", "--fn_absolute_threshold", "-1")
+    assert [r["neg"] for r in rows] == [[], []]
+    assert summary["queries_without_negatives"] == 2 and summary["queries_short_of_negatives"] == 2
+    warning = [r.getMessage() for r in caplog.records if "have no negatives" in r.getMessage()]
+    assert len(warning) == 1 and warning[0].startswith("2 of 2 queries have no negatives")
+    assert "fn_absolute_threshold -1.0, on BM25 scores" in warning[0] and "run.py skips" in warning[0]
+    # Without filters the only way to none is a pool that holds nothing but the positive.
+    caplog.clear()
+    _, summary = mine(tmp_path, "--retriever", "bm25", "--overwrite", "--range_for_sampling", "0-1",
+                      "--negative_number", "1", records=RECORDS[1:], pool=POOL[3:4])
+    assert summary["queries_without_negatives"] == 1
+    assert any("1 of 1 queries have no negatives" in r.getMessage() and "no candidate that is not a positive"
+               in r.getMessage() for r in caplog.records)
+    # And a run where every query has negatives says nothing.
+    caplog.clear()
+    _, summary = mine(tmp_path, "--retriever", "bm25", "--overwrite", "--range_for_sampling", "0-7",
+                      "--negative_number", "4")
+    assert summary["queries_without_negatives"] == 0
+    assert not any("have no negatives" in r.getMessage() for r in caplog.records)
