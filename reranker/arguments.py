@@ -292,6 +292,13 @@ class MineArguments:
                           "and top-ups)."},
     )
     query_chunk_size: int = field(default=4096, metadata={"help": "Queries per faiss search call."})
+    positive_depth: int = field(
+        default=0,
+        metadata={"help": "Keep as positives only the labelled documents a retriever ranks in its top K (0: all). "
+                          "For broad labels (dozens of judged documents per query): a positive the first stage "
+                          "never retrieves teaches little about reranking its top K. The others stay out of "
+                          "the negatives; a query left with none is dropped (counted)."},
+    )
     fn_relative_threshold: float | None = field(
         default=None,
         metadata={"help": "Drop a candidate scoring above this fraction of the (lowest) positive's score: a likely "
@@ -360,7 +367,17 @@ class MineArguments:
             raise ConfigError("give --teacher_model or --embedder_teacher, not both")
         if self.embedder_teacher and self.retriever == "bm25":
             raise ConfigError("--embedder_teacher needs the embedder: --retriever dense or both")
+        if self.positive_depth < 0:
+            raise ConfigError(f"--positive_depth must be 0 (all positives) or more, got {self.positive_depth}")
+        if self.positive_depth and not self.rerank_model and (self.fn_relative_threshold is not None
+                                                               or self.fn_margin is not None):
+            # These read the lowest positive's score, computed over all positives before the depth is applied.
+            raise ConfigError("--positive_depth with --fn_relative_threshold or --fn_margin needs --rerank_model "
+                              "(it scores the kept positives); or filter with --fn_absolute_threshold")
+        if self.search_depth and self.search_depth < self.positive_depth:
+            raise ConfigError(f"--search_depth {self.search_depth} is shallower than --positive_depth "
+                              f"{self.positive_depth}")
         if self.rerank_model and not self.search_depth:
             # Every candidate costs a cross-encoder pass: rerank just past the sampling range.
-            self.search_depth = end + self.negative_number
-        self.search_depth = self.search_depth or end + 50 + 2 * self.negative_number
+            self.search_depth = max(end + self.negative_number, self.positive_depth)
+        self.search_depth = self.search_depth or max(end + 50 + 2 * self.negative_number, self.positive_depth)

@@ -74,6 +74,58 @@ def make_query(pool: Pool, row: dict, example: GroupExample) -> Query:
     return Query(row, example, rows, keys, reference, sum(i not in pool.by_id for i in ids))
 
 
+# Per-positive fields kept aligned with `pos` when --positive_depth drops some (aliases as records.ALIASES).
+ALIGNED = ("pos", "positive", "pos_ids", "pos_scores", "positive_scores", "pos_relevance")
+
+
+def positive_pool_rows(pool: Pool, q: Query) -> list[int | None]:
+    """The pool row of each positive, in order: by its id where pos_ids is aligned with pos (or a single
+    positive has synth.py's pos_id), else by its text."""
+    ids = q.row.get("pos_ids")
+    if ids is None and q.row.get("pos_id") is not None:
+        ids = [q.row["pos_id"]]
+    aligned = isinstance(ids, list) and len(ids) == len(q.example.pos)
+    return [pool.by_id.get(ids[j]) if aligned and ids[j] in pool.by_id else pool.by_key.get(normalize_text(p))
+            for j, p in enumerate(q.example.pos)]
+
+
+def keep_ranked_positives(pool: Pool, queries: list[Query], rankings: list, depth: int, source: str):
+    """--positive_depth: keep the positives some retriever ranks in its top `depth`; drop queries left with none.
+
+    The dropped positives stay in `positive_rows`, so they are never sampled as negatives. Returns the kept
+    queries, the rankings cut to them (same order), the kept indices and counts for the summary."""
+    kept_queries, kept_index = [], []
+    dropped_positives = kept_positives = 0
+    for i, q in enumerate(queries):
+        top = {int(r) for _, rows, _, _ in rankings for r in rows[i][:depth] if r >= 0}
+        keep = [j for j, r in enumerate(positive_pool_rows(pool, q)) if r is not None and r in top]
+        dropped_positives += len(q.example.pos) - len(keep)
+        kept_positives += len(keep)
+        if not keep:
+            continue
+        for key in ALIGNED:
+            value = q.row.get(key)
+            if isinstance(value, list) and len(value) == len(q.example.pos):
+                q.row[key] = [value[j] for j in keep]
+        scores = q.example.pos_scores
+        q.example = replace(q.example, pos=tuple(q.example.pos[j] for j in keep),
+                            pos_scores=None if scores is None else tuple(scores[j] for j in keep))
+        kept_queries.append(q)
+        kept_index.append(i)
+    index = np.asarray(kept_index, dtype=np.int64)
+    cut = [(scores[index], rows[index], None if pos is None else [pos[i] for i in kept_index], rules)
+           for scores, rows, pos, rules in rankings]
+    counts = {"depth": depth, "kept_positives": kept_positives, "dropped_positives": dropped_positives,
+              "dropped_queries": len(queries) - len(kept_queries)}
+    logger.info("--positive_depth %d: kept %d positives, dropped %d that no retriever ranks in its top %d",
+                depth, kept_positives, dropped_positives, depth)
+    if counts["dropped_queries"]:
+        logger.warning("--positive_depth %d: %d of %d queries of %s have no positive in any retriever's top %d "
+                       "and are left out of the output", depth, counts["dropped_queries"], len(queries), source,
+                       depth)
+    return kept_queries, cut, kept_index, counts
+
+
 def crop_negatives(queries: list[Query], selections: list[Selection], negatives: list[list[str]],
                    seed: int) -> int:
     """Cut the negatives of records that ask for it (synth.py crops: "neg_crop": [low, high]) to random spans
@@ -311,6 +363,16 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
         # negatives: with both retrievers the false-negative filters read the embedder's similarity only.
         bm25_rules = replace(rules, relative_threshold=None, absolute_threshold=None) if both else rules
         rankings.append((*bm25_retrieve(args, pool, queries, timer, positive_scores=not both), bm25_rules))
+
+    if args.positive_depth:
+        n_before = len(queries)
+        queries, rankings, kept_index, summary["positive_depth"] = keep_ranked_positives(
+            pool, queries, rankings, args.positive_depth, args.input_file)
+        if not queries:
+            raise DataError(args.input_file, f"no query has a positive in any retriever's top {args.positive_depth}"
+                                             f" (of {n_before}): raise --positive_depth")
+        if vectors:
+            vectors["query_vectors"] = vectors["query_vectors"][kept_index]
 
     if args.rerank_model:
         rankings = [rerank_candidates(args, pool, queries, rankings, rules, timer, summary)]

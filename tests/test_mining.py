@@ -317,3 +317,32 @@ def test_queries_left_without_negatives_are_counted_and_warned_about(tmp_path, c
                       "--negative_number", "4")
     assert summary["queries_without_negatives"] == 0
     assert not any("have no negatives" in r.getMessage() for r in caplog.records)
+
+
+def test_positive_depth_keeps_the_positives_the_retriever_ranks(tmp_path, caplog):
+    berlin, bread, paris = POOL[3]["text"], POOL[6]["text"], "Paris Paris is the capital of France."
+    records = [{"query": "capital of germany", "pos": [berlin, bread], "pos_ids": ["d3", "d6"],
+                "pos_relevance": [2, 1], "extra": "kept"},
+               {"query": "cats", "pos": [paris], "pos_ids": ["d0"]}]
+    args = ("--retriever", "bm25", "--range_for_sampling", "0-8", "--negative_number", "8")
+    rows, summary = mine(tmp_path, *args, "--positive_depth", "1", records=records)
+    # BM25's first for "capital of germany" is d3, so d6 (bread) is dropped as a positive, and with its aligned
+    # fields; it is still never a negative. "cats" ranks d7 first, not its positive d0: the query is left out.
+    assert len(rows) == 1
+    assert rows[0]["pos"] == [berlin] and rows[0]["pos_ids"] == ["d3"] and rows[0]["pos_relevance"] == [2]
+    assert rows[0]["extra"] == "kept" and bread not in rows[0]["neg"] and rows[0]["neg"]
+    assert summary["positive_depth"] == {"depth": 1, "kept_positives": 1, "dropped_positives": 2,
+                                         "dropped_queries": 1}
+    assert any("1 of 2 queries" in r.getMessage() and "top 1" in r.getMessage() for r in caplog.records)
+    # Without the option both positives and both queries stay: the cut above is the option's doing.
+    rows, summary = mine(tmp_path, *args, "--overwrite", records=records)
+    assert [len(r["pos"]) for r in rows] == [2, 1] and "positive_depth" not in summary
+    # The whole top of a deep enough depth keeps everything a retriever returns.
+    rows, _ = mine(tmp_path, *args, "--overwrite", "--positive_depth", "9", records=records)
+    assert [r["pos_ids"] for r in rows] == [["d3", "d6"], ["d0"]]
+    with pytest.raises(DataError, match="no query has a positive in any retriever's top 1"):
+        mine(tmp_path, *args, "--overwrite", "--positive_depth", "1", records=records[1:])
+    with pytest.raises(ConfigError, match="--positive_depth with --fn_relative_threshold"):
+        mine(tmp_path, *args, "--overwrite", "--positive_depth", "5", "--fn_relative_threshold", "0.9")
+    with pytest.raises(ConfigError, match="shallower than --positive_depth"):
+        mine(tmp_path, *args, "--overwrite", "--positive_depth", "50", "--search_depth", "20")
