@@ -346,3 +346,21 @@ def test_positive_depth_keeps_the_positives_the_retriever_ranks(tmp_path, caplog
         mine(tmp_path, *args, "--overwrite", "--positive_depth", "5", "--fn_relative_threshold", "0.9")
     with pytest.raises(ConfigError, match="shallower than --positive_depth"):
         mine(tmp_path, *args, "--overwrite", "--positive_depth", "50", "--search_depth", "20")
+
+
+def test_positive_depth_keeps_the_teacher_aligned_with_the_kept_queries(tiny_model_master, tmp_path):
+    from reranker.embed import Embedder
+
+    # The first query's positive is in no pool, so no retriever ranks it: that query is dropped, and the
+    # teacher must score the second with the second's own query vector.
+    records = [{"query": "what is the capital of france", "pos": ["A text that is not in the pool."]},
+               {"query": "capital of germany", "pos": [POOL[3]["text"]], "pos_ids": ["d3"]}]
+    rows, summary = mine(tmp_path, "--model_name_or_path", tiny_model_master, "--pooling", "mean",
+                         "--retriever", "both", "--range_for_sampling", "0-9", "--negative_number", "3",
+                         "--positive_depth", "9", "--embedder_teacher", "--embedder_teacher_scale", "10",
+                         records=records)
+    assert [r["query"] for r in rows] == ["capital of germany"] and summary["positive_depth"]["dropped_queries"] == 1
+    embedder = Embedder(str(tiny_model_master), pooling="mean")
+    q = embedder.encode([rows[0]["query"]], 64, 8)[0]
+    vectors = embedder.encode(rows[0]["neg"], 256, 8)
+    assert rows[0]["neg_scores"] == pytest.approx([10 * float(v @ q) for v in vectors], abs=1e-3)
