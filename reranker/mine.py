@@ -126,6 +126,33 @@ def keep_ranked_positives(pool: Pool, queries: list[Query], rankings: list, dept
     return kept_queries, cut, kept_index, counts
 
 
+def retrieved_share(args: MineArguments, queries: list[Query], rankings: list, summary: dict) -> None:
+    """How many labelled positives each retriever finds in its top --search_depth, in the summary and the log.
+
+    A reranker reorders its first stage's top candidates. When most positives lie outside them (nfcorpus: 84% of
+    the judged pairs are outside BM25's top 100), groups of such a positive and the retriever's top documents ask
+    the model to rank against the first stage, and training sits at chance."""
+    names = [name for name in ("dense", "bm25") if args.retriever in (name, "both")]
+    total = sum(len(q.positive_rows) for q in queries)
+    if not total:
+        return
+    found = {name: [q.positive_rows.intersection(rows[i].tolist()) for i, q in enumerate(queries)]
+             for name, (_, rows, _, _) in zip(names, rankings, strict=True)}
+    shares = {name: round(sum(map(len, sets)) / total, 4) for name, sets in found.items()}
+    if len(names) > 1:
+        union = sum(len(set().union(*parts)) for parts in zip(*found.values(), strict=True))
+        shares["any"] = round(union / total, 4)
+    summary["positives_in_search_depth"] = {"search_depth": args.search_depth, **shares}
+    share = shares.get("any", shares[names[0]])
+    logger.info("Positive documents found in the top %d: %s", args.search_depth,
+                ", ".join(f"{name} {value:.1%}" for name, value in shares.items()))
+    if share < 0.5 and not args.positive_depth:
+        logger.warning("Only %.1f%% of the %d positive documents are in a retriever's top %d. Groups of a "
+                       "positive the first stage does not retrieve and its top documents ask the model to rank "
+                       "against that first stage; --positive_depth keeps the positives it ranks (see the README "
+                       "on nfcorpus)", 100 * share, total, args.search_depth)
+
+
 def crop_negatives(queries: list[Query], selections: list[Selection], negatives: list[list[str]],
                    seed: int) -> int:
     """Cut the negatives of records that ask for it (synth.py crops: "neg_crop": [low, high]) to random spans
@@ -364,6 +391,7 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
         bm25_rules = replace(rules, relative_threshold=None, absolute_threshold=None) if both else rules
         rankings.append((*bm25_retrieve(args, pool, queries, timer, positive_scores=not both), bm25_rules))
 
+    retrieved_share(args, queries, rankings, summary)
     if args.positive_depth:
         n_before = len(queries)
         queries, rankings, kept_index, summary["positive_depth"] = keep_ranked_positives(

@@ -271,6 +271,9 @@ def test_both_retrievers_and_filters_read_the_embedder_only(tiny_model_master, t
         assert both["neg"][0] == dense["neg"][0]
         assert both["neg"][1] == next(n for n in bm25["neg"] if n != both["neg"][0])
     assert summary["retriever"] == "both" and summary["settings"]["embedder"] == str(tiny_model_master)
+    shares = summary["positives_in_search_depth"]
+    assert set(shares) == {"search_depth", "dense", "bm25", "any"} and shares["any"] >= max(shares["dense"],
+                                                                                          shares["bm25"])
     # An absolute threshold below every score drops all dense candidates; BM25's are untouched (other scale).
     rows, summary = mine(tmp_path, *common, "--retriever", "both", "--fn_absolute_threshold", "-2",
                          name="filtered.jsonl")
@@ -364,3 +367,17 @@ def test_positive_depth_keeps_the_teacher_aligned_with_the_kept_queries(tiny_mod
     q = embedder.encode([rows[0]["query"]], 64, 8)[0]
     vectors = embedder.encode(rows[0]["neg"], 256, 8)
     assert rows[0]["neg_scores"] == pytest.approx([10 * float(v @ q) for v in vectors], abs=1e-3)
+
+
+def test_share_of_positives_the_retriever_finds(tmp_path, caplog):
+    germany = {"query": "capital of germany", "pos": [POOL[3]["text"]], "pos_ids": ["d3"]}
+    cats = {"query": "cats", "pos": ["Paris Paris is the capital of France."], "pos_ids": ["d0"]}
+    args = ("--retriever", "bm25", "--range_for_sampling", "0-1", "--negative_number", "1", "--search_depth", "1")
+    # BM25's first for "capital of germany" is its positive d3; for "cats" it is d7, not d0.
+    _, summary = mine(tmp_path, *args, records=[germany, cats])
+    assert summary["positives_in_search_depth"] == {"search_depth": 1, "bm25": 0.5}
+    assert not any("positive documents are in a retriever's top" in r.getMessage() for r in caplog.records)
+    _, summary = mine(tmp_path, *args, "--overwrite", records=[germany, cats, {**cats, "query": "cats and dogs"}])
+    assert summary["positives_in_search_depth"]["bm25"] == pytest.approx(1 / 3, abs=1e-4)
+    assert any("Only 33.3% of the 3 positive documents are in a retriever's top 1" in r.getMessage()
+               for r in caplog.records)
