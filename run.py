@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> Rerank
     # All data is validated before the model is loaded: a bad line fails in seconds, not after an hour.
     sources = [load_source(spec, data_args.train_group_size, data_args.sub_data_name, data_args.data_split)
                for spec in data_args.train_data]
-    dataset = GroupDataset(sources, data_args.train_group_size, seed=training_args.seed)
+    dataset = GroupDataset(sources, data_args.train_group_size, seed=training_args.seed,
+                           positives=data_args.positives_per_group)
     if dataset.kind == "group" and dataset.group_size < 2:
         raise ConfigError("--train_group_size must be at least 2 for {query, pos, neg} records (one positive and "
                           "at least one negative); with 1 the group loss is zero whatever the model does")
@@ -89,9 +90,9 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> Rerank
     if training_args.loss != "distill" and distill_options:
         logger.warning("--distill_alpha / --distill_temperature apply to --loss distill only; ignored with %s",
                        training_args.loss)
-    logger.info("Training data: %s; %d queries, group size %d, mixing %s",
+    logger.info("Training data: %s; %d queries, group size %d (%d positive), mixing %s",
                 ", ".join(f"{s.name} ({len(s.examples)})" for s in sources), len(dataset),
-                dataset.group_size, data_args.mixing)
+                dataset.group_size, dataset.positives, data_args.mixing)
 
     dev = load_dev(training_args.dev_file) if training_args.dev_file else None
     if dev is not None:

@@ -71,6 +71,12 @@ class DataArguments:
     train_group_size: int = field(
         default=8, metadata={"help": "Passages per query in a group: one positive and train_group_size - 1 negatives."}
     )
+    positives_per_group: int = field(
+        default=1,
+        metadata={"help": "Positives in each group (the rest are negatives). Above 1, each positive is scored "
+                          "against the group's negatives only, so one forward pass teaches several positives; for "
+                          "broad labels (many judged documents per query). Queries with fewer repeat theirs."},
+    )
     query_max_len: int = field(default=64, metadata={"help": "Token budget of the query; longer queries are cut."})
     passage_max_len: int = field(
         default=256, metadata={"help": "Token budget of each passage; longer passages are cut."}
@@ -135,7 +141,7 @@ class RerankerTrainingArguments(TrainingArguments):
     )
     collapse_warning_steps: int = field(
         default=50,
-        metadata={"help": "Warn when the softmax_ce loss has stayed at chance, ln(group size), for this many "
+        metadata={"help": "Warn when the softmax_ce loss has stayed at chance, ln(negatives + 1), for this many "
                           "optimizer steps (0: never). Read at each logging step."},
     )
     overwrite_output_dir: bool = field(

@@ -31,26 +31,34 @@ class Group:
     soft_label: float | None = None
 
 
-def sample_group(example: GroupExample, group_size: int, seed: int, epoch: int, source: int, index: int) -> Group:
-    """One positive and `group_size - 1` negatives, a pure function of (seed, epoch, source, index).
+def sample_group(example: GroupExample, group_size: int, seed: int, epoch: int, source: int, index: int,
+                 positives: int = 1) -> Group:
+    """`positives` positives and `group_size - positives` negatives, a pure function of (seed, epoch, source,
+    index).
 
-    With fewer negatives than needed, every negative is used once and the rest are drawn with replacement.
+    With fewer negatives (or positives) than needed, every one is used once and the rest are drawn with
+    replacement. One positive draws exactly as before the option existed, so earlier runs reproduce.
     """
     rng = np.random.default_rng([seed, epoch, source, index])
-    p = int(rng.integers(len(example.pos)))
-    need = group_size - 1
-    n_neg = len(example.neg)
-    if need == 0:
-        chosen: list[int] = []
-    elif n_neg >= need:
-        chosen = rng.choice(n_neg, size=need, replace=False).tolist()
+    if positives == 1:
+        picked = [int(rng.integers(len(example.pos)))]
     else:
-        chosen = rng.permutation(n_neg).tolist() + rng.integers(n_neg, size=need - n_neg).tolist()
-    passages = (example.pos[p], *(example.neg[j] for j in chosen))
+        picked = _draw(rng, len(example.pos), positives)
+    chosen = _draw(rng, len(example.neg), group_size - positives)
+    passages = (*(example.pos[p] for p in picked), *(example.neg[j] for j in chosen))
     scores = None
     if example.pos_scores is not None and example.neg_scores is not None:
-        scores = (example.pos_scores[p], *(example.neg_scores[j] for j in chosen))
+        scores = (*(example.pos_scores[p] for p in picked), *(example.neg_scores[j] for j in chosen))
     return Group(query=example.query, passages=passages, teacher_scores=scores)
+
+
+def _draw(rng: np.random.Generator, available: int, need: int) -> list[int]:
+    """`need` of `available` items: without replacement when there are enough, else each once and the rest again."""
+    if need == 0:
+        return []
+    if available >= need:
+        return rng.choice(available, size=need, replace=False).tolist()
+    return rng.permutation(available).tolist() + rng.integers(available, size=need - available).tolist()
 
 
 def soft_group(example: SoftExample) -> Group:
@@ -66,7 +74,7 @@ class GroupDataset(Dataset):
     epoch lives here and the sampler reads it.
     """
 
-    def __init__(self, sources: list[Source], group_size: int, seed: int):
+    def __init__(self, sources: list[Source], group_size: int, seed: int, positives: int = 1):
         kinds = {s.kind for s in sources}
         if len(kinds) > 1:
             names = ", ".join(f"{s.name} ({s.kind})" for s in sources)
@@ -74,13 +82,23 @@ class GroupDataset(Dataset):
         self.sources = sources
         self.kind = kinds.pop()
         self.group_size = 1 if self.kind == "soft" else group_size
+        self.positives = 1 if self.kind == "soft" else positives
+        if self.kind == "group" and not 1 <= positives < group_size:
+            raise ConfigError(f"--positives_per_group must be at least 1 and below --train_group_size "
+                              f"{group_size} (a group needs a negative), got {positives}")
         self.seed = seed
         self.epoch = 0
         self.offsets = np.cumsum([0] + [len(s.examples) for s in sources])
-        self.short = sum(len(e.neg) < group_size - 1 for s in sources if s.kind == "group" for e in s.examples)
+        groups = [e for s in sources if s.kind == "group" for e in s.examples]
+        self.short = sum(len(e.neg) < group_size - self.positives for e in groups)
         if self.short:
             logger.warning("%d of %d queries have fewer than %d negatives: their groups repeat negatives "
-                           "(sampled with replacement)", self.short, len(self), group_size - 1)
+                           "(sampled with replacement)", self.short, len(self), group_size - self.positives)
+        self.few_positives = sum(len(e.pos) < self.positives for e in groups) if self.positives > 1 else 0
+        if self.few_positives:
+            logger.warning("%d of %d queries have fewer than %d positives (--positives_per_group): their groups "
+                           "repeat positives (sampled with replacement)", self.few_positives, len(self),
+                           self.positives)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -114,7 +132,7 @@ class GroupDataset(Dataset):
         example = self.sources[source].examples[index]
         if isinstance(example, SoftExample):
             return soft_group(example)
-        return sample_group(example, self.group_size, self.seed, epoch, source, index)
+        return sample_group(example, self.group_size, self.seed, epoch, source, index, self.positives)
 
 
 def _apportion(total: int, weights: list[float]) -> list[int]:

@@ -13,21 +13,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from .losses import chance_loss, softmax_ce
 
 logger = logging.getLogger(__name__)
 
 
-def fit_linear_head(features: torch.Tensor, l2: float = 1e-2, steps: int = 100) -> torch.Tensor:
+def fit_linear_head(features: torch.Tensor, l2: float = 1e-2, steps: int = 100, positives: int = 1) -> torch.Tensor:
     """Weights w minimising the group softmax loss of `features @ w` plus l2 * |w|^2.
 
-    features: [n_groups, group_size, dim], the positive at index 0. A bias is irrelevant to a softmax within
-    the group, so none is fitted. The L2 term keeps w finite when the groups are separable (with a few hundred
-    groups in hundreds of dimensions they often are). Convex, so L-BFGS from zero finds the optimum.
+    features: [n_groups, group_size, dim], the first `positives` of each group positive. A bias is irrelevant
+    to a softmax within the group, so none is fitted. The L2 term keeps w finite when the groups are separable
+    (with a few hundred groups in hundreds of dimensions they often are). Convex, so L-BFGS from zero finds the
+    optimum.
     """
     x = features.float()
     w = torch.zeros(x.shape[-1], requires_grad=True)
@@ -35,7 +36,7 @@ def fit_linear_head(features: torch.Tensor, l2: float = 1e-2, steps: int = 100) 
 
     def closure():
         optimizer.zero_grad()
-        loss = group_loss(x, w) + l2 * w.pow(2).sum()
+        loss = group_loss(x, w, positives) + l2 * w.pow(2).sum()
         loss.backward()
         return loss
 
@@ -43,8 +44,9 @@ def fit_linear_head(features: torch.Tensor, l2: float = 1e-2, steps: int = 100) 
     return w.detach()
 
 
-def group_loss(features: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    return -F.log_softmax(features.float() @ w, dim=-1)[:, 0].mean()
+def group_loss(features: torch.Tensor, w: torch.Tensor, positives: int = 1) -> torch.Tensor:
+    """The training loss (softmax_ce) of the linear scores `features @ w`."""
+    return softmax_ce(features.float() @ w, positives)
 
 
 def final_fresh_linear(model) -> tuple[str, torch.nn.Linear] | None:
@@ -111,6 +113,7 @@ def init_head_from_probe(model, dataset, collator, n_groups: int, seed: int, dev
     picks = np.random.default_rng(seed).permutation(len(dataset))[:n_groups]
     groups = [dataset[int(i)] for i in picks]
     group_size = len(groups[0].passages)
+    positives = getattr(dataset, "positives", 1)
     batches = []
     for start in range(0, len(groups), batch_groups):
         batch = collator(groups[start:start + batch_groups])
@@ -118,19 +121,20 @@ def init_head_from_probe(model, dataset, collator, n_groups: int, seed: int, dev
     features = probe_features(model, layer, batches, device, autocast_dtype).view(len(groups), group_size, -1)
     # Fit on one half and report the other: the held-out loss says whether the probe found signal or noise.
     half = len(groups) // 2
-    w_half = fit_linear_head(features[:half], l2=l2)
-    held_out = float(group_loss(features[half:], w_half))
-    w = fit_linear_head(features, l2=l2)
+    w_half = fit_linear_head(features[:half], l2=l2, positives=positives)
+    held_out = float(group_loss(features[half:], w_half, positives))
+    w = fit_linear_head(features, l2=l2, positives=positives)
     with torch.no_grad():
         layer.weight.copy_(w.to(layer.weight.dtype).view_as(layer.weight))
         if layer.bias is not None:
             layer.bias.zero_()
-    summary = {"layer": name, "groups": len(groups), "chance": math.log(group_size),
-               "train_loss": float(group_loss(features, w)), "held_out_loss": held_out,
+    chance = chance_loss(group_size, positives)
+    summary = {"layer": name, "groups": len(groups), "chance": chance,
+               "train_loss": float(group_loss(features, w, positives)), "held_out_loss": held_out,
                "weight_norm": float(w.norm())}
     logger.info("Head %s initialised by a linear probe on %d training groups: group loss %.3f (held out: %.3f "
                 "on %d groups; chance ln %d = %.3f)", name, len(groups), summary["train_loss"], held_out,
-                len(groups) - half, group_size, summary["chance"])
+                len(groups) - half, group_size - positives + 1, chance)
     if held_out >= summary["chance"]:
         # Expected for a bi-encoder's [CLS]: the probe then sets a starting direction, not a ranker.
         logger.info("The probe's held-out loss is not below chance: the frozen features carry little relevance "

@@ -33,8 +33,8 @@ class RerankerTrainer(Trainer):
         # Our loss is a per-batch mean: let the Trainer divide it by the accumulation steps.
         self.loss_is_scaled_for_ga = False
         dataset: GroupDataset = self.train_dataset
-        # Chance is ln(group size) only for the group softmax; other losses have no such fixed point.
-        monitor = CollapseMonitor(dataset.group_size, self.args.collapse_warning_steps) \
+        # Chance is ln(negatives + 1) only for the group softmax; other losses have no such fixed point.
+        monitor = CollapseMonitor(dataset.group_size - dataset.positives + 1, self.args.collapse_warning_steps) \
             if self.args.loss == "softmax_ce" else None
         self.add_callback(HealthCallback(monitor))
 
@@ -107,5 +107,6 @@ class RerankerTrainer(Trainer):
         group_size = self.train_dataset.group_size
         scores = outputs.logits.view(-1, group_size)
         loss = losses.compute(self.args.loss, scores, teacher_scores=teacher_scores, soft_labels=soft_labels,
-                              temperature=self.args.distill_temperature, alpha=self.args.distill_alpha)
+                              temperature=self.args.distill_temperature, alpha=self.args.distill_alpha,
+                              positives=self.train_dataset.positives)
         return (loss, outputs) if return_outputs else loss

@@ -132,7 +132,7 @@ def test_position_limit_of_model_families():
     assert position_limit(DebertaV2Config(position_biased_input=True, max_position_embeddings=512)) == 512
 
 
-def probe_setup(model_dir, train_file, group_size=4):
+def probe_setup(model_dir, train_file, group_size=4, positives=1):
     from reranker.collator import GroupCollator
     from reranker.data import GroupDataset
     from reranker.modeling import load_model, load_tokenizer
@@ -140,12 +140,13 @@ def probe_setup(model_dir, train_file, group_size=4):
 
     tokenizer = load_tokenizer(str(model_dir))
     model = load_model(str(model_dir), tokenizer)
-    dataset = GroupDataset([load_source(str(train_file), group_size, None, None)], group_size, seed=0)
+    dataset = GroupDataset([load_source(str(train_file), group_size, None, None)], group_size, seed=0,
+                           positives=positives)
     return model, dataset, GroupCollator(tokenizer, 16, 24)
 
 
-@pytest.mark.parametrize("kind", ["encoder", "decoder"])
-def test_probe_fit_is_what_the_model_then_scores(kind, tiny_model, train_file, tmp_path):
+@pytest.mark.parametrize("kind, positives", [("encoder", 1), ("decoder", 1), ("encoder", 2)])
+def test_probe_fit_is_what_the_model_then_scores(kind, positives, tiny_model, train_file, tmp_path):
     """The fitted loss the probe reports equals the loss of the model's own scores on the same groups.
 
     That holds only if the captured features are the ones the head scores (for a decoder, the last real token of
@@ -163,7 +164,7 @@ def test_probe_fit_is_what_the_model_then_scores(kind, tiny_model, train_file, t
         AutoTokenizer.from_pretrained(tiny_model).save_pretrained(folder)
     else:
         folder = build_tiny_lm(tmp_path / "gpt2", train_steps=0)
-    model, dataset, collator = probe_setup(folder, train_file)
+    model, dataset, collator = probe_setup(folder, train_file, positives=positives)
     groups = 8
     summary = init_head_from_probe(model, dataset, collator, groups, seed=0, device=torch.device("cpu"),
                                    batch_groups=3, l2=1e-4)
@@ -176,7 +177,8 @@ def test_probe_fit_is_what_the_model_then_scores(kind, tiny_model, train_file, t
     model.eval()
     with torch.no_grad():
         scores = model(**batch).logits.view(len(picks), -1)
-    assert float(softmax_ce(scores)) == pytest.approx(summary["train_loss"], abs=1e-3)
+    assert float(softmax_ce(scores, positives)) == pytest.approx(summary["train_loss"], abs=1e-3)
+    assert summary["chance"] == pytest.approx(math.log(4 - positives + 1))
 
 
 def test_probe_skips_one_passage_records(tiny_model, tmp_path, caplog):

@@ -18,6 +18,25 @@ def test_softmax_ce_by_hand():
     assert losses.softmax_ce(both).item() == pytest.approx((math.log(2) + 0.239545) / 2, abs=1e-5)
 
 
+def test_softmax_ce_with_several_positives_by_hand():
+    # [2, 1 | 0, 0], two positives: each against the negatives only.
+    # -log(e^2 / (e^2 + 2)) = 0.239545; -log(e / (e + 2)) = -log(2.718282 / 4.718282) = 0.551445; mean 0.395495.
+    two = torch.tensor([[2.0, 1.0, 0.0, 0.0]])
+    assert losses.softmax_ce(two, positives=2).item() == pytest.approx(0.395495, abs=1e-5)
+    # The positives do not compete: raising the second leaves the first's term alone, and lowers the loss.
+    assert losses.softmax_ce(torch.tensor([[2.0, 5.0, 0.0, 0.0]]), positives=2).item() < 0.395495 - 0.1
+    first_alone = losses.softmax_ce(torch.tensor([[2.0, 0.0, 0.0]]))
+    raised = torch.tensor([[2.0, 50.0, 0.0, 0.0]])
+    assert losses.softmax_ce(raised, positives=2).item() == pytest.approx(first_alone.item() / 2, abs=1e-5)
+    # All alike: chance is ln(negatives + 1), here ln 6 for 3 positives in a group of 8.
+    flat = torch.zeros(2, 8)
+    assert losses.softmax_ce(flat, positives=3).item() == pytest.approx(math.log(6), abs=1e-6)
+    assert losses.chance_loss(8, 3) == pytest.approx(math.log(6))
+    # One positive is the plain group softmax.
+    assert losses.compute("softmax_ce", two, positives=1).item() == pytest.approx(
+        losses.softmax_ce(two).item())
+
+
 def test_pointwise_bce_by_hand():
     # Logits 0: every pair costs ln 2.
     assert losses.pointwise_bce(torch.tensor([[0.0, 0.0]])).item() == pytest.approx(math.log(2), abs=1e-6)
@@ -25,6 +44,12 @@ def test_pointwise_bce_by_hand():
     assert losses.pointwise_bce(torch.tensor([[1.0, -1.0]])).item() == pytest.approx(0.313262, abs=1e-5)
     # [1, 1]: (0.313262 + 1.313262) / 2 = 0.813262
     assert losses.pointwise_bce(torch.tensor([[1.0, 1.0]])).item() == pytest.approx(0.813262, abs=1e-5)
+
+
+def test_pointwise_bce_labels_every_positive():
+    # [1, 1, -1] with two positives: every pair costs -log sigmoid(1) = 0.313262.
+    assert losses.pointwise_bce(torch.tensor([[1.0, 1.0, -1.0]]), positives=2).item() == pytest.approx(
+        0.313262, abs=1e-5)
 
 
 def test_distill_kl_by_hand():

@@ -4,6 +4,7 @@ from collections import Counter
 import pytest
 
 from reranker.data import GroupDataset, MixingSampler, _apportion, sample_group
+from reranker.errors import ConfigError
 from reranker.records import GroupExample
 from reranker.sources import Source
 
@@ -29,6 +30,47 @@ def test_too_few_negatives_uses_each_then_repeats():
     group = sample_group(example, 8, seed=0, epoch=0, source=0, index=0)
     counts = Counter(group.passages[1:])
     assert sum(counts.values()) == 7 and set(counts) == {"a", "b", "c"}
+
+
+def test_one_positive_draws_as_before_the_option():
+    # The draws of runs made before --positives_per_group existed: one positive index, then the negatives.
+    import numpy as np
+
+    for index in range(20):
+        rng = np.random.default_rng([1, 0, 0, index])
+        p = int(rng.integers(2))
+        negatives = rng.choice(10, size=4, replace=False).tolist()
+        group = sample_group(EXAMPLE, 5, seed=1, epoch=0, source=0, index=index)
+        assert group.passages == (EXAMPLE.pos[p], *(EXAMPLE.neg[j] for j in negatives))
+
+
+def test_several_positives_lead_the_group():
+    example = GroupExample("q", tuple(f"p{i}" for i in range(5)), tuple(f"n{i}" for i in range(10)),
+                           tuple(float(i) for i in range(5)), tuple(10.0 + i for i in range(10)))
+    group = sample_group(example, 8, seed=3, epoch=0, source=0, index=1, positives=3)
+    assert len(group.passages) == 8
+    assert len(set(group.passages[:3])) == 3 and set(group.passages[:3]) <= set(example.pos)
+    assert len(set(group.passages[3:])) == 5 and set(group.passages[3:]) <= set(example.neg)
+    for passage, score in zip(group.passages, group.teacher_scores, strict=True):
+        assert score == (float(passage[1:]) if passage[0] == "p" else 10.0 + float(passage[1:]))
+    # Two positives for three places: both used, one again.
+    short = sample_group(EXAMPLE, 6, seed=1, epoch=0, source=0, index=0, positives=3)
+    assert set(short.passages[:3]) == {"p0", "p1"} and set(short.passages[3:]) <= set(EXAMPLE.neg)
+
+
+def test_positives_per_group_is_checked_and_short_queries_counted(caplog):
+    source = Source("s", [EXAMPLE, GroupExample("q2", tuple("abc"), tuple("defgh"))], "group")
+    with pytest.raises(ConfigError, match="below --train_group_size 4"):
+        GroupDataset([source], group_size=4, seed=0, positives=4)
+    with pytest.raises(ConfigError, match="at least 1"):
+        GroupDataset([source], group_size=4, seed=0, positives=0)
+    with caplog.at_level(logging.WARNING):
+        dataset = GroupDataset([source], group_size=6, seed=0, positives=3)
+    assert dataset.few_positives == 1 and "1 of 2 queries have fewer than 3 positives" in caplog.text
+    # Negatives needed: group size less the positives. q2's 5 fill 8 - 3 places, not 8 - 2.
+    assert GroupDataset([source], group_size=8, seed=0, positives=3).short == 0
+    assert GroupDataset([source], group_size=8, seed=0, positives=2).short == 1
+    assert sorted(dataset[(0, 1, 0)].passages[:3]) == ["a", "b", "c"]
 
 
 def _dataset(sizes, seed=0):

@@ -172,6 +172,21 @@ def test_collapse_warning_when_loss_stays_at_chance(tiny_model, train_file, tmp_
     assert "stayed at chance, ln(4) = 1.386, for the last 5 steps" in caplog.text
 
 
+def test_several_positives_per_group(tiny_model, train_file, tmp_path, caplog):
+    # Two positives in a group of 4 (the rows have one, so it repeats): chance is ln(2 negatives + 1) = ln 3,
+    # in the loss and in the collapse warning.
+    with caplog.at_level(logging.WARNING):
+        trainer = run.main(args(tiny_model, train_file, tmp_path / "out", "--max_steps", "3", "--learning_rate", "0",
+                                "--head_init", "random", "--positives_per_group", "2",
+                                "--collapse_warning_steps", "3"))
+    assert trainer.train_dataset.positives == 2
+    assert logged_losses(trainer)[0] == pytest.approx(math.log(3), abs=0.05)
+    assert "stayed at chance, ln(3) = 1.099" in caplog.text
+    assert "have fewer than 2 positives" in caplog.text
+    with pytest.raises(ConfigError, match="below --train_group_size 4"):
+        run.main(args(tiny_model, train_file, tmp_path / "o", "--max_steps", "1", "--positives_per_group", "4"))
+
+
 def test_long_queries_are_cut_never_crash(tiny_model, tmp_path, caplog):
     rows = [{"query": "what is the capital of france " * 40, "pos": ["paris"], "neg": ["berlin", "rome", "madrid"]}]
     with caplog.at_level(logging.INFO):
