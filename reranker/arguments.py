@@ -335,11 +335,19 @@ class MineArguments:
     embedder_teacher: bool = field(
         default=False,
         metadata={"help": "Without a cross-encoder teacher: write the embedder's own similarity (scale x cosine) as "
-                          "pos_scores / neg_scores, for run.py --loss distill. Needs a dense retriever."},
+                          "pos_scores / neg_scores, for run.py --loss distill. With --retriever bm25 the embedder "
+                          "only scores the chosen pairs."},
     )
     embedder_teacher_scale: float = field(
         default=20.0, metadata={"help": "Scale of the cosine in --embedder_teacher scores (20: sentence-"
                                         "transformers' contrastive scale, logits of a sensible sharpness)."}
+    )
+    teacher_bm25_weight: float = field(
+        default=0.0,
+        metadata={"help": "With --embedder_teacher: fuse BM25 into the teacher, scale x ((1 - w) x cosine + w x "
+                          "BM25), each min-max normalised over the record's positives and negatives (0: the "
+                          "embedder's cosine alone, not normalised). The first stages fused, for labels too broad "
+                          "to teach alone (nfcorpus)."},
     )
     teacher_batch_size: int = field(default=32, metadata={"help": "Pairs per teacher batch."})
     teacher_max_length: int = field(default=512, metadata={"help": "Token budget of a teacher pair."})
@@ -371,8 +379,11 @@ class MineArguments:
             raise ConfigError(f"--search_depth {self.search_depth} is shallower than the sampling range end {end}")
         if self.embedder_teacher and self.teacher_model:
             raise ConfigError("give --teacher_model or --embedder_teacher, not both")
-        if self.embedder_teacher and self.retriever == "bm25":
-            raise ConfigError("--embedder_teacher needs the embedder: --retriever dense or both")
+        if not 0.0 <= self.teacher_bm25_weight <= 1.0:
+            raise ConfigError(f"--teacher_bm25_weight must be in [0, 1], got {self.teacher_bm25_weight}")
+        if self.teacher_bm25_weight and not self.embedder_teacher:
+            raise ConfigError("--teacher_bm25_weight fuses BM25 into --embedder_teacher's scores: add "
+                              "--embedder_teacher")
         if self.positive_depth < 0:
             raise ConfigError(f"--positive_depth must be 0 (all positives) or more, got {self.positive_depth}")
         if self.positive_depth and not self.rerank_model and (self.fn_relative_threshold is not None

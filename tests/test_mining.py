@@ -295,8 +295,46 @@ def test_embedder_teacher_scores(tiny_model_master, tmp_path):
             vectors = embedder.encode(texts, 256, 8)
             assert row[key] == pytest.approx([10 * float(v @ q) for v in vectors], abs=1e-3)
     assert "_vectors" not in json.loads((tmp_path / "mined.summary.json").read_text())
-    with pytest.raises(ConfigError, match="needs the embedder"):
-        mine(tmp_path, "--retriever", "bm25", "--embedder_teacher", name="x.jsonl")
+
+
+def test_embedder_teacher_fused_with_bm25(tiny_model_master, tmp_path):
+    from reranker.embed import Embedder
+    from reranker.pool import normalize_text, pool_from_jsonl
+    from reranker.search import BM25
+
+    common = ("--model_name_or_path", tiny_model_master, "--pooling", "mean", "--retriever", "bm25",
+              "--range_for_sampling", "0-9", "--negative_number", "3", "--embedder_teacher",
+              "--embedder_teacher_scale", "10")
+    embedder = Embedder(str(tiny_model_master), pooling="mean")
+    pool = pool_from_jsonl(write_jsonl(tmp_path / "p.jsonl", POOL))
+    bm25 = BM25(pool.texts)
+
+    def expected(row, weight):
+        texts = row["pos"] + row["neg"]
+        q = embedder.encode([row["query"]], 64, 8)[0]
+        cosine = [float(v @ q) for v in embedder.encode(texts, 256, 8)]
+        if not weight:
+            return [10 * c for c in cosine]
+        lexical = bm25.score_rows(row["query"], [pool.by_key[normalize_text(t)] for t in texts])
+
+        def minmax(xs):
+            return [(x - min(xs)) / (max(xs) - min(xs)) for x in xs]
+        return [10 * ((1 - weight) * c + weight * b) for c, b in zip(minmax(cosine), minmax(lexical), strict=True)]
+
+    # BM25 retrieves, the embedder scores the chosen pairs: its cosine alone, then fused with BM25's scores.
+    for weight in (0.0, 0.5, 1.0):
+        rows, _ = mine(tmp_path, *common, "--teacher_bm25_weight", weight, "--overwrite")
+        for row in rows:
+            assert row["pos_scores"] + row["neg_scores"] == pytest.approx(expected(row, weight), abs=1e-3)
+    # With BM25's weight 1 the teacher orders the first query's passages as BM25 does: the positive first.
+    assert rows[0]["pos_scores"][0] == 10.0 and rows[0]["neg_scores"] == sorted(rows[0]["neg_scores"], reverse=True)
+    with pytest.raises(ConfigError, match="add --embedder_teacher"):
+        mine(tmp_path, "--retriever", "bm25", "--teacher_bm25_weight", "0.5", name="x.jsonl")
+    with pytest.raises(ConfigError, match=r"must be in \[0, 1\]"):
+        mine(tmp_path, *common, "--teacher_bm25_weight", "1.5", name="x.jsonl")
+    with pytest.raises(DataError, match="1 positives are not passages of the pool"):
+        mine(tmp_path, *common, "--teacher_bm25_weight", "0.5", name="x.jsonl",
+             records=[{"query": "capital of germany", "pos": ["Berlin, not a pool passage."]}])
 
 
 def test_queries_left_without_negatives_are_counted_and_warned_about(tmp_path, caplog):
