@@ -73,9 +73,6 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> Rerank
                for spec in data_args.train_data]
     dataset = GroupDataset(sources, data_args.train_group_size, seed=training_args.seed,
                            positives=data_args.positives_per_group)
-    if dataset.kind == "group" and dataset.group_size < 2:
-        raise ConfigError("--train_group_size must be at least 2 for {query, pos, neg} records (one positive and "
-                          "at least one negative); with 1 the group loss is zero whatever the model does")
     if dataset.kind == "soft" and training_args.loss != "inranker":
         raise ConfigError(
             f"the training data is in the InRanker format; use --loss inranker, not {training_args.loss}"

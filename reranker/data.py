@@ -83,6 +83,9 @@ class GroupDataset(Dataset):
         self.kind = kinds.pop()
         self.group_size = 1 if self.kind == "soft" else group_size
         self.positives = 1 if self.kind == "soft" else positives
+        if self.kind == "group" and group_size < 2:
+            raise ConfigError("--train_group_size must be at least 2 for {query, pos, neg} records (one positive "
+                              "and at least one negative); with 1 the group loss is zero whatever the model does")
         if self.kind == "group" and not 1 <= positives < group_size:
             raise ConfigError(f"--positives_per_group must be at least 1 and below --train_group_size "
                               f"{group_size} (a group needs a negative), got {positives}")
