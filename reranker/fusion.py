@@ -35,14 +35,18 @@ def rrf(runs: list[Run], weights: list[float], k: int = 60, depth: int | None = 
     return out
 
 
-def minmax(docs: dict[str, float]) -> dict[str, float]:
-    values = np.fromiter(docs.values(), dtype=np.float64, count=len(docs))
+def minmax_array(values: np.ndarray) -> np.ndarray:
+    """Scores scaled to [0, 1]; all zeros when they are all equal (or there are none)."""
+    values = np.asarray(values, dtype=np.float64)
     if not len(values):
-        return {}
+        return values
     low, span = values.min(), values.max() - values.min()
-    if span == 0:
-        return dict.fromkeys(docs, 0.0)
-    return {d: (v - low) / span for d, v in docs.items()}
+    return (values - low) / span if span > 0 else np.zeros_like(values)
+
+
+def minmax(docs: dict[str, float]) -> dict[str, float]:
+    values = minmax_array(np.fromiter(docs.values(), dtype=np.float64, count=len(docs)))
+    return dict(zip(docs, values.tolist(), strict=True))
 
 
 def fuse_scores(first: Run, reranked: Run, alpha: float) -> Run:

@@ -346,6 +346,7 @@ def embedder_teacher_scores(args: MineArguments, embed_args: EmbedArguments, poo
 
         vectors["bm25"] = BM25(pool.texts)
     bm25 = vectors.get("bm25")
+    from .fusion import minmax_array  # as eval.py normalises scores before fusing them
     outside = list(dict.fromkeys(p for q in queries for p in q.example.pos if normalize_text(p) not in pool.by_key))
     if outside and weight:
         raise DataError(args.input_file, f"{len(outside)} positives are not passages of the pool (e.g. "
@@ -362,16 +363,11 @@ def embedder_teacher_scores(args: MineArguments, embed_args: EmbedArguments, poo
                           dtype=np.float64)
         if weight:
             lexical = np.array(bm25.score_rows(q.example.query, [*pos_rows, *selection.rows]), dtype=np.float64)
-            teacher = (1.0 - weight) * _minmax(cosine) + weight * _minmax(lexical)
+            teacher = (1.0 - weight) * minmax_array(cosine) + weight * minmax_array(lexical)
         else:
             teacher = cosine
         scores = [round(float(args.embedder_teacher_scale * x), 4) for x in teacher]
         q.row["pos_scores"], q.row["neg_scores"] = scores[:len(pos)], scores[len(pos):]
-
-
-def _minmax(values: np.ndarray) -> np.ndarray:
-    span = values.max() - values.min()
-    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
 
 
 def teacher_scores(args: MineArguments, queries: list[Query], negatives: list[list[str]]) -> None:
