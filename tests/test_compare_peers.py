@@ -1,16 +1,12 @@
 """benchmarks/compare_peers.py: the training file all three systems share."""
 
-import importlib.util
 import json
 
-from conftest import ROOT, write_jsonl
+from conftest import load_benchmark, write_jsonl
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location("compare_peers", ROOT / "benchmarks" / "compare_peers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("compare_peers")
 
 
 def test_records_without_negatives_are_left_out_for_every_system(tmp_path):

@@ -1,21 +1,17 @@
 """benchmarks/group_agreement.py: BM25's own verdict on a training file's groups."""
 
-import importlib.util
 import json
 import math
 
 import numpy as np
 import pytest
-from conftest import ROOT, write_jsonl
+from conftest import load_benchmark, write_jsonl
 
 from reranker.errors import ConfigError
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location("group_agreement", ROOT / "benchmarks" / "group_agreement.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("group_agreement")
 
 
 def test_agreement_by_hand():

@@ -1,21 +1,17 @@
 """benchmarks/seed_ablation.py: variants x seeds of run.py, judged on dev queries, one table."""
 
-import importlib.util
 import json
 
 import pytest
 import yaml
-from conftest import ROOT, write_jsonl
+from conftest import load_benchmark, write_jsonl
 from test_fusion import dev_rows
 
 from reranker.errors import ConfigError
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location("seed_ablation", ROOT / "benchmarks" / "seed_ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("seed_ablation")
 
 
 def write_spec(tmp_path, tiny_model, train_file, variants):

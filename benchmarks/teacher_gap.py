@@ -1,0 +1,126 @@
+"""Has a reranker learnt its teacher? Ranks dev queries' BM25 candidates with BM25, the embedder, the two fused
+(the teacher `hn_mine.py --embedder_teacher --teacher_bm25_weight W` writes) and the reranker, then the reranker
+fused into the teacher.
+
+    python benchmarks/teacher_gap.py --model outputs/pipeline/nfcorpus/model \\
+        --dev_file outputs/pipeline/nfcorpus/data/dev.jsonl --corpus ../shared/data/beir/nfcorpus
+
+Prints nDCG@10 of each. A student well below its teacher has not learnt it; one that adds nothing when fused into
+the teacher has learnt nothing beside it. Every list is min-max normalised per query before fusing, as eval.py
+and the miner's teacher do. Dev queries only: the dev file is the pipeline's (carved from the training queries),
+and its own candidates are ignored for BM25's top --depth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from reranker import cli  # noqa: E402
+from reranker.dev_eval import load_dev, qrels_of  # noqa: E402
+from reranker.errors import ConfigError  # noqa: E402
+from reranker.fusion import minmax  # noqa: E402
+from reranker.metrics import ranking_metrics  # noqa: E402
+from reranker.pool import pool_from_beir  # noqa: E402
+from reranker.search import BM25  # noqa: E402
+
+logger = logging.getLogger("teacher_gap")
+
+Run = dict[str, dict[str, float]]
+MODEL_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def fuse(runs: list[Run], weights: tuple[float, ...]) -> Run:
+    """sum of weight x min-max normalised score over the first run's candidates."""
+    out: Run = {}
+    for qid, docs in runs[0].items():
+        normed = [minmax(run[qid]) for run in runs]
+        out[qid] = {d: sum(w * n[d] for w, n in zip(weights, normed, strict=True)) for d in docs}
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cli.setup_logging()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="the trained reranker")
+    parser.add_argument("--dev_file", required=True, help="the pipeline's dev.jsonl (query_id, query, relevance)")
+    parser.add_argument("--corpus", required=True, help="the BEIR folder the dev queries come from")
+    parser.add_argument("--depth", type=int, default=100, help="BM25 candidates per query")
+    parser.add_argument("--teacher_bm25_weight", type=float, default=0.5, help="BM25's weight in the teacher")
+    parser.add_argument("--embedder", help="default: the bundled all-MiniLM-L6-v2, the miner's default")
+    parser.add_argument("--max_length", type=int, default=288, help="reranker tokens a pair (eval.py's default)")
+    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="bf16")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--json", help="also write the figures here")
+    args = parser.parse_args(argv)
+    if args.depth < 10:
+        raise ConfigError(f"--depth must be at least 10 (nDCG@10), got {args.depth}")
+    if not 0.0 <= args.teacher_bm25_weight <= 1.0:
+        raise ConfigError(f"--teacher_bm25_weight must be in [0, 1], got {args.teacher_bm25_weight}")
+
+    from reranker.arguments import EmbedArguments
+    from reranker.embed import Embedder
+    from reranker.inference import Reranker
+
+    dev = load_dev(args.dev_file)
+    pool = pool_from_beir(args.corpus)
+    if pool.ids is None:
+        raise ConfigError(f"{args.corpus}: corpus.jsonl has no _id fields to match the dev relevance against")
+    scores, rows = BM25(pool.texts).search([q.query for q in dev], args.depth)
+    bm25: Run = {q.qid: {pool.ids[r]: float(s) for r, s in zip(rr, ss, strict=True) if r >= 0}
+                 for q, rr, ss in zip(dev, rows, scores, strict=True)}
+
+    embed_args = EmbedArguments(model_name_or_path=args.embedder)  # the miner's defaults: pooling, token budgets
+    embedder = Embedder(embed_args.model_name_or_path, pooling=embed_args.pooling, dtype=args.dtype)
+    query_vectors = embedder.encode([q.query for q in dev], embed_args.query_max_len, args.batch_size,
+                                    instruction=embed_args.query_instruction,
+                                    desc="Encoding queries")
+    docs = sorted({d for run in bm25.values() for d in run})
+    row_of = {d: i for i, d in enumerate(pool.ids)}
+    doc_vectors = dict(zip(docs, embedder.encode([pool.texts[row_of[d]] for d in docs], embed_args.passage_max_len,
+                                                 args.batch_size, desc="Encoding passages"), strict=True))
+    dense: Run = {q.qid: {d: float(np.dot(v, doc_vectors[d])) for d in bm25[q.qid]}
+                  for q, v in zip(dev, query_vectors, strict=True)}
+
+    reranker = Reranker(args.model, dtype=None if args.dtype == "fp32" else args.dtype, max_length=args.max_length)
+    keys = [(q.qid, d) for q in dev for d in bm25[q.qid]]
+    text_of = {q.qid: q.query for q in dev}
+    logits = reranker.compute_score([(text_of[q], pool.texts[row_of[d]]) for q, d in keys],
+                                    batch_size=args.batch_size, show_progress=True)
+    model: Run = {}
+    for (qid, d), s in zip(keys, logits, strict=True):
+        model.setdefault(qid, {})[d] = float(s)
+
+    qrels = qrels_of(dev)
+
+    def ndcg(run: Run) -> float:
+        return round(ranking_metrics(qrels, run)["nDCG@10"], 4)
+
+    w = args.teacher_bm25_weight
+    teacher = fuse([bm25, dense], (w, 1.0 - w))
+    result = {"queries": len(dev), "depth": args.depth, "teacher_bm25_weight": w,
+              "bm25": ndcg(bm25), "embedder": ndcg(dense), "teacher": ndcg(teacher), "model": ndcg(model),
+              # the model at weight m, the teacher's two parts sharing the rest in the teacher's proportions
+              "model_fused_into_teacher": {m: ndcg(fuse([model, bm25, dense], (m, (1 - m) * w, (1 - m) * (1 - w))))
+                                           for m in MODEL_WEIGHTS}}
+    best = max(result["model_fused_into_teacher"].items(), key=lambda kv: (kv[1], -kv[0]))
+    logger.info("%d dev queries, BM25 top %d: BM25 %.4f, embedder %.4f, teacher (BM25 weight %.2f) %.4f, "
+                "model %.4f (%+.4f against its teacher); fused into the teacher at best %.4f (model weight %.1f)",
+                len(dev), args.depth, result["bm25"], result["embedder"], w, result["teacher"], result["model"],
+                result["model"] - result["teacher"], best[1], best[0])
+    if args.json:
+        from reranker.files import write_json
+
+        write_json(Path(args.json), result)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main, logger))

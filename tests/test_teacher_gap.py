@@ -1,0 +1,66 @@
+"""benchmarks/teacher_gap.py: a reranker against the first-stage fusion it was taught by."""
+
+import json
+
+import pytest
+from conftest import TOPICS, load_benchmark, write_jsonl
+
+from reranker.errors import ConfigError, DataError
+
+
+def load_tool():
+    return load_benchmark("teacher_gap")
+
+
+def test_fuse_by_hand():
+    tool = load_tool()
+    a = {"q": {"d1": 10.0, "d2": 0.0, "d3": 5.0}}
+    b = {"q": {"d1": 0.0, "d2": 2.0, "d3": 1.0}}
+    fused = tool.fuse([a, b], (0.25, 0.75))
+    assert fused["q"] == pytest.approx({"d1": 0.25, "d2": 0.75, "d3": 0.125 + 0.375})
+
+
+@pytest.fixture
+def beir(tmp_path):
+    docs, dev = [], []
+    for i, (query, pos, negs) in enumerate(TOPICS):
+        docs.append({"_id": f"p{i}", "title": "", "text": pos})
+        docs += [{"_id": f"n{i}-{j}", "title": "", "text": t} for j, t in enumerate(negs)]
+        dev.append({"query_id": f"q{i}", "query": query, "candidates": [{"id": f"p{i}", "text": pos}],
+                    "relevance": {f"p{i}": 1}})
+    write_jsonl(tmp_path / "beir" / "corpus.jsonl", docs)
+    return tmp_path / "beir", write_jsonl(tmp_path / "dev.jsonl", dev)
+
+
+def test_figures_of_a_tiny_model(tmp_path, tiny_model, beir):
+    tool = load_tool()
+    corpus, dev = beir
+    out = tmp_path / "gap.json"
+    result = tool.main(["--model", str(tiny_model), "--dev_file", str(dev), "--corpus", str(corpus),
+                        "--depth", "10", "--embedder", str(tiny_model), "--dtype", "fp32",
+                        "--teacher_bm25_weight", "1.0", "--json", str(out)])
+    assert result["queries"] == len(TOPICS) and result["depth"] == 10
+    fused = result["model_fused_into_teacher"]
+    assert set(fused) == set(tool.MODEL_WEIGHTS)
+    # The endpoints: the teacher alone, the model alone. With BM25's weight 1 the teacher is BM25 itself.
+    assert fused[0.0] == result["teacher"] == result["bm25"]
+    assert fused[1.0] == result["model"]
+    for key in ("bm25", "embedder", "teacher", "model"):
+        assert 0.0 <= result[key] <= 1.0
+    assert result["bm25"] > 0.9  # every positive shares its query's words; the negatives mostly do not
+    written = json.loads(out.read_text())
+    assert written["teacher"] == result["teacher"] and len(written["model_fused_into_teacher"]) == 11
+
+
+def test_bad_input(tmp_path, tiny_model, beir):
+    tool = load_tool()
+    corpus, dev = beir
+    common = ["--model", str(tiny_model), "--corpus", str(corpus), "--embedder", str(tiny_model)]
+    with pytest.raises(ConfigError, match="--depth"):
+        tool.main([*common, "--dev_file", str(dev), "--depth", "5"])
+    with pytest.raises(ConfigError, match="--teacher_bm25_weight"):
+        tool.main([*common, "--dev_file", str(dev), "--teacher_bm25_weight", "1.5"])
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"query_id": "q", "query": "x",
+                                                "candidates": [{"id": "a", "text": "t"}], "relevance": {"a": 0}}])
+    with pytest.raises(DataError, match="relevant"):
+        tool.main([*common, "--dev_file", str(bad)])
