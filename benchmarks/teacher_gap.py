@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--corpus", required=True, help="the BEIR folder the dev queries come from")
     parser.add_argument("--depth", type=int, default=100, help="BM25 candidates per query")
     parser.add_argument("--teacher_bm25_weight", type=float, default=0.5, help="BM25's weight in the teacher")
+    parser.add_argument("--teacher_words", type=int, default=0,
+                        help="score the teacher's BM25 part over each document's first N words only (0: whole), "
+                             "about what a student with a short passage budget sees; the candidates stay BM25's "
+                             "over whole documents")
     parser.add_argument("--embedder", help="default: the bundled all-MiniLM-L6-v2, the miner's default")
     parser.add_argument("--max_length", type=int, default=288, help="reranker tokens a pair (eval.py's default)")
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="bf16")
@@ -62,6 +66,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.depth < 10:
         raise ConfigError(f"--depth must be at least 10 (nDCG@10), got {args.depth}")
+    if args.teacher_words < 0:
+        raise ConfigError(f"--teacher_words must be 0 (whole documents) or more, got {args.teacher_words}")
     if not 0.0 <= args.teacher_bm25_weight <= 1.0:
         raise ConfigError(f"--teacher_bm25_weight must be in [0, 1], got {args.teacher_bm25_weight}")
 
@@ -103,12 +109,18 @@ def main(argv: list[str] | None = None) -> dict:
     def ndcg(run: Run) -> float:
         return round(ranking_metrics(qrels, run)["nDCG@10"], 4)
 
+    lexical = bm25
+    if args.teacher_words:
+        cut = BM25([" ".join(t.split()[:args.teacher_words]) for t in pool.texts])
+        lexical = {q.qid: dict(zip(bm25[q.qid], cut.score_rows(q.query, [row_of[d] for d in bm25[q.qid]]),
+                                   strict=True)) for q in dev}
     w = args.teacher_bm25_weight
-    teacher = fuse([bm25, dense], (w, 1.0 - w))
-    result = {"queries": len(dev), "depth": args.depth, "teacher_bm25_weight": w,
-              "bm25": ndcg(bm25), "embedder": ndcg(dense), "teacher": ndcg(teacher), "model": ndcg(model),
+    teacher = fuse([lexical, dense], (w, 1.0 - w))
+    result = {"queries": len(dev), "depth": args.depth, "teacher_bm25_weight": w, "teacher_words": args.teacher_words,
+              "bm25": ndcg(bm25), "teacher_bm25_part": ndcg(lexical), "embedder": ndcg(dense),
+              "teacher": ndcg(teacher), "model": ndcg(model),
               # the model at weight m, the teacher's two parts sharing the rest in the teacher's proportions
-              "model_fused_into_teacher": {m: ndcg(fuse([model, bm25, dense], (m, (1 - m) * w, (1 - m) * (1 - w))))
+              "model_fused_into_teacher": {m: ndcg(fuse([model, lexical, dense], (m, (1 - m) * w, (1 - m) * (1 - w))))
                                            for m in MODEL_WEIGHTS}}
     best = max(result["model_fused_into_teacher"].items(), key=lambda kv: (kv[1], -kv[0]))
     logger.info("%d dev queries, BM25 top %d: BM25 %.4f, embedder %.4f, teacher (BM25 weight %.2f) %.4f, "

@@ -48,6 +48,7 @@ def test_figures_of_a_tiny_model(tmp_path, tiny_model, beir):
     for key in ("bm25", "embedder", "teacher", "model"):
         assert 0.0 <= result[key] <= 1.0
     assert result["bm25"] > 0.9  # every positive shares its query's words; the negatives mostly do not
+    assert result["teacher_bm25_part"] == result["bm25"]  # whole documents
     written = json.loads(out.read_text())
     assert written["teacher"] == result["teacher"] and len(written["model_fused_into_teacher"]) == 11
 
@@ -64,3 +65,19 @@ def test_bad_input(tmp_path, tiny_model, beir):
                                                 "candidates": [{"id": "a", "text": "t"}], "relevance": {"a": 0}}])
     with pytest.raises(DataError, match="relevant"):
         tool.main([*common, "--dev_file", str(bad)])
+
+
+def test_teacher_over_the_first_words(tmp_path, tiny_model, beir):
+    tool = load_tool()
+    corpus, dev = beir
+    common = ["--model", str(tiny_model), "--dev_file", str(dev), "--corpus", str(corpus), "--depth", "10",
+              "--embedder", str(tiny_model), "--dtype", "fp32", "--teacher_bm25_weight", "1.0"]
+    whole = tool.main(common)
+    longer_than_any = tool.main([*common, "--teacher_words", "1000"])
+    assert longer_than_any["teacher"] == whole["teacher"] and longer_than_any["teacher_words"] == 1000
+    # BM25 over each document's first word alone ranks the positives worse.
+    first_word = tool.main([*common, "--teacher_words", "1"])
+    assert first_word["teacher_bm25_part"] == first_word["teacher"] < whole["teacher"]
+    assert first_word["bm25"] == whole["bm25"]  # the candidates and BM25's own row stay whole-document
+    with pytest.raises(ConfigError, match="--teacher_words"):
+        tool.main([*common, "--teacher_words", "-1"])
