@@ -26,24 +26,14 @@ sys.path.insert(0, str(ROOT))
 from reranker import cli  # noqa: E402
 from reranker.dev_eval import load_dev, qrels_of  # noqa: E402
 from reranker.errors import ConfigError  # noqa: E402
-from reranker.fusion import minmax  # noqa: E402
+from reranker.fusion import Run, fuse_with_stages  # noqa: E402
 from reranker.metrics import ranking_metrics  # noqa: E402
 from reranker.pool import pool_from_beir  # noqa: E402
 from reranker.search import BM25  # noqa: E402
 
 logger = logging.getLogger("teacher_gap")
 
-Run = dict[str, dict[str, float]]
 MODEL_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-
-
-def fuse(runs: list[Run], weights: tuple[float, ...]) -> Run:
-    """sum of weight x min-max normalised score over the first run's candidates."""
-    out: Run = {}
-    for qid, docs in runs[0].items():
-        normed = [minmax(run[qid]) for run in runs]
-        out[qid] = {d: sum(w * n[d] for w, n in zip(weights, normed, strict=True)) for d in docs}
-    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -96,13 +86,12 @@ def main(argv: list[str] | None = None) -> dict:
                   for q, v in zip(dev, query_vectors, strict=True)}
 
     reranker = Reranker(args.model, dtype=None if args.dtype == "fp32" else args.dtype, max_length=args.max_length)
-    keys = [(q.qid, d) for q in dev for d in bm25[q.qid]]
-    text_of = {q.qid: q.query for q in dev}
-    logits = reranker.compute_score([(text_of[q], pool.texts[row_of[d]]) for q, d in keys],
+    keys = [(q, d) for q in dev for d in bm25[q.qid]]
+    logits = reranker.compute_score([(q.query, pool.texts[row_of[d]]) for q, d in keys],
                                     batch_size=args.batch_size, show_progress=True)
     model: Run = {}
-    for (qid, d), s in zip(keys, logits, strict=True):
-        model.setdefault(qid, {})[d] = float(s)
+    for (q, d), s in zip(keys, logits, strict=True):
+        model.setdefault(q.qid, {})[d] = float(s)
 
     qrels = qrels_of(dev)
 
@@ -115,12 +104,13 @@ def main(argv: list[str] | None = None) -> dict:
         lexical = {q.qid: dict(zip(bm25[q.qid], cut.score_rows(q.query, [row_of[d] for d in bm25[q.qid]]),
                                    strict=True)) for q in dev}
     w = args.teacher_bm25_weight
-    teacher = fuse([lexical, dense], (w, 1.0 - w))
+    # eval.py's fusion: each list min-max normalised per query, the last one getting the rest of the weight
+    teacher = fuse_with_stages([dense], lexical, (w,))
     result = {"queries": len(dev), "depth": args.depth, "teacher_bm25_weight": w, "teacher_words": args.teacher_words,
               "bm25": ndcg(bm25), "teacher_bm25_part": ndcg(lexical), "embedder": ndcg(dense),
               "teacher": ndcg(teacher), "model": ndcg(model),
               # the model at weight m, the teacher's two parts sharing the rest in the teacher's proportions
-              "model_fused_into_teacher": {m: ndcg(fuse([model, lexical, dense], (m, (1 - m) * w, (1 - m) * (1 - w))))
+              "model_fused_into_teacher": {m: ndcg(fuse_with_stages([lexical, dense], model, (m, (1 - m) * w)))
                                            for m in MODEL_WEIGHTS}}
     best = max(result["model_fused_into_teacher"].items(), key=lambda kv: (kv[1], -kv[0]))
     logger.info("%d dev queries, BM25 top %d: BM25 %.4f, embedder %.4f, teacher (BM25 weight %.2f) %.4f, "

@@ -12,14 +12,6 @@ def load_tool():
     return load_benchmark("teacher_gap")
 
 
-def test_fuse_by_hand():
-    tool = load_tool()
-    a = {"q": {"d1": 10.0, "d2": 0.0, "d3": 5.0}}
-    b = {"q": {"d1": 0.0, "d2": 2.0, "d3": 1.0}}
-    fused = tool.fuse([a, b], (0.25, 0.75))
-    assert fused["q"] == pytest.approx({"d1": 0.25, "d2": 0.75, "d3": 0.125 + 0.375})
-
-
 @pytest.fixture
 def beir(tmp_path):
     docs, dev = [], []
