@@ -106,9 +106,9 @@ def rerank_run(reranker, data: BeirData, run: fs.Run, args: EvalArguments,
 
 def tune_hybrid(dev: BeirData, args: EvalArguments, base: dict[str, fs.Run]) -> tuple[float, float]:
     weight, value = fusion.tune(dev.qrels, lambda w: fusion.rrf([base["bm25"], base["dense"]], [w, 1.0 - w],
-                                                                args.rrf_k, args.top_k))
-    logger.info("%s: hybrid BM25 weight %.2f tuned on %d dev queries (dev nDCG@10 %.4f)", dev.name, weight,
-                len(dev.queries), value)
+                                                                args.rrf_k, args.top_k), rule=args.fusion_tuning)
+    logger.info("%s: hybrid BM25 weight %.3f tuned (%s) on %d dev queries (dev nDCG@10 %.4f)", dev.name, weight,
+                args.fusion_tuning, len(dev.queries), value)
     return weight, value
 
 
@@ -122,6 +122,10 @@ def evaluate_beir(data: BeirData, dev: BeirData | None, user_runs: dict[str, fs.
     test_base = base_runs(data, args, needed_base(args))
     test_runs = first_stage_runs(data, args, user_runs, hybrid_weight, test_base)
     dev_runs = first_stage_runs(dev, args, {}, hybrid_weight, dev_base) if dev is not None else {}
+    # The dev runs are written too (their names say dev): a new fusion rule can be tried on them without scoring
+    # anything again.
+    for stage, run in dev_runs.items():
+        runs_out[f"{data.name}.dev.{stage}.trec"] = (run, stage)
     caches = {name: {} for name in rerankers}  # (qid, did) -> score, shared by the first stages
     rows = []
     for stage, run in test_runs.items():
@@ -147,26 +151,33 @@ def evaluate_beir(data: BeirData, dev: BeirData | None, user_runs: dict[str, fs.
                 continue
             dev_first = dev_runs[stage]
             dev_reranked = rerank_run(reranker, dev, dev_first, args, caches[name])
+            runs_out[f"{data.name}.dev.{stage}.{name}.trec"] = (dev_reranked, name)
             if stage == "hybrid" and "hybrid" in args.first_stage:
                 # The hybrid's own score is a reciprocal-rank sum; fuse with the scores of its two parts instead.
                 parts = ("bm25", "dense")
                 dev_parts = [top(dev_base[p], args.top_k) for p in parts]
+                for part, part_run in zip(parts, dev_parts, strict=True):
+                    runs_out.setdefault(f"{data.name}.dev.{part}.trec", (part_run, part))
                 weights, dev_value = fusion.tune(
-                    dev.qrels, lambda w, r=dev_reranked, f=dev_parts: fusion.fuse_with_stages(f, r, w), fusion.GRID2)
+                    dev.qrels, lambda w, r=dev_reranked, f=dev_parts: fusion.fuse_with_stages(f, r, w), fusion.GRID2,
+                    rule=args.fusion_tuning)
                 fused = fusion.fuse_with_stages([top(test_base[p], args.top_k) for p in parts], reranked, weights)
                 chosen = {"fusion_reranker_weight": weights[0], "fusion_bm25_weight": weights[1],
-                          "fusion_dense_weight": round(1.0 - sum(weights), 2)}
+                          "fusion_dense_weight": round(1.0 - sum(weights), 4)}
             else:
                 alpha, dev_value = fusion.tune(
-                    dev.qrels, lambda a, f=dev_first, r=dev_reranked: fusion.fuse_scores(f, r, a))
+                    dev.qrels, lambda a, f=dev_first, r=dev_reranked: fusion.fuse_scores(f, r, a),
+                    rule=args.fusion_tuning)
                 fused = fusion.fuse_scores(run, reranked, alpha)
                 chosen = {"fusion_reranker_weight": alpha}
-            logger.info("%s: %s > %s fused with weights %s (dev nDCG@10 %.4f)", data.name, stage, name,
-                        ", ".join(f"{k.split('_')[1]} {v:.2f}" for k, v in chosen.items()), dev_value)
+            logger.info("%s: %s > %s fused with weights %s, tuned (%s) on %d dev queries (dev nDCG@10 %.4f)",
+                        data.name, stage, name, ", ".join(f"{k.split('_')[1]} {v:.3f}" for k, v in chosen.items()),
+                        args.fusion_tuning, len(dev.queries), dev_value)
             metrics = ranking_metrics(data.qrels, fused)
             rows.append({**base, "system": f"{stage} > {name} + fusion", **metrics,
                          "delta_nDCG@10": metrics["nDCG@10"] - first["nDCG@10"], **chosen,
-                         "fusion_dev_nDCG@10": dev_value, "dev_queries": len(dev.queries)})
+                         "fusion_dev_nDCG@10": dev_value, "fusion_tuning": args.fusion_tuning,
+                         "dev_queries": len(dev.queries)})
             runs_out[f"{data.name}.{stage}.{name}.fusion.trec"] = (fused, f"{name}+fusion")
     return rows
 

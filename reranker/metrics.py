@@ -16,8 +16,9 @@ def _measures():
     return {"nDCG@10": nDCG @ 10, "MRR@10": RR @ 10, "Recall@100": R @ 100, "MAP": AP}
 
 
-def ranking_metrics(qrels: Qrels, run: Run) -> dict[str, float]:
-    """Means over every query with a relevant document; a query missing from the run scores 0.
+def per_query_metrics(qrels: Qrels, run: Run) -> dict[str, np.ndarray]:
+    """Each metric's value for every query with a relevant document, in qrels order; a query missing from the
+    run scores 0.
 
     (ir-measures, like pytrec_eval, averages over the run's queries only, which would hide unanswered ones.)
     nDCG uses the graded relevance as its gain, as BEIR's pytrec_eval evaluation does.
@@ -31,8 +32,14 @@ def ranking_metrics(qrels: Qrels, run: Run) -> dict[str, float]:
     run = {q: docs for q, docs in run.items() if docs}
     for metric in ir_measures.iter_calc(list(measures.values()), {q: qrels[q] for q in judged}, run):
         per_query[names[str(metric.measure)]][metric.query_id] = float(metric.value)
-    return {name: float(np.mean([values.get(q, 0.0) for q in judged])) if judged else 0.0
+    return {name: np.array([values.get(q, 0.0) for q in judged], dtype=np.float64)
             for name, values in per_query.items()}
+
+
+def ranking_metrics(qrels: Qrels, run: Run) -> dict[str, float]:
+    """Means over every query with a relevant document (see per_query_metrics); 0 when there is none."""
+    return {name: float(values.mean()) if len(values) else 0.0
+            for name, values in per_query_metrics(qrels, run).items()}
 
 
 def pairwise_metrics(labels: list[int], scores: list[float], threshold: float = 0.5) -> dict[str, float]:

@@ -3,6 +3,7 @@
 import json
 import logging
 
+import numpy as np
 import pytest
 from conftest import write_jsonl
 
@@ -33,10 +34,9 @@ def test_fuse_scores_and_tuning():
     # b is relevant for q1 and x for q2: the reranker alone finds b but loses x, the first stage the reverse;
     # from alpha 0.35 up to 0.65 both come first (nDCG 1), and the smallest such weight is chosen.
     qrels = {"q1": {"b": 1}, "q2": {"x": 1}}
-    weight, value = fusion.tune(qrels, lambda a: fusion.fuse_scores(first, reranked, a))
+    weight, value = fusion.tune(qrels, lambda a: fusion.fuse_scores(first, reranked, a), rule="argmax")
     assert value == pytest.approx(1.0)
     assert weight == pytest.approx(0.35)
-
 
 
 def test_fuse_with_stages_by_hand():
@@ -54,9 +54,34 @@ def test_fuse_with_stages_by_hand():
     # Relevant: a, which the reranker puts last. With reranker weight 0 and BM25 weight w: a w, b .5, c 1 - w,
     # so a is first from w 0.55 on; that is the first pair in grid order to rank it first, so it is chosen.
     qrels = {"q": {"a": 1}}
-    weights, value = fusion.tune(qrels, lambda w: fusion.fuse_with_stages([bm25, dense], reranked, w), fusion.GRID2)
+    weights, value = fusion.tune(qrels, lambda w: fusion.fuse_with_stages([bm25, dense], reranked, w), fusion.GRID2,
+                                 rule="argmax")
     assert value == pytest.approx(1.0) and weights == (0.0, 0.55)
     assert all(sum(w) <= 1.0 + 1e-9 for w in fusion.GRID2) and len(fusion.GRID2) == 231
+    # One query: every resample is that query, so bagging agrees with the argmax.
+    bagged, _ = fusion.tune(qrels, lambda w: fusion.fuse_with_stages([bm25, dense], reranked, w), fusion.GRID2)
+    assert bagged == (0.0, 0.55)
+
+
+def test_bagged_choice_shrinks_a_choice_that_rests_on_one_query():
+    # Weight 1 beats weight 0 on the mean only through query 0 (1.0 against 0.5; the nine others lose 0.05 each):
+    # the argmax takes it. A resample without query 0 (probability 0.9^10 = 0.35) prefers weight 0, so the bagged
+    # weight is about 0.65, the share of resamples that contain it.
+    grid = (0.0, 1.0)
+    table = np.array([[0.5] * 10, [1.0] + [0.45] * 9])
+    assert fusion.choose(table, grid, "argmax") == 1.0
+    bagged = fusion.choose(table, grid, "bagged")
+    assert 0.55 < bagged < 0.75 and fusion.choose(table, grid, "bagged") == bagged  # seeded
+    assert fusion.choose(table, grid, "bagged", seed=1) != bagged
+    # When every query prefers the same weight, no resample disagrees.
+    assert fusion.choose(np.array([[0.2] * 10, [0.3] * 10]), grid, "bagged") == 1.0
+    # Ties go to the first (smallest) weight, resample or not; points of the simplex average onto it.
+    assert fusion.choose(np.array([[0.5] * 4, [0.5] * 4]), grid, "bagged") == 0.0
+    table2 = np.random.default_rng(0).random((len(fusion.GRID2), 12))
+    w = fusion.choose(table2, fusion.GRID2, "bagged")
+    assert len(w) == 2 and min(w) >= 0 and sum(w) <= 1.0 + 1e-9
+    with pytest.raises(ValueError, match="unknown fusion tuning rule 'best'"):
+        fusion.choose(table, grid, "best")
 
 
 def dev_rows():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, write_jsonl
+from conftest import ROOT, load_benchmark, write_jsonl
 
 from reranker import beir_train, fusion, pipeline
 from reranker import first_stage as fs
@@ -124,7 +124,14 @@ def test_pipeline_end_to_end_skips_and_resumes(tiny_model_master, tmp_path, capl
     assert {"data", "mine", "train", "eval"} == set(json.loads((report / "stages.json").read_text()))
     dev = json.loads((report / "dev_metrics.json").read_text())
     assert [h["step"] for h in dev["history"]] == [2, 4] and dev["queries"] == 3
-    assert len(list((report / "runs").glob("*.trec"))) == 9
+    # The 9 test runs, and the 6 dev runs the weights were tuned on (3 first stages, each reranked), which
+    # benchmarks/fusion_tuning.py reads to compare the tuning rules.
+    assert len(list((report / "runs").glob("*.trec"))) == 9 + 6
+    assert runs["dev.hybrid.model.trec"].keys() == runs["dev.bm25.trec"].keys() and len(runs["dev.bm25.trec"]) == 3
+    study = load_benchmark("fusion_tuning").main(["--runs", str(report / "runs"), "--splits", "4",
+                                                  "--dev_qrels", str(out / "data" / "dev_qrels.tsv")])
+    assert len(study) == 4 and all(r["queries"] == 3 for r in study.values())
+    assert study["hybrid > model + fusion (reranker, BM25 weights)"]["argmax_weight_all_dev"] in fusion.GRID2
     mined = [json.loads(line) for line in (out / "data" / "mined.jsonl").read_text().splitlines()]
     assert len(mined) == 6 and all(len(r["neg"]) == 4 for r in mined)
 
