@@ -3,12 +3,16 @@
     python benchmarks/fusion_tuning.py --runs outputs/pipeline/scifact/report/runs \\
         --dev_qrels outputs/pipeline/scifact/data/dev_qrels.tsv
 
-eval.py writes the dev runs it tunes on (`<dataset>.dev.<stage>[.<model>].trec`). This script splits the dev
-queries in two halves many times (seeded), chooses the weights on one half with each rule (eval.py's
+eval.py writes the dev runs it tunes on (`runs/dev/<dataset>.<stage>[.<model>].trec`). This script splits the
+dev queries in two halves many times (seeded), chooses the weights on one half with each rule (eval.py's
 --fusion_tuning: argmax, the best grid weight; bagged, the mean of the best grid weights of bootstrap resamples)
 and scores the choice on the other half. Printed per fusion: the held-out nDCG@10 of each rule, averaged over
 the splits, their paired difference, and the weights each rule picks on all the dev queries. Test queries are
 never read.
+
+Two approximations, both of them the same for the two rules: the hybrid first stage is rebuilt from the written
+BM25 and dense lists (top_k deep; eval.py tuned it on lists one deeper), and the hybrid's candidates that its
+fusion reorders are those of the hybrid weight eval.py chose on all the dev queries, for every split.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ METRIC = "nDCG@10"
 def problems(runs: Path, dataset: str, model: str, rrf_k: int, top_k: int) -> dict:
     """The fusions eval.py tunes, for whichever dev runs are in the folder: name -> (grid, make_run)."""
     def load(stage: str):
-        path = runs / f"{dataset}.dev.{stage}.trec"
+        path = runs / f"{dataset}.{stage}.trec"
         return read_run(path) if path.is_file() else None
 
     bm25, dense = load("bm25"), load("dense")
@@ -90,7 +94,7 @@ def split_half(qrels: dict, grid, make_run, splits: int, seed: int) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     cli.setup_logging()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", required=True, help="eval.py's runs folder (with the .dev. run files)")
+    parser.add_argument("--runs", required=True, help="eval.py's runs folder (the dev runs are in its dev/)")
     parser.add_argument("--dev_qrels", required=True, help="the dev qrels eval.py was given")
     parser.add_argument("--dataset", help="the run files' dataset prefix (default: the only one in --runs)")
     parser.add_argument("--model", default="model", help="the reranker's name in the run files")
@@ -100,20 +104,25 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--top_k", type=int, default=100)
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)
-    runs = Path(args.runs)
+    runs = Path(args.runs) / "dev"
     if args.splits < 1:
         raise ConfigError(f"--splits must be positive, got {args.splits}")
     dataset = args.dataset
     if dataset is None:
-        prefixes = sorted({p.name.split(".dev.")[0] for p in runs.glob("*.dev.*.trec")})
+        prefixes = sorted({p.name[: -len(".bm25.trec")] for p in runs.glob("*.bm25.trec")})
         if len(prefixes) != 1:
-            raise ConfigError(f"{runs}: expected the dev runs of one dataset (<dataset>.dev.<stage>.trec), found "
-                              f"{prefixes or 'none'}; name it with --dataset")
+            raise ConfigError(f"{runs}: expected the dev runs of one dataset (<dataset>.bm25.trec and the rest), "
+                              f"found {prefixes or 'none'}; name it with --dataset")
         dataset = prefixes[0]
     qrels = read_qrels(Path(args.dev_qrels))
+    judged = sum(any(rel > 0 for rel in docs.values()) for docs in qrels.values())
+    if judged < 2:
+        raise ConfigError(f"{args.dev_qrels}: {judged} dev queries with a relevant document; split halves need 2 "
+                          "or more")
     todo = problems(runs, dataset, args.model, args.rrf_k, args.top_k)
     if not todo:
-        raise ConfigError(f"{runs}: no dev runs of {dataset!r} to tune (eval.py writes them when given --dev_qrels)")
+        raise ConfigError(f"{runs}: no dev runs of {dataset!r} to tune (eval.py writes them when given "
+                          "--dev_qrels)")
     results = {}
     for name, (grid, make_run) in todo.items():
         logger.info("%s: %d grid weights, %d split halves", name, len(grid), args.splits)

@@ -50,8 +50,9 @@ class EvalArguments:
     fusion_tuning: str = field(
         default="bagged",
         metadata={"help": "How the fusion weights (and the hybrid's) are chosen on the dev queries: bagged, the "
-                          "mean of the best grid weights of 200 bootstrap resamples of the queries (steadier on a "
-                          "few dozen queries), or argmax, the best grid weight.", "choices": ["bagged", "argmax"]},
+                          "mean of the best grid weights of 200 bootstrap resamples of the queries (a weight that "
+                          "rests on a few queries is pulled back), or argmax, the best grid weight.",
+                  "choices": ["bagged", "argmax"]},
     )
     top_k: int = field(default=100, metadata={"help": "Candidates per query taken from the first stage and reranked."})
     bm25_k1: float = field(default=1.2, metadata={"help": "BM25 k1."})

@@ -107,7 +107,7 @@ def rerank_run(reranker, data: BeirData, run: fs.Run, args: EvalArguments,
 def tune_hybrid(dev: BeirData, args: EvalArguments, base: dict[str, fs.Run]) -> tuple[float, float]:
     weight, value = fusion.tune(dev.qrels, lambda w: fusion.rrf([base["bm25"], base["dense"]], [w, 1.0 - w],
                                                                 args.rrf_k, args.top_k), rule=args.fusion_tuning)
-    logger.info("%s: hybrid BM25 weight %.3f tuned (%s) on %d dev queries (dev nDCG@10 %.4f)", dev.name, weight,
+    logger.info("%s: hybrid BM25 weight %.4f tuned (%s) on %d dev queries (dev nDCG@10 %.4f)", dev.name, weight,
                 args.fusion_tuning, len(dev.queries), value)
     return weight, value
 
@@ -122,10 +122,10 @@ def evaluate_beir(data: BeirData, dev: BeirData | None, user_runs: dict[str, fs.
     test_base = base_runs(data, args, needed_base(args))
     test_runs = first_stage_runs(data, args, user_runs, hybrid_weight, test_base)
     dev_runs = first_stage_runs(dev, args, {}, hybrid_weight, dev_base) if dev is not None else {}
-    # The dev runs are written too (their names say dev): a new fusion rule can be tried on them without scoring
-    # anything again.
+    # The dev runs are written too, in runs/dev/ (apart: a user's run file may be called anything): a new fusion
+    # rule can be tried on them without scoring anything again.
     for stage, run in dev_runs.items():
-        runs_out[f"{data.name}.dev.{stage}.trec"] = (run, stage)
+        runs_out[f"dev/{data.name}.{stage}.trec"] = (run, stage)
     caches = {name: {} for name in rerankers}  # (qid, did) -> score, shared by the first stages
     rows = []
     for stage, run in test_runs.items():
@@ -151,13 +151,13 @@ def evaluate_beir(data: BeirData, dev: BeirData | None, user_runs: dict[str, fs.
                 continue
             dev_first = dev_runs[stage]
             dev_reranked = rerank_run(reranker, dev, dev_first, args, caches[name])
-            runs_out[f"{data.name}.dev.{stage}.{name}.trec"] = (dev_reranked, name)
+            runs_out[f"dev/{data.name}.{stage}.{name}.trec"] = (dev_reranked, name)
             if stage == "hybrid" and "hybrid" in args.first_stage:
                 # The hybrid's own score is a reciprocal-rank sum; fuse with the scores of its two parts instead.
                 parts = ("bm25", "dense")
                 dev_parts = [top(dev_base[p], args.top_k) for p in parts]
                 for part, part_run in zip(parts, dev_parts, strict=True):
-                    runs_out.setdefault(f"{data.name}.dev.{part}.trec", (part_run, part))
+                    runs_out.setdefault(f"dev/{data.name}.{part}.trec", (part_run, part))
                 weights, dev_value = fusion.tune(
                     dev.qrels, lambda w, r=dev_reranked, f=dev_parts: fusion.fuse_with_stages(f, r, w), fusion.GRID2,
                     rule=args.fusion_tuning)
@@ -171,7 +171,7 @@ def evaluate_beir(data: BeirData, dev: BeirData | None, user_runs: dict[str, fs.
                 fused = fusion.fuse_scores(run, reranked, alpha)
                 chosen = {"fusion_reranker_weight": alpha}
             logger.info("%s: %s > %s fused with weights %s, tuned (%s) on %d dev queries (dev nDCG@10 %.4f)",
-                        data.name, stage, name, ", ".join(f"{k.split('_')[1]} {v:.3f}" for k, v in chosen.items()),
+                        data.name, stage, name, ", ".join(f"{k.split('_')[1]} {v:.4f}" for k, v in chosen.items()),
                         args.fusion_tuning, len(dev.queries), dev_value)
             metrics = ranking_metrics(data.qrels, fused)
             rows.append({**base, "system": f"{stage} > {name} + fusion", **metrics,

@@ -112,7 +112,10 @@ def choose(table: np.ndarray, grid, rule: str = "bagged", bags: int = BAGS, seed
     counts = rng.multinomial(queries, np.full(queries, 1.0 / queries), size=bags)  # (bags, queries)
     picks = first_best(counts @ table.T / queries)
     mean = np.asarray([grid[i] for i in picks], dtype=np.float64).mean(axis=0)
-    return tuple(round(float(w), 4) for w in mean) if mean.ndim else round(float(mean), 4)
+    # Rounded down to 4 decimals: rounding each to nearest could sum past 1 and leave the last stage a negative
+    # weight (the 1e-6 only absorbs float error such as 0.29999999 for 0.3).
+    floored = np.floor(mean * 1e4 + 1e-6) / 1e4
+    return tuple(float(w) for w in floored) if floored.ndim else float(floored)
 
 
 def tune(qrels: Qrels, make_run, grid=GRID, metric: str = "nDCG@10", rule: str = "bagged",

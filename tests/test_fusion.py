@@ -80,6 +80,14 @@ def test_bagged_choice_shrinks_a_choice_that_rests_on_one_query():
     table2 = np.random.default_rng(0).random((len(fusion.GRID2), 12))
     w = fusion.choose(table2, fusion.GRID2, "bagged")
     assert len(w) == 2 and min(w) >= 0 and sum(w) <= 1.0 + 1e-9
+    # Picks only on the edge a + b = 1 (the embedder's weight 0): the mean is on it too, and rounding must not
+    # carry the sum past 1, which would give the embedder a negative weight.
+    edge = [i for i, (a, b) in enumerate(fusion.GRID2) if a + b > 1.0 - 1e-9]
+    for seed in range(40):
+        table3 = np.zeros((len(fusion.GRID2), 9))
+        table3[edge] = np.random.default_rng(seed).random((len(edge), 9))
+        a, b = fusion.choose(table3, fusion.GRID2, "bagged")
+        assert a + b <= 1.0 and a + b > 1.0 - 2e-4
     with pytest.raises(ValueError, match="unknown fusion tuning rule 'best'"):
         fusion.choose(table, grid, "best")
 
