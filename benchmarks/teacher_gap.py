@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from reranker import cli  # noqa: E402
 from reranker.dev_eval import load_dev, qrels_of  # noqa: E402
-from reranker.errors import ConfigError  # noqa: E402
+from reranker.errors import ConfigError, DataError  # noqa: E402
 from reranker.fusion import Run, fuse_with_stages  # noqa: E402
 from reranker.metrics import ranking_metrics  # noqa: E402
 from reranker.pool import pool_from_beir  # noqa: E402
@@ -48,6 +48,13 @@ def main(argv: list[str] | None = None) -> dict:
                         help="score the teacher's BM25 part over each document's first N words only (0: whole), "
                              "about what a student with a short passage budget sees; the candidates stay BM25's "
                              "over whole documents")
+    parser.add_argument("--teacher_neighbors", type=int, default=0,
+                        help="also fuse into the teacher the labels of the K --train_file queries most like each dev "
+                             "query, as hn_mine.py --teacher_neighbors does (0: off)")
+    parser.add_argument("--teacher_neighbor_weight", type=float, default=1 / 3,
+                        help="the neighbours' weight in the teacher; BM25 and the embedder share the rest")
+    parser.add_argument("--train_file", help="with --teacher_neighbors: the training queries that vote (query, "
+                                             "pos_ids, pos_relevance), e.g. the pipeline's train.jsonl")
     parser.add_argument("--embedder", help="default: the bundled all-MiniLM-L6-v2, the miner's default")
     parser.add_argument("--max_length", type=int, default=288, help="reranker tokens a pair (eval.py's default)")
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="bf16")
@@ -58,6 +65,10 @@ def main(argv: list[str] | None = None) -> dict:
         raise ConfigError(f"--depth must be at least 10 (nDCG@10), got {args.depth}")
     if args.teacher_words < 0:
         raise ConfigError(f"--teacher_words must be 0 (whole documents) or more, got {args.teacher_words}")
+    if args.teacher_neighbors < 0 or (args.teacher_neighbors and not args.train_file):
+        raise ConfigError("--teacher_neighbors takes K >= 0, and the voting queries from --train_file")
+    if not 0.0 < args.teacher_neighbor_weight <= 1.0:
+        raise ConfigError(f"--teacher_neighbor_weight must be in (0, 1], got {args.teacher_neighbor_weight}")
     if not 0.0 <= args.teacher_bm25_weight <= 1.0:
         raise ConfigError(f"--teacher_bm25_weight must be in [0, 1], got {args.teacher_bm25_weight}")
 
@@ -105,12 +116,19 @@ def main(argv: list[str] | None = None) -> dict:
                                    strict=True)) for q in dev}
     w = args.teacher_bm25_weight
     # eval.py's fusion: each list min-max normalised per query, the last one getting the rest of the weight
-    teacher = fuse_with_stages([dense], lexical, (w,))
+    parts, weights = [lexical, dense], [w, 1.0 - w]
+    if args.teacher_neighbors:
+        votes = neighbour_run(args, dev, bm25, embedder, embed_args, query_vectors)
+        v = args.teacher_neighbor_weight
+        parts, weights = [*parts, votes], [(1.0 - v) * w, (1.0 - v) * (1.0 - w), v]
+    teacher = fuse_with_stages(parts[1:], parts[0], tuple(weights[:-1]))
     result = {"queries": len(dev), "depth": args.depth, "teacher_bm25_weight": w, "teacher_words": args.teacher_words,
+              "teacher_neighbors": args.teacher_neighbors,
               "bm25": ndcg(bm25), "teacher_bm25_part": ndcg(lexical), "embedder": ndcg(dense),
               "teacher": ndcg(teacher), "model": ndcg(model),
-              # the model at weight m, the teacher's two parts sharing the rest in the teacher's proportions
-              "model_fused_into_teacher": {m: ndcg(fuse_with_stages([lexical, dense], model, (m, (1 - m) * w)))
+              # the model at weight m, the teacher's parts sharing the rest in the teacher's proportions
+              "model_fused_into_teacher": {m: ndcg(fuse_with_stages(parts, model,
+                                                                    (m, *((1 - m) * x for x in weights[:-1]))))
                                            for m in MODEL_WEIGHTS}}
     best = max(result["model_fused_into_teacher"].items(), key=lambda kv: (kv[1], -kv[0]))
     logger.info("%d dev queries, BM25 top %d: BM25 %.4f, embedder %.4f, teacher (BM25 weight %.2f) %.4f, "
@@ -122,6 +140,26 @@ def main(argv: list[str] | None = None) -> dict:
 
         write_json(Path(args.json), result)
     return result
+
+
+def neighbour_run(args, dev, bm25: Run, embedder, embed_args, query_vectors) -> Run:
+    """The votes of the --train_file queries most like each dev query (hn_mine.py's neighbor_votes) for its
+    candidates; a candidate no neighbour judged gets 0."""
+    from reranker.files import iter_jsonl
+    from reranker.mine import neighbor_votes
+
+    texts, judged = [], []
+    for line, row in iter_jsonl(args.train_file):
+        ids, grades = row.get("pos_ids"), row.get("pos_relevance") or [1] * len(row.get("pos_ids") or [])
+        if not isinstance(ids, list) or len(grades) != len(ids) or not isinstance(row.get("query"), str):
+            raise DataError(args.train_file, "expected a query with pos_ids (and pos_relevance, when given, of the "
+                                             "same length)", line=line, field="pos_ids")
+        texts.append(row["query"])
+        judged.append({d: float(g) for d, g in zip(ids, grades, strict=True) if g > 0})
+    train_vectors = embedder.encode(texts, embed_args.query_max_len, args.batch_size,
+                                    instruction=embed_args.query_instruction, desc="Encoding training queries")
+    votes = neighbor_votes(judged, train_vectors, args.teacher_neighbors, 4096, targets=query_vectors)
+    return {q.qid: {d: v.get(d, 0.0) for d in bm25[q.qid]} for q, v in zip(dev, votes, strict=True)}
 
 
 if __name__ == "__main__":

@@ -349,6 +349,18 @@ class MineArguments:
                           "embedder's cosine alone, not normalised). The first stages fused, for labels too broad "
                           "to teach alone (nfcorpus)."},
     )
+    teacher_neighbors: int = field(
+        default=0,
+        metadata={"help": "With --embedder_teacher: also fuse into the teacher the labels of the K input queries "
+                          "most like each query (the embedder's cosine; the query itself left out): a document "
+                          "scores the sum, over those of the K that judged it, of cosine^4 x grade. The labels of "
+                          "similar queries, a supervised signal the first stages lack (0: off)."},
+    )
+    teacher_neighbor_weight: float = field(
+        default=1 / 3,
+        metadata={"help": "With --teacher_neighbors: the neighbours' weight in the teacher, min-max normalised like "
+                          "its other parts, which share the rest as --teacher_bm25_weight says."},
+    )
     teacher_batch_size: int = field(default=32, metadata={"help": "Pairs per teacher batch."})
     teacher_max_length: int = field(default=512, metadata={"help": "Token budget of a teacher pair."})
     teacher_dtype: str = field(default="fp32", metadata={"help": "fp32, bf16 or fp16 for the teacher.",
@@ -384,6 +396,13 @@ class MineArguments:
         if self.teacher_bm25_weight and not self.embedder_teacher:
             raise ConfigError("--teacher_bm25_weight fuses BM25 into --embedder_teacher's scores: add "
                               "--embedder_teacher")
+        if self.teacher_neighbors < 0:
+            raise ConfigError(f"--teacher_neighbors must be 0 (off) or more, got {self.teacher_neighbors}")
+        if self.teacher_neighbors and not self.embedder_teacher:
+            raise ConfigError("--teacher_neighbors fuses similar queries' labels into --embedder_teacher's scores: "
+                              "add --embedder_teacher")
+        if not 0.0 < self.teacher_neighbor_weight <= 1.0:
+            raise ConfigError(f"--teacher_neighbor_weight must be in (0, 1], got {self.teacher_neighbor_weight}")
         if self.positive_depth < 0:
             raise ConfigError(f"--positive_depth must be 0 (all positives) or more, got {self.positive_depth}")
         if self.positive_depth and not self.rerank_model and (self.fn_relative_threshold is not None

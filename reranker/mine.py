@@ -44,6 +44,11 @@ def load_queries(spec: str) -> list[tuple[dict, GroupExample]]:
         if row.get("pos_id") is not None and not isinstance(row["pos_id"], str):
             raise DataError(where, "expected a string (the id of the positive's document)", line=line,
                             field="pos_id")
+        grades = row.get("pos_relevance")
+        if grades is not None and not (isinstance(grades, list) and len(grades) == len(example.pos) and all(
+                isinstance(g, (int, float)) and not isinstance(g, bool) for g in grades)):
+            raise DataError(where, f"expected one number per positive ({len(example.pos)}), got {grades!r}",
+                            line=line, field="pos_relevance")
         crop = row.get("neg_crop")
         if crop is not None and not (isinstance(crop, list) and len(crop) == 2 and all(type(x) is int for x in crop)
                                      and 1 <= crop[0] <= crop[1]):
@@ -329,6 +334,45 @@ def interleave(selections: tuple[Selection, ...], n: int) -> Selection:
     return merged
 
 
+# A neighbour's vote is its cosine to the query to this power: the closest few of the K count most. On nfcorpus's
+# carved dev queries 4 beat 1 at every K from 5 to 50 (README, "Similar queries' labels as a teacher").
+NEIGHBOR_POWER = 4
+
+
+def judged_rows(pool: Pool, q: Query) -> dict[int, float]:
+    """The pool rows of a query's positives in the pool with their grades (pos_relevance, checked on load, else 1)."""
+    grades = q.row.get("pos_relevance") or [1] * len(q.example.pos)
+    return {r: float(g) for r, g in zip(positive_pool_rows(pool, q), grades, strict=True) if r is not None and g > 0}
+
+
+def neighbor_votes(judged: list[dict], vectors: np.ndarray, k: int, chunk_size: int,
+                   targets: np.ndarray | None = None) -> list[dict]:
+    """--teacher_neighbors: for each query, the documents judged for the k queries most like it, each scored by
+    the sum over those queries of cosine^NEIGHBOR_POWER x grade.
+
+    `judged[j]` maps the documents of voter j (pool rows or ids) to their grades; `vectors` are the voters'
+    normalised embeddings. Without `targets` the voters vote for each other, each query left out by position, so
+    its own labels never reach its teacher; a duplicate of it elsewhere in the file does count, as a duplicate of
+    a test query in the training labels would. With `targets` (other queries' vectors) every voter may vote.
+    """
+    from .search import build_index, dense_search
+
+    voters = np.ascontiguousarray(vectors, dtype=np.float32)
+    own = targets is None
+    sims, rows = dense_search(build_index(voters), voters if own else targets, k + own, chunk_size)
+    votes = []
+    for i, (sim_row, neighbor_row) in enumerate(zip(sims, rows, strict=True)):
+        taken = [(float(s), int(j)) for s, j in zip(sim_row, neighbor_row, strict=True)
+                 if j >= 0 and not (own and j == i)][:k]
+        scores: dict = {}
+        for s, j in taken:
+            weight = max(s, 0.0) ** NEIGHBOR_POWER
+            for doc, grade in judged[j].items():
+                scores[doc] = scores.get(doc, 0.0) + weight * grade
+        votes.append(scores)
+    return votes
+
+
 def embedder_teacher_scores(args: MineArguments, embed_args: EmbedArguments, pool: Pool, queries: list[Query],
                             selections: list[Selection], vectors: dict) -> None:
     """pos_scores / neg_scores from the embedder itself (scale x cosine) when no cross-encoder teacher exists: a
@@ -338,6 +382,9 @@ def embedder_teacher_scores(args: MineArguments, embed_args: EmbedArguments, poo
     BM25), each min-max normalised over the record's own positives and negatives (the passages its groups are
     drawn from), as eval.py fuses scores. On nfcorpus's dev queries BM25 and the embedder fused rank better than
     either, and better than a reranker trained on the labels alone.
+
+    With --teacher_neighbors, the votes of similar queries' labels (`neighbor_votes`) join at
+    --teacher_neighbor_weight, min-max normalised the same way; the first stages share the rest.
     """
     passages, query_vectors, embedder = vectors["passages"], vectors["query_vectors"], vectors["embedder"]
     weight = args.teacher_bm25_weight
@@ -355,7 +402,8 @@ def embedder_teacher_scores(args: MineArguments, embed_args: EmbedArguments, poo
     outside_vectors = dict(zip(outside, embedder.encode(outside, embed_args.passage_max_len,
                                                         embed_args.embed_batch_size, desc="Encoding positives",
                                                         show_progress=bool(outside)), strict=True))
-    for q, selection, vector in zip(queries, selections, query_vectors, strict=True):
+    votes = vectors.get("votes")
+    for i, (q, selection, vector) in enumerate(zip(queries, selections, query_vectors, strict=True)):
         pos_rows = [pool.by_key.get(normalize_text(p)) for p in q.example.pos]
         pos = [passages[r] if r is not None else outside_vectors[p] for p, r in zip(q.example.pos, pos_rows,
                                                                                       strict=True)]
@@ -364,8 +412,14 @@ def embedder_teacher_scores(args: MineArguments, embed_args: EmbedArguments, poo
         if weight:
             lexical = np.array(bm25.score_rows(q.example.query, [*pos_rows, *selection.rows]), dtype=np.float64)
             teacher = (1.0 - weight) * minmax_array(cosine) + weight * minmax_array(lexical)
+        elif votes is not None:  # fused with the votes: the cosine on their [0, 1] scale too
+            teacher = minmax_array(cosine)
         else:
             teacher = cosine
+        if votes is not None:
+            voted = np.array([0.0 if r is None else votes[i].get(r, 0.0) for r in [*pos_rows, *selection.rows]])
+            teacher = (1.0 - args.teacher_neighbor_weight) * teacher + args.teacher_neighbor_weight * minmax_array(
+                voted)
         scores = [round(float(args.embedder_teacher_scale * x), 4) for x in teacher]
         q.row["pos_scores"], q.row["neg_scores"] = scores[:len(pos)], scores[len(pos):]
 
@@ -440,6 +494,21 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
                                         kept=vectors if args.teacher_bm25_weight else None), bm25_rules))
 
     retrieved_share(args, queries, rankings, summary)
+    if args.teacher_neighbors:
+        # Before --positive_depth: every input query's labels vote, those it drops and their unretrieved positives too.
+        t = time.perf_counter()
+        judged = [judged_rows(pool, q) for q in queries]
+        vectors["votes"] = neighbor_votes(judged, vectors["query_vectors"], args.teacher_neighbors,
+                                          args.query_chunk_size)
+        voted = sum(bool(v) for v in vectors["votes"])
+        summary["teacher_neighbors"] = {"k": args.teacher_neighbors, "weight": args.teacher_neighbor_weight,
+                                        "queries_with_votes": voted}
+        logger.info("--teacher_neighbors %d: %d of %d queries have positives in the pool to vote with; %d got votes",
+                    args.teacher_neighbors, sum(bool(j) for j in judged), len(queries), voted)
+        if not voted:
+            raise DataError(args.input_file, "--teacher_neighbors: no query got a vote (no positive of any query is "
+                                             "a pool passage, by pos_ids or by text)")
+        timer.stage("neighbors", t)
     if args.positive_depth:
         n_before = len(queries)
         queries, rankings, kept_index, summary["positive_depth"] = keep_ranked_positives(
@@ -449,6 +518,8 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
                                              f" (of {n_before}): raise --positive_depth")
         if vectors:
             vectors["query_vectors"] = vectors["query_vectors"][kept_index]
+            if "votes" in vectors:
+                vectors["votes"] = [vectors["votes"][i] for i in kept_index]
 
     if args.rerank_model:
         rankings = [rerank_candidates(args, pool, queries, rankings, rules, timer, summary)]

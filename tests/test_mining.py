@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import ROOT, write_jsonl
 
@@ -419,3 +420,85 @@ def test_share_of_positives_the_retriever_finds(tmp_path, caplog):
     assert summary["positives_in_search_depth"]["bm25"] == pytest.approx(1 / 3, abs=1e-4)
     assert any("Only 33.3% of the 3 positive documents are in a retriever's top 1" in r.getMessage()
                for r in caplog.records)
+
+
+def test_neighbor_votes_sum_the_closest_other_queries_labels(tmp_path):
+    from reranker.mine import judged_rows, make_query, neighbor_votes
+    from reranker.pool import pool_from_jsonl
+    from reranker.records import parse_group
+
+    pool = pool_from_jsonl(write_jsonl(tmp_path / "p.jsonl", POOL))
+    rows = [{"query": "a", "pos": ["x"], "pos_ids": ["d3", "d4"], "pos_relevance": [2, 1]},
+            {"query": "b", "pos": ["y"], "pos_ids": ["d4"]},
+            {"query": "c", "pos": [POOL[5]["text"]]},  # found by its text, grade 1
+            {"query": "d", "pos": ["z"], "pos_ids": ["d6"], "pos_relevance": [0]}]  # a grade-0 "positive" never votes
+    for row in rows:  # pos_ids aligned with pos, as beir_train writes them; one id per positive
+        row["pos"] = [pool.texts[pool.by_id[i]] for i in row["pos_ids"]] if "pos_ids" in row else row["pos"]
+    queries = [make_query(pool, row, parse_group(row, "in.jsonl", i + 1)) for i, row in enumerate(rows)]
+    # Unit vectors. Cosines: a-b 0.8, a-c 0.28, a-d 0.5, b-c -0.352, b-d 0.4, c-d 0.14.
+    vectors = np.array([[1.0, 0.0, 0.0, 0.0], [0.8, 0.6, 0.0, 0.0], [0.28, -0.96, 0.0, 0.0],
+                        [0.5, 0.0, 0.0, np.sqrt(0.75)]], dtype=np.float32)
+    judged = [judged_rows(pool, q) for q in queries]
+    votes = neighbor_votes(judged, vectors, k=2, chunk_size=2)
+    d3, d4, d5 = (pool.by_id[i] for i in ("d3", "d4", "d5"))
+    # a: its own labels never count; b (0.8^4 for d4) and d (its grade-0 label: no vote).
+    assert votes[0] == pytest.approx({d4: 0.8 ** 4})
+    # b: a (0.8^4 x grade 2 for d3, x 1 for d4) and d (nothing).
+    assert votes[1] == pytest.approx({d3: 2 * 0.8 ** 4, d4: 0.8 ** 4})
+    # c: a and d; d: a and b, whose votes for d4 add up.
+    assert votes[2] == pytest.approx({d3: 2 * 0.28 ** 4, d4: 0.28 ** 4})
+    assert votes[3] == pytest.approx({d3: 2 * 0.5 ** 4, d4: 0.5 ** 4 + 0.4 ** 4})
+    # With k 3, c's third neighbour is b at cosine -0.352: it votes 0, not (-0.352)^4.
+    wider = neighbor_votes(judged, vectors, k=3, chunk_size=4)
+    assert wider[2] == pytest.approx(votes[2]) and wider[0] == pytest.approx({d4: 0.8 ** 4, d5: 0.28 ** 4})
+    # Other queries (a dev query, say) get the votes of all: a query like a gets a's labels too.
+    outside = neighbor_votes(judged, vectors, k=1, chunk_size=4, targets=vectors[:1])
+    assert outside == [pytest.approx({d3: 2.0, d4: 1.0})]
+
+
+def test_embedder_teacher_with_similar_queries_labels(tiny_model_master, tmp_path):
+    from reranker.embed import Embedder
+    from reranker.pool import normalize_text, pool_from_jsonl
+
+    records = [{"query": "what is the capital of france", "pos": [POOL[0]["title"] + " " + POOL[0]["text"]],
+                "pos_ids": ["d0"], "pos_relevance": [2]},
+               {"query": "capital of germany", "pos": [POOL[3]["text"]], "pos_ids": ["d3"]},
+               {"query": "capital of italy", "pos": [POOL[4]["text"], POOL[3]["text"]], "pos_ids": ["d4", "d3"]}]
+    common = ("--model_name_or_path", tiny_model_master, "--pooling", "mean", "--retriever", "bm25",
+              "--range_for_sampling", "0-9", "--negative_number", "3", "--embedder_teacher",
+              "--embedder_teacher_scale", "10", "--teacher_bm25_weight", "0.5", "--teacher_neighbors", "1")
+    # At weight 1 the teacher is the nearest other query's votes alone, min-max normalised over the record.
+    rows, summary = mine(tmp_path, *common, "--teacher_neighbor_weight", "1.0", records=records)
+    assert summary["teacher_neighbors"] == {"k": 1, "weight": 1.0, "queries_with_votes": 3}
+    embedder = Embedder(str(tiny_model_master), pooling="mean")
+    vectors = embedder.encode([r["query"] for r in records], 64, 8)
+    pool = pool_from_jsonl(write_jsonl(tmp_path / "p.jsonl", POOL))
+    judged = [dict(zip(r["pos_ids"], r.get("pos_relevance", [1] * len(r["pos_ids"])), strict=True)) for r in records]
+    for i, row in enumerate(rows):
+        sims = vectors @ vectors[i]
+        sims[i] = -np.inf
+        j = int(np.argmax(sims))
+        ids = [pool.ids[pool.by_key[normalize_text(t)]] for t in row["pos"] + row["neg"]]
+        votes = [max(float(sims[j]), 0.0) ** 4 * judged[j].get(d, 0) for d in ids]
+        low, high = min(votes), max(votes)
+        expected = [10 * (v - low) / (high - low) if high > low else 0.0 for v in votes]
+        assert row["pos_scores"] + row["neg_scores"] == pytest.approx(expected, abs=1e-3)
+    # Below weight 1 the first stages' fusion (the run without neighbours) takes the rest.
+    plain, _ = mine(tmp_path, *common[:-2], name="plain.jsonl", records=records)
+    mixed, _ = mine(tmp_path, *common, "--teacher_neighbor_weight", "0.25", name="mixed.jsonl", records=records)
+    for p, v, m in zip(plain, rows, mixed, strict=True):
+        assert m["neg"] == p["neg"] == v["neg"]
+        got, first, voted = (r["pos_scores"] + r["neg_scores"] for r in (m, p, v))
+        assert got == pytest.approx([0.75 * a + 0.25 * b for a, b in zip(first, voted, strict=True)], abs=2e-3)
+    with pytest.raises(ConfigError, match="add --embedder_teacher"):
+        mine(tmp_path, "--teacher_neighbors", "5", name="x.jsonl")
+    with pytest.raises(ConfigError, match=r"--teacher_neighbor_weight must be in \(0, 1\]"):
+        mine(tmp_path, *common, "--teacher_neighbor_weight", "0", name="x.jsonl")
+    with pytest.raises(ConfigError, match="--teacher_neighbors must be 0"):
+        mine(tmp_path, *common[:-1], "-2", name="x.jsonl")
+    bad = [dict(records[0], pos_relevance=[2, 1]), *records[1:]]
+    with pytest.raises(DataError, match=r"in\.jsonl:1 field 'pos_relevance': expected one number per positive \(1\)"):
+        mine(tmp_path, *common, name="x.jsonl", records=bad)
+    unknown = [{"query": r["query"], "pos": [f"no pool passage {i}"]} for i, r in enumerate(records)]
+    with pytest.raises(DataError, match="no query got a vote"):
+        mine(tmp_path, *common, "--teacher_bm25_weight", "0", name="x.jsonl", records=unknown)

@@ -73,3 +73,30 @@ def test_teacher_over_the_first_words(tmp_path, tiny_model, beir):
     assert first_word["bm25"] == whole["bm25"]  # the candidates and BM25's own row stay whole-document
     with pytest.raises(ConfigError, match="--teacher_words"):
         tool.main([*common, "--teacher_words", "-1"])
+
+
+def test_teacher_with_similar_training_queries_labels(tmp_path, tiny_model, beir):
+    tool = load_tool()
+    corpus, dev = beir
+    common = ["--model", str(tiny_model), "--dev_file", str(dev), "--corpus", str(corpus), "--depth", "10",
+              "--embedder", str(tiny_model), "--dtype", "fp32", "--teacher_neighbors", "1"]
+    # Training queries with the dev queries' own texts: each dev query's nearest neighbour is its twin, whose
+    # label the votes alone (weight 1) follow: the positive, or a chosen negative.
+    right = write_jsonl(tmp_path / "right.jsonl", [{"query": q, "pos_ids": [f"p{i}"], "pos_relevance": [2]}
+                                                   for i, (q, _, _) in enumerate(TOPICS)])
+    wrong = write_jsonl(tmp_path / "wrong.jsonl", [{"query": q, "pos_ids": [f"n{i}-0"]}
+                                                   for i, (q, _, _) in enumerate(TOPICS)])
+    voted = tool.main([*common, "--train_file", str(right), "--teacher_neighbor_weight", "1.0"])
+    assert voted["teacher"] == 1.0 and voted["teacher_neighbors"] == 1
+    misled = tool.main([*common, "--train_file", str(wrong), "--teacher_neighbor_weight", "1.0"])
+    assert misled["teacher"] < 0.7
+    # Below weight 1 the first stages take the rest; the model at weight 0 is the teacher, at 1 itself.
+    mixed = tool.main([*common, "--train_file", str(wrong), "--teacher_neighbor_weight", "0.1"])
+    assert misled["teacher"] < mixed["teacher"]
+    assert mixed["model_fused_into_teacher"][0.0] == mixed["teacher"]
+    assert mixed["model_fused_into_teacher"][1.0] == mixed["model"] == misled["model"]
+    with pytest.raises(ConfigError, match="--train_file"):
+        tool.main(common)
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"query": "x", "pos": ["a text, no id"]}])
+    with pytest.raises(DataError, match=r"bad\.jsonl:1 field 'pos_ids'"):
+        tool.main([*common, "--train_file", str(bad)])
