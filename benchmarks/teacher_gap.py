@@ -146,19 +146,20 @@ def neighbour_run(args, dev, bm25: Run, embedder, embed_args, query_vectors) -> 
     """The votes of the --train_file queries most like each dev query (hn_mine.py's neighbor_votes) for its
     candidates; a candidate no neighbour judged gets 0."""
     from reranker.files import iter_jsonl
-    from reranker.mine import neighbor_votes
+    from reranker.mine import neighbor_votes, relevance_grades
 
     texts, judged = [], []
     for line, row in iter_jsonl(args.train_file):
-        ids, grades = row.get("pos_ids"), row.get("pos_relevance") or [1] * len(row.get("pos_ids") or [])
-        if not isinstance(ids, list) or len(grades) != len(ids) or not isinstance(row.get("query"), str):
-            raise DataError(args.train_file, "expected a query with pos_ids (and pos_relevance, when given, of the "
-                                             "same length)", line=line, field="pos_ids")
+        ids = row.get("pos_ids")
+        if not isinstance(row.get("query"), str) or not isinstance(ids, list):
+            raise DataError(args.train_file, "expected a query with the ids of its judged documents", line=line,
+                            field="pos_ids")
+        grades = relevance_grades(row, len(ids), args.train_file, line)
         texts.append(row["query"])
-        judged.append({d: float(g) for d, g in zip(ids, grades, strict=True) if g > 0})
+        judged.append({d: g for d, g in zip(ids, grades, strict=True) if g > 0})
     train_vectors = embedder.encode(texts, embed_args.query_max_len, args.batch_size,
                                     instruction=embed_args.query_instruction, desc="Encoding training queries")
-    votes = neighbor_votes(judged, train_vectors, args.teacher_neighbors, 4096, targets=query_vectors)
+    votes = neighbor_votes(judged, train_vectors, args.teacher_neighbors, targets=query_vectors)
     return {q.qid: {d: v.get(d, 0.0) for d in bm25[q.qid]} for q, v in zip(dev, votes, strict=True)}
 
 

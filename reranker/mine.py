@@ -34,6 +34,19 @@ class Query:
     unknown_ids: int = 0  # pos_ids / pos_id not found among the pool's ids
 
 
+def relevance_grades(row: dict, n_positives: int, where: str, line: int) -> list[float]:
+    """The grade of each positive: `pos_relevance` (one number each, as the pipeline writes from graded qrels),
+    else 1."""
+    grades = row.get("pos_relevance")
+    if grades is None:
+        return [1.0] * n_positives
+    if not (isinstance(grades, list) and len(grades) == n_positives
+            and all(isinstance(g, (int, float)) and not isinstance(g, bool) for g in grades)):
+        raise DataError(where, f"expected one number per positive ({n_positives}), got {grades!r}", line=line,
+                        field="pos_relevance")
+    return [float(g) for g in grades]
+
+
 def load_queries(spec: str) -> list[tuple[dict, GroupExample]]:
     out = []
     for where, line, row in iter_rows(spec):
@@ -44,11 +57,7 @@ def load_queries(spec: str) -> list[tuple[dict, GroupExample]]:
         if row.get("pos_id") is not None and not isinstance(row["pos_id"], str):
             raise DataError(where, "expected a string (the id of the positive's document)", line=line,
                             field="pos_id")
-        grades = row.get("pos_relevance")
-        if grades is not None and not (isinstance(grades, list) and len(grades) == len(example.pos) and all(
-                isinstance(g, (int, float)) and not isinstance(g, bool) for g in grades)):
-            raise DataError(where, f"expected one number per positive ({len(example.pos)}), got {grades!r}",
-                            line=line, field="pos_relevance")
+        relevance_grades(row, len(example.pos), where, line)
         crop = row.get("neg_crop")
         if crop is not None and not (isinstance(crop, list) and len(crop) == 2 and all(type(x) is int for x in crop)
                                      and 1 <= crop[0] <= crop[1]):
@@ -341,11 +350,11 @@ NEIGHBOR_POWER = 4
 
 def judged_rows(pool: Pool, q: Query) -> dict[int, float]:
     """The pool rows of a query's positives in the pool with their grades (pos_relevance, checked on load, else 1)."""
-    grades = q.row.get("pos_relevance") or [1] * len(q.example.pos)
+    grades = q.row.get("pos_relevance") or [1] * len(q.example.pos)  # checked on load by relevance_grades
     return {r: float(g) for r, g in zip(positive_pool_rows(pool, q), grades, strict=True) if r is not None and g > 0}
 
 
-def neighbor_votes(judged: list[dict], vectors: np.ndarray, k: int, chunk_size: int,
+def neighbor_votes(judged: list[dict], vectors: np.ndarray, k: int, chunk_size: int = 4096,
                    targets: np.ndarray | None = None) -> list[dict]:
     """--teacher_neighbors: for each query, the documents judged for the k queries most like it, each scored by
     the sum over those queries of cosine^NEIGHBOR_POWER x grade.
@@ -366,7 +375,9 @@ def neighbor_votes(judged: list[dict], vectors: np.ndarray, k: int, chunk_size: 
                  if j >= 0 and not (own and j == i)][:k]
         scores: dict = {}
         for s, j in taken:
-            weight = max(s, 0.0) ** NEIGHBOR_POWER
+            if s <= 0.0:  # an unlike query votes nothing (an even power would turn its cosine positive)
+                continue
+            weight = s ** NEIGHBOR_POWER
             for doc, grade in judged[j].items():
                 scores[doc] = scores.get(doc, 0.0) + weight * grade
         votes.append(scores)
@@ -455,6 +466,11 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
                           "scores whole documents; use --teacher_model (it scores the cropped text) or no teacher")
     pool = load_pool(args, [e for _, e in loaded])
     queries = [make_query(pool, row, example) for row, example in loaded]
+    if args.teacher_neighbors:  # checked before any encoding: the votes need positives that are pool passages
+        judged = [judged_rows(pool, q) for q in queries]
+        if not any(judged):
+            raise DataError(args.input_file, "--teacher_neighbors: no query can vote (no positive of any query is a "
+                                             "pool passage, by pos_ids or by text)")
     no_positive = sum(not q.positive_rows for q in queries)
     unknown_ids = sum(q.unknown_ids for q in queries)
     summary: dict = {"queries": len(queries), "pool_size": len(pool), "retriever": args.retriever,
@@ -497,7 +513,6 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
     if args.teacher_neighbors:
         # Before --positive_depth: every input query's labels vote, those it drops and their unretrieved positives too.
         t = time.perf_counter()
-        judged = [judged_rows(pool, q) for q in queries]
         vectors["votes"] = neighbor_votes(judged, vectors["query_vectors"], args.teacher_neighbors,
                                           args.query_chunk_size)
         voted = sum(bool(v) for v in vectors["votes"])
@@ -505,9 +520,6 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
                                         "queries_with_votes": voted}
         logger.info("--teacher_neighbors %d: %d of %d queries have positives in the pool to vote with; %d got votes",
                     args.teacher_neighbors, sum(bool(j) for j in judged), len(queries), voted)
-        if not voted:
-            raise DataError(args.input_file, "--teacher_neighbors: no query got a vote (no positive of any query is "
-                                             "a pool passage, by pos_ids or by text)")
         timer.stage("neighbors", t)
     if args.positive_depth:
         n_before = len(queries)

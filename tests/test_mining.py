@@ -500,5 +500,5 @@ def test_embedder_teacher_with_similar_queries_labels(tiny_model_master, tmp_pat
     with pytest.raises(DataError, match=r"in\.jsonl:1 field 'pos_relevance': expected one number per positive \(1\)"):
         mine(tmp_path, *common, name="x.jsonl", records=bad)
     unknown = [{"query": r["query"], "pos": [f"no pool passage {i}"]} for i, r in enumerate(records)]
-    with pytest.raises(DataError, match="no query got a vote"):
+    with pytest.raises(DataError, match="no query can vote"):
         mine(tmp_path, *common, "--teacher_bm25_weight", "0", name="x.jsonl", records=unknown)

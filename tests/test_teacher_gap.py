@@ -100,3 +100,6 @@ def test_teacher_with_similar_training_queries_labels(tmp_path, tiny_model, beir
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"query": "x", "pos": ["a text, no id"]}])
     with pytest.raises(DataError, match=r"bad\.jsonl:1 field 'pos_ids'"):
         tool.main([*common, "--train_file", str(bad)])
+    graded = write_jsonl(tmp_path / "graded.jsonl", [{"query": "x", "pos_ids": ["p0", "p1"], "pos_relevance": [2]}])
+    with pytest.raises(DataError, match=r"graded\.jsonl:1 field 'pos_relevance': expected one number per positive"):
+        tool.main([*common, "--train_file", str(graded)])
