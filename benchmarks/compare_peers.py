@@ -89,7 +89,16 @@ def shared_options(train: dict, steps: int) -> dict:
             "passage_max_len": train.get("passage_max_len", 256),
             "per_device_train_batch_size": train.get("per_device_train_batch_size", 4),
             "learning_rate": train.get("learning_rate", 1e-4), "warmup_steps": train.get("warmup_steps", 0.1),
-            "max_steps": steps, "bf16": bool(train.get("bf16", True)), "seed": train.get("seed", 42)}
+            "max_steps": steps, "bf16": config_bf16(train), "seed": train.get("seed", 42)}
+
+
+def config_bf16(train: dict) -> bool:
+    """The config's precision as run.py reads it: auto_bf16 is bf16 where the device has it natively."""
+    if train.get("auto_bf16"):
+        from reranker.precision import default_device_type, native_bf16
+
+        return native_bf16(default_device_type()) is True
+    return bool(train.get("bf16", False))
 
 
 def trainable_file(mined: str, out: Path) -> tuple[str, int, int]:

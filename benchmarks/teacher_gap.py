@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> dict:
                                              "pos_ids, pos_relevance), e.g. the pipeline's train.jsonl")
     parser.add_argument("--embedder", help="default: the bundled all-MiniLM-L6-v2, the miner's default")
     parser.add_argument("--max_length", type=int, default=288, help="reranker tokens a pair (eval.py's default)")
-    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="bf16")
+    parser.add_argument("--dtype", choices=["fp32", "bf16", "auto"], default="auto",
+                        help="auto: bf16 where the CPU or GPU has it natively, else fp32")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)

@@ -69,6 +69,7 @@ def beir_training_file(folder: Path, out: Path, negatives: int, seed: int = 0) -
 
 def main(argv: list[str] | None = None) -> None:
     from reranker.arguments import bundled_minilm_path
+    from reranker.precision import cpu_has_bf16
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="checkpoint (default: bundled all-MiniLM-L6-v2)")
@@ -80,7 +81,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--group_size", type=int, default=8)
     parser.add_argument("--query_max_len", type=int, default=64)
     parser.add_argument("--passage_max_len", type=int, default=256)
-    parser.add_argument("--no_bf16", dest="bf16", action="store_false", help="train in fp32 instead of bf16")
+    parser.add_argument("--no_bf16", dest="bf16", action="store_false",
+                        help="train in fp32 (the default where the CPU has no bf16 instructions: emulated bf16 is "
+                             "several times slower)")
+    parser.add_argument("--bf16", dest="bf16", action="store_true", help="train both in bf16 autocast")
+    parser.set_defaults(bf16=cpu_has_bf16() is True)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="OMP_NUM_THREADS for both")
     parser.add_argument("--workdir", default=str(ROOT / "outputs/bench_train"))
     parser.add_argument("--json", default=None, help="also write the figures to this file")

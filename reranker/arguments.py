@@ -10,6 +10,7 @@ from transformers import TrainingArguments
 from .data import MIXING_MODES
 from .errors import ConfigError
 from .losses import LOSSES
+from .precision import resolve_dtype, warn_slow_bf16
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,12 @@ class RerankerTrainingArguments(TrainingArguments):
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into an output_dir that already holds a model or checkpoints."}
     )
+    auto_bf16: bool = field(
+        default=False,
+        metadata={"help": "Train in bf16 where the device computes it natively (a GPU with bf16, a CPU with "
+                          "AVX512-BF16 or AMX), in fp32 elsewhere; the choice is logged. Plain --bf16 on a CPU "
+                          "without bf16 instructions is emulated, several times slower than fp32, and warned about."},
+    )
     # Defaults that differ from TrainingArguments, each for a reason:
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Kept False: our collator needs the raw text fields."}
@@ -193,6 +200,13 @@ class RerankerTrainingArguments(TrainingArguments):
             # No accelerator at all: say so and train on the CPU (transformers would refuse --bf16 otherwise).
             logger.info("No CUDA device found: training on the CPU")
             self.use_cpu = True
+        device_type = "cpu" if self.use_cpu else "cuda"
+        if self.auto_bf16:
+            if self.bf16 or self.fp16:
+                raise ConfigError("--auto_bf16 chooses the precision itself: drop --bf16 / --fp16")
+            self.bf16 = resolve_dtype("auto", "--auto_bf16", device_type) == "bf16"
+        elif self.bf16:
+            warn_slow_bf16("--bf16", device_type)
         if self.dev_file:
             self._dev_defaults()
         super().__post_init__()
@@ -246,8 +260,9 @@ class EmbedArguments:
     embed_batch_size: int = field(default=64, metadata={"help": "Texts per encoder batch."})
     embed_dtype: str = field(
         default="fp32",
-        metadata={"help": "fp32, bf16 (about 2x faster on CPUs with AVX512-BF16, and on GPUs) or fp16 (GPU).",
-                  "choices": ["fp32", "bf16", "fp16"]},
+        metadata={"help": "fp32, bf16 (about 2x faster on CPUs with AVX512-BF16, and on GPUs; 7x slower than fp32 on "
+                          "a CPU without bf16 instructions), fp16 (GPU), or auto: bf16 where the device has it, "
+                          "else fp32.", "choices": ["fp32", "bf16", "fp16", "auto"]},
     )
     trust_remote_code: bool = field(default=False, metadata={"help": "Run code shipped inside the checkpoint."})
 
@@ -258,6 +273,7 @@ class EmbedArguments:
         if self.pooling is None:
             self.pooling = _pooling_of(self.model_name_or_path)
             logger.info("Pooling: %s (from the checkpoint)", self.pooling)
+        self.embed_dtype = resolve_dtype(self.embed_dtype, "--embed_dtype")
 
 
 @dataclass
@@ -326,8 +342,8 @@ class MineArguments:
     )
     rerank_batch_size: int = field(default=64, metadata={"help": "Pairs per batch of --rerank_model."})
     rerank_max_length: int = field(default=320, metadata={"help": "Token budget of a --rerank_model pair."})
-    rerank_dtype: str = field(default="fp32", metadata={"help": "fp32, bf16 or fp16 for --rerank_model.",
-                                                        "choices": ["fp32", "bf16", "fp16"]})
+    rerank_dtype: str = field(default="fp32", metadata={"help": "fp32, bf16, fp16 or auto for --rerank_model.",
+                                                        "choices": ["fp32", "bf16", "fp16", "auto"]})
     teacher_model: str | None = field(
         default=None, metadata={"help": "Cross-encoder that scores every positive and negative (pos_scores / "
                                         "neg_scores, the distillation input of run.py)."}
@@ -363,8 +379,8 @@ class MineArguments:
     )
     teacher_batch_size: int = field(default=32, metadata={"help": "Pairs per teacher batch."})
     teacher_max_length: int = field(default=512, metadata={"help": "Token budget of a teacher pair."})
-    teacher_dtype: str = field(default="fp32", metadata={"help": "fp32, bf16 or fp16 for the teacher.",
-                                                         "choices": ["fp32", "bf16", "fp16"]})
+    teacher_dtype: str = field(default="fp32", metadata={"help": "fp32, bf16, fp16 or auto for the teacher.",
+                                                         "choices": ["fp32", "bf16", "fp16", "auto"]})
     seed: int = field(default=42, metadata={"help": "Seed of the negative sampling."})
     cache_dir: str = field(
         default="~/.cache/reranker/embeddings",
@@ -391,6 +407,10 @@ class MineArguments:
             raise ConfigError(f"--search_depth {self.search_depth} is shallower than the sampling range end {end}")
         if self.embedder_teacher and self.teacher_model:
             raise ConfigError("give --teacher_model or --embedder_teacher, not both")
+        if self.rerank_model:
+            self.rerank_dtype = resolve_dtype(self.rerank_dtype, "--rerank_dtype")
+        if self.teacher_model:
+            self.teacher_dtype = resolve_dtype(self.teacher_dtype, "--teacher_dtype")
         if not 0.0 <= self.teacher_bm25_weight <= 1.0:
             raise ConfigError(f"--teacher_bm25_weight must be in [0, 1], got {self.teacher_bm25_weight}")
         if self.teacher_bm25_weight and not self.embedder_teacher:

@@ -15,6 +15,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer
 
+from .precision import resolve_dtype
+
 POOLINGS = ("cls", "mean")
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -26,9 +28,11 @@ class Embedder:
                  normalize: bool = True, trust_remote_code: bool = False):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+        if dtype not in DTYPES and dtype != "auto":
+            raise ValueError(f"dtype must be one of {[*DTYPES, 'auto']}, got {dtype!r}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if dtype in ("auto", "bf16"):
+            dtype = resolve_dtype(dtype, "embedder dtype", self.device.type)
         if dtype == "fp16" and self.device.type == "cpu":
             raise ValueError("fp16 on CPU is slow and imprecise; use bf16 on CPU")
         try:

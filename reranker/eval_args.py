@@ -55,6 +55,14 @@ class EvalArguments:
                   "choices": ["bagged", "argmax"]},
     )
     top_k: int = field(default=100, metadata={"help": "Candidates per query taken from the first stage and reranked."})
+    depth_curve: list[int] = field(
+        default_factory=list,
+        metadata={"help": "Also report each reranker at these shallower depths, from the same scores: only the first "
+                          "stage's top k reordered, the rest left in its order below them ('<stage> > <model> @k'; "
+                          "with --dev_qrels, with the dev queries' nDCG@10 at each depth). Reranking costs grow "
+                          "with the depth; this shows what each depth buys before --top_k is chosen.",
+                  "nargs": "*"},
+    )
     bm25_k1: float = field(default=1.2, metadata={"help": "BM25 k1."})
     bm25_b: float = field(default=0.75, metadata={"help": "BM25 b."})
     dense_model: str | None = field(
@@ -66,8 +74,10 @@ class EvalArguments:
     dense_passage_max_len: int = field(default=256, metadata={"help": "Token budget of passages for the embedder."})
     rerank_max_length: int = field(default=512, metadata={"help": "Token budget of a query-passage pair."})
     batch_size: int = field(default=64, metadata={"help": "Pairs (or texts) per batch."})
-    dtype: str = field(default="fp32", metadata={"help": "fp32, bf16 or fp16 for rerankers and the embedder.",
-                                                 "choices": ["fp32", "bf16", "fp16"]})
+    dtype: str = field(default="fp32", metadata={"help": "fp32, bf16 or fp16 for rerankers and the embedder, or auto: "
+                                                         "bf16 where the device has it natively, else fp32 (bf16 on a "
+                                                         "CPU without bf16 instructions is several times slower).",
+                                                 "choices": ["fp32", "bf16", "fp16", "auto"]})
     threshold: float = field(default=0.5, metadata={"help": "Sigmoid threshold for precision/recall/F1 on pairs."})
     keep_self_matches: bool = field(
         default=False,
@@ -99,6 +109,15 @@ class EvalArguments:
             raise ConfigError("--max_queries must be non-negative")
         if self.top_k < 1:
             raise ConfigError("--top_k must be positive")
+        if isinstance(self.depth_curve, int):
+            self.depth_curve = [self.depth_curve]
+        bad = [k for k in self.depth_curve if not 1 <= k < self.top_k]
+        if bad:
+            raise ConfigError(f"--depth_curve depths must be between 1 and --top_k - 1 ({self.top_k - 1}), got {bad}")
+        self.depth_curve = sorted(set(self.depth_curve))
+        from .precision import resolve_dtype
+
+        self.dtype = resolve_dtype(self.dtype, "--dtype")
         if self.cache_dir in ("none", ""):
             self.cache_dir = None
         if self.dense_model is None:

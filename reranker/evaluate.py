@@ -90,6 +90,33 @@ def top(run: fs.Run, k: int) -> fs.Run:
     return {q: dict(sorted(docs.items(), key=lambda kv: -kv[1])[:k]) for q, docs in run.items()}
 
 
+def rerank_at_depth(first: fs.Run, reranked: fs.Run, depth: int) -> fs.Run:
+    """The ranking had only the first stage's top `depth` been reranked: those in the reranker's order, the rest
+    below them in the first stage's. Scores are positions (n, n-1, ...), so no tie is left to the scorer."""
+    out = {}
+    for qid, docs in first.items():
+        order = sorted(docs, key=lambda d: -docs[d])
+        scores = reranked[qid]
+        ranked = sorted(order[:depth], key=lambda d: -scores[d]) + order[depth:]
+        out[qid] = {did: float(len(ranked) - i) for i, did in enumerate(ranked)}
+    return out
+
+
+def depth_rows(data: BeirData, dev: BeirData | None, first: fs.Run, reranked: fs.Run, dev_first: fs.Run | None,
+               dev_reranked: fs.Run | None, args: EvalArguments, row: dict, first_ndcg: float) -> list[dict]:
+    """One row per --depth_curve depth, from the scores already computed; the dev figure where dev was scored."""
+    rows = []
+    for depth in args.depth_curve:
+        metrics = ranking_metrics(data.qrels, rerank_at_depth(first, reranked, depth))
+        extra = {}
+        if dev_reranked is not None:
+            extra["dev_nDCG@10"] = ranking_metrics(dev.qrels, rerank_at_depth(dev_first, dev_reranked,
+                                                                                 depth))["nDCG@10"]
+        rows.append({**row, "system": f"{row['system']} @{depth}", "rerank_depth": depth, **metrics,
+                     "delta_nDCG@10": metrics["nDCG@10"] - first_ndcg, **extra})
+    return rows
+
+
 def rerank_run(reranker, data: BeirData, run: fs.Run, args: EvalArguments,
                cache: dict[tuple[str, str], float] | None = None) -> fs.Run:
     """The reranker's scores of the run's candidates; pairs already in `cache` (from another first stage over
@@ -141,17 +168,22 @@ def evaluate_beir(data: BeirData, dev: BeirData | None, user_runs: dict[str, fs.
         for name, reranker in rerankers.items():
             reranked = rerank_run(reranker, data, run, args, caches[name])
             metrics = ranking_metrics(data.qrels, reranked)
-            rows.append({**base, "system": f"{stage} > {name}", **metrics,
-                         "delta_nDCG@10": metrics["nDCG@10"] - first["nDCG@10"]})
+            row = {**base, "system": f"{stage} > {name}", **metrics,
+                   "delta_nDCG@10": metrics["nDCG@10"] - first["nDCG@10"]}
+            rows.append(row)
             runs_out[f"{data.name}.{stage}.{name}.trec"] = (reranked, name)
             if stage not in dev_runs:
                 if dev is not None:
                     logger.info("%s: no dev run for first stage %s; its fusion is not tuned or reported", data.name,
                                 stage)
+                rows.extend(depth_rows(data, None, run, reranked, None, None, args, row, first["nDCG@10"]))
                 continue
             dev_first = dev_runs[stage]
             dev_reranked = rerank_run(reranker, dev, dev_first, args, caches[name])
             runs_out[f"dev/{data.name}.{stage}.{name}.trec"] = (dev_reranked, name)
+            if args.depth_curve:
+                row["dev_nDCG@10"] = ranking_metrics(dev.qrels, dev_reranked)["nDCG@10"]
+            rows.extend(depth_rows(data, dev, run, reranked, dev_first, dev_reranked, args, row, first["nDCG@10"]))
             if stage == "hybrid" and "hybrid" in args.first_stage:
                 # The hybrid's own score is a reciprocal-rank sum; fuse with the scores of its two parts instead.
                 parts = ("bm25", "dense")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .files import write_json
 
-COLUMNS = ("nDCG@10", "MRR@10", "Recall@100", "MAP", "AUC", "precision", "recall", "F1")
+COLUMNS = ("nDCG@10", "MRR@10", "Recall@100", "MAP", "AUC", "precision", "recall", "F1", "dev_nDCG@10")
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -34,8 +34,8 @@ def write_results(output_dir: Path, rows: list[dict], settings: dict) -> Path:
 
 
 def bar_chart(output_dir: Path, rows: list[dict]) -> Path | None:
-    """nDCG@10 per dataset (groups) and system (bars), first stages included."""
-    rows = [r for r in rows if "nDCG@10" in r]
+    """nDCG@10 per dataset (groups) and system (bars), first stages included; not the --depth_curve rows."""
+    rows = [r for r in rows if "nDCG@10" in r and "rerank_depth" not in r]
     if not rows:
         return None
     import matplotlib

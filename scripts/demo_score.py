@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", required=True, help="cross-encoder checkpoint folder")
     parser.add_argument("--data", required=True, help="{query, pos, neg} jsonl file")
     parser.add_argument("--label", default="", help="what to call this model in the output line")
-    parser.add_argument("--dtype", default="bf16", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--dtype", default="auto", choices=["fp32", "bf16", "fp16", "auto"],
+                        help="auto: bf16 where the CPU or GPU has it natively, else fp32")
     parser.add_argument("--seed", type=int, default=0, help="seeds the new head of an untrained checkpoint")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

@@ -23,3 +23,16 @@ def test_records_without_negatives_are_left_out_for_every_system(tmp_path):
     assert [r["query"] for r in written] == ["a", "c"] and written[0] == rows[0]
     assert path == str(tmp_path / "train.jsonl")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mined.jsonl", "train.jsonl"]  # no temporary left
+
+
+def test_peers_train_in_the_configs_precision(monkeypatch):
+    from reranker import precision
+
+    tool = load_tool()
+    monkeypatch.setattr(precision, "default_device_type", lambda: "cpu")
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    assert tool.shared_options({"auto_bf16": True}, 10)["bf16"] is False
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    assert tool.shared_options({"auto_bf16": True}, 10)["bf16"] is True
+    assert tool.shared_options({"bf16": True}, 10)["bf16"] is True
+    assert tool.shared_options({}, 10)["bf16"] is False  # run.py's own default: fp32

@@ -181,3 +181,52 @@ def test_hybrid_first_stage_max_queries_and_dev_checks(beir, tiny_model_master, 
         run_eval(*common, "--first_stage", "bm25", "--dev_qrels", beir / "qrels" / "test.tsv")
     with pytest.raises(ConfigError, match="--tune_hybrid needs --dev_qrels"):
         run_eval(*common, "--first_stage", "hybrid", "--tune_hybrid")
+
+
+def test_rerank_at_depth_by_hand():
+    from reranker.evaluate import rerank_at_depth
+
+    first = {"q": {"a": 3.0, "b": 2.0, "c": 1.0}}
+    reranked = {"q": {"a": 0.1, "b": 0.5, "c": 0.9}}
+    order = {k: [d for d, _ in sorted(rerank_at_depth(first, reranked, k)["q"].items(), key=lambda kv: -kv[1])]
+             for k in (1, 2, 3, 10)}
+    assert order == {1: ["a", "b", "c"], 2: ["b", "a", "c"], 3: ["c", "b", "a"], 10: ["c", "b", "a"]}
+
+
+def test_depth_curve_rows_with_dev_figures(beir, tiny_model_master, tmp_path):
+    from reranker.errors import ConfigError
+    from reranker.eval_args import EvalArguments
+    from reranker.evaluate import evaluate, rerank_at_depth
+    from reranker.inference import Reranker
+
+    write_jsonl(beir / "queries.jsonl", [*QUERIES, {"_id": "q4", "text": "capital of Italy"},
+                                         {"_id": "q5", "text": "baking bread with yeast"}])
+    dev_qrels = tmp_path / "dev.tsv"
+    dev_qrels.write_text("query-id\tcorpus-id\tscore\nq4\td3\t1\nq5\td4\t1\n")
+    out = tmp_path / "out"
+    rows = run_eval("--models", tiny_model_master, "--datasets", beir, "--first_stage", "bm25", "--top_k", "3",
+                    "--depth_curve", "2", "1", "--dev_qrels", dev_qrels, "--cache_dir", "none", "--output_dir", out)
+    by_system = {r["system"]: r for r in rows}
+    assert list(by_system) == ["bm25", "bm25 > model", "bm25 > model @1", "bm25 > model @2", "bm25 > model + fusion"]
+    # Reranking the first document alone changes nothing.
+    assert by_system["bm25 > model @1"]["nDCG@10"] == pytest.approx(by_system["bm25"]["nDCG@10"])
+    assert by_system["bm25 > model @1"]["delta_nDCG@10"] == pytest.approx(0.0)
+    # Depth 2 is the full depth's runs recombined (in memory: the run files round scores to 6 decimals, and a tiny
+    # model's scores then tie); each depth row carries its dev figure, the full depth too.
+    args = EvalArguments(models=[str(tiny_model_master)], datasets=[str(beir)], top_k=3, depth_curve=[1, 2],
+                         dev_qrels=str(dev_qrels), cache_dir="none")
+    again, runs = evaluate(args, {"model": Reranker(str(tiny_model_master))})
+    assert again == rows
+    test_qrels = {"q1": {"d1": 2, "d9": 1}, "q2": {"d4": 1}, "q3": {"d5": 1}}
+    dev = {"q4": {"d3": 1}, "q5": {"d4": 1}}
+    first, reranked = (runs[f"tinybeir.{n}.trec"][0] for n in ("bm25", "bm25.model"))
+    dev_first, dev_reranked = (runs[f"dev/tinybeir.{n}.trec"][0] for n in ("bm25", "bm25.model"))
+    assert by_system["bm25 > model @2"]["nDCG@10"] == pytest.approx(
+        ranking_metrics(test_qrels, rerank_at_depth(first, reranked, 2))["nDCG@10"])
+    assert by_system["bm25 > model @2"]["dev_nDCG@10"] == pytest.approx(
+        ranking_metrics(dev, rerank_at_depth(dev_first, dev_reranked, 2))["nDCG@10"])
+    assert by_system["bm25 > model"]["dev_nDCG@10"] == pytest.approx(ranking_metrics(dev, dev_reranked)["nDCG@10"])
+    assert [r["rerank_depth"] for r in rows if "rerank_depth" in r] == [1, 2]
+    assert "| dev_nDCG@10 |" in eval_cli.markdown_table(rows)
+    with pytest.raises(ConfigError, match="--depth_curve depths must be between 1 and --top_k - 1"):
+        run_eval("--datasets", beir, "--top_k", "3", "--depth_curve", "3")

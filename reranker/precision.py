@@ -1,0 +1,87 @@
+"""Whether bf16 is fast where we run: autocast to bf16 on a CPU without bf16 instructions is emulated.
+
+Measured with all-MiniLM-L6-v2 on 2 cores (256-token texts, batches of 32): on an AMD EPYC with AVX2 only, bf16
+autocast encodes 2.2 texts/s against 15.3 in fp32, 7x slower; on a CPU with AVX512-BF16 it is about 2x faster
+than fp32. So "bf16" is a good default only where the hardware has it, and "auto" picks it only there.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+# x86: AVX512-BF16 or AMX tiles; ARM: the BF16 extension (its /proc/cpuinfo "Features" line).
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str] | None:
+    """The first processor's instruction flags from /proc/cpuinfo; None where there is no such file (not Linux)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            return frozenset(value.split())
+    return None
+
+
+@functools.cache
+def cpu_has_bf16() -> bool | None:
+    """True or False from the CPU's flags; None when they cannot be read."""
+    flags = cpu_flags()
+    return None if flags is None else bool(flags & BF16_FLAGS)
+
+
+def native_bf16(device_type: str) -> bool | None:
+    """Whether `device_type` ("cpu" or "cuda") computes bf16 natively; None when it cannot be told."""
+    if device_type == "cuda":
+        import torch
+
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return cpu_has_bf16()
+
+
+def default_device_type() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str, option: str, device_type: str | None = None) -> str:
+    """`dtype` as it will run: "auto" becomes bf16 where the device has it natively, else fp32 (the choice is
+    logged); an explicit bf16 on a CPU without bf16 instructions is kept, with a warning."""
+    device_type = device_type or default_device_type()
+    native = native_bf16(device_type)
+    if dtype == "auto":
+        chosen = "bf16" if native else "fp32"
+        logger.info("%s auto: %s (%s)", option, chosen, describe(device_type, native))
+        return chosen
+    if dtype == "bf16":
+        warn_slow_bf16(option, device_type, native)
+    return dtype
+
+
+def describe(device_type: str, native: bool | None) -> str:
+    where = "the GPU" if device_type == "cuda" else "the CPU"
+    if native is None:
+        return f"cannot tell whether {where} has bf16 instructions"
+    return f"{where} {'has' if native else 'has no'} bf16 instructions"
+
+
+_warned: set[str] = set()
+
+
+def warn_slow_bf16(option: str, device_type: str, native: bool | None = None) -> None:
+    """Once per process (a run asks for bf16 in several places): bf16 on a CPU that emulates it."""
+    native = native_bf16(device_type) if native is None else native
+    if device_type == "cpu" and native is False and not _warned:
+        _warned.add(option)
+        logger.warning("%s: this CPU has no bf16 instructions (no avx512_bf16 or amx_bf16 in /proc/cpuinfo), so bf16 "
+                       "is emulated and several times slower than fp32 (7x measured for MiniLM on an AVX2 CPU). "
+                       "Use fp32, or 'auto' to pick bf16 only where it is fast.", option)

@@ -1,0 +1,95 @@
+"""bf16 only where it is fast: the CPU's flags, "auto", and the warning for bf16 that the CPU would emulate."""
+
+import logging
+
+import pytest
+
+from reranker import precision
+from reranker.errors import ConfigError
+
+X86_AVX2 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx avx2 fma\n\nprocessor\t: 1\n"
+X86_BF16 = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n"
+ARM_BF16 = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
+
+
+@pytest.mark.parametrize(("text", "expected"), [(X86_AVX2, False), (X86_BF16, True), (ARM_BF16, True)])
+def test_cpu_flags(tmp_path, text, expected):
+    info = tmp_path / "cpuinfo"
+    info.write_text(text)
+    flags = precision.cpu_flags(info)
+    assert bool(flags & precision.BF16_FLAGS) is expected
+    assert precision.cpu_flags(tmp_path / "missing") is None  # not Linux: cannot tell
+
+
+@pytest.fixture
+def cpu(monkeypatch):
+    """Pretend the CPU has (True), lacks (False) or hides (None) bf16 instructions; warnings start afresh."""
+    monkeypatch.setattr(precision, "_warned", set())
+
+    def set_native(value):
+        monkeypatch.setattr(precision, "cpu_has_bf16", lambda: value)
+
+    return set_native
+
+
+def test_auto_picks_bf16_only_where_native(cpu, caplog):
+    caplog.set_level(logging.INFO, logger="reranker.precision")
+    cpu(True)
+    assert precision.resolve_dtype("auto", "--dtype", "cpu") == "bf16"
+    cpu(False)
+    assert precision.resolve_dtype("auto", "--dtype", "cpu") == "fp32"
+    assert "--dtype auto: fp32 (the CPU has no bf16 instructions)" in caplog.text
+    cpu(None)
+    assert precision.resolve_dtype("auto", "--dtype", "cpu") == "fp32"
+    assert "cannot tell whether the CPU has bf16 instructions" in caplog.text
+    assert precision.resolve_dtype("fp32", "--dtype", "cpu") == "fp32"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_explicit_bf16_is_kept_and_warned_once(cpu, caplog):
+    cpu(False)
+    assert precision.resolve_dtype("bf16", "--dtype", "cpu") == "bf16"
+    assert precision.resolve_dtype("bf16", "--embed_dtype", "cpu") == "bf16"
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "no bf16 instructions" in warnings[0].getMessage()
+    cpu(True)
+    precision._warned.clear()
+    caplog.clear()
+    assert precision.resolve_dtype("bf16", "--dtype", "cpu") == "bf16"
+    assert not caplog.records
+
+
+def test_arguments_resolve_auto(cpu, caplog):
+    from reranker.arguments import EmbedArguments, RerankerTrainingArguments
+    from reranker.eval_args import EvalArguments
+
+    cpu(False)
+    assert EvalArguments(datasets=["x"], dtype="auto").dtype == "fp32"
+    assert EmbedArguments(embed_dtype="auto").embed_dtype == "fp32"
+    args = RerankerTrainingArguments(output_dir="unused", auto_bf16=True, use_cpu=True)
+    assert args.bf16 is False
+    cpu(True)
+    assert EvalArguments(datasets=["x"], dtype="auto").dtype == "bf16"
+    assert RerankerTrainingArguments(output_dir="unused", auto_bf16=True, use_cpu=True).bf16 is True
+    with pytest.raises(ConfigError, match="--auto_bf16 chooses the precision itself"):
+        RerankerTrainingArguments(output_dir="unused", auto_bf16=True, bf16=True, use_cpu=True)
+    cpu(False)
+    caplog.clear()
+    assert RerankerTrainingArguments(output_dir="unused", bf16=True, use_cpu=True).bf16 is True
+    assert "--bf16: this CPU has no bf16 instructions" in caplog.text
+
+
+def test_models_take_auto(cpu, tiny_model):
+    import torch
+
+    from reranker.embed import Embedder
+    from reranker.inference import Reranker
+
+    cpu(False)
+    assert Reranker(str(tiny_model), dtype="auto").dtype is None
+    assert Embedder(str(tiny_model), dtype="auto").dtype is None
+    cpu(True)
+    assert Reranker(str(tiny_model), dtype="auto").dtype is torch.bfloat16
+    assert Embedder(str(tiny_model), dtype="auto").dtype is torch.bfloat16
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        Reranker(str(tiny_model), dtype="fp8")
