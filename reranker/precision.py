@@ -60,7 +60,7 @@ def resolve_dtype(dtype: str, option: str, device_type: str | None = None) -> st
     native = native_bf16(device_type)
     if dtype == "auto":
         chosen = "bf16" if native else "fp32"
-        logger.info("%s auto: %s (%s)", option, chosen, describe(device_type, native))
+        logger.info("%s: auto -> %s (%s)", option, chosen, describe(device_type, native))
         return chosen
     if dtype == "bf16":
         warn_slow_bf16(option, device_type, native)

@@ -38,7 +38,7 @@ def test_auto_picks_bf16_only_where_native(cpu, caplog):
     assert precision.resolve_dtype("auto", "--dtype", "cpu") == "bf16"
     cpu(False)
     assert precision.resolve_dtype("auto", "--dtype", "cpu") == "fp32"
-    assert "--dtype auto: fp32 (the CPU has no bf16 instructions)" in caplog.text
+    assert "--dtype: auto -> fp32 (the CPU has no bf16 instructions)" in caplog.text
     cpu(None)
     assert precision.resolve_dtype("auto", "--dtype", "cpu") == "fp32"
     assert "cannot tell whether the CPU has bf16 instructions" in caplog.text
