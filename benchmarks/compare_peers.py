@@ -158,7 +158,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     peer = {**shared, "learning_rate": a.peer_learning_rate or shared["learning_rate"]}
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "TOKENIZERS_PARALLELISM": "false"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"]
-    ours_options = {**config.train, **shared, "model_name_or_path": model}
+    # auto_bf16 is resolved into shared["bf16"] (the same for all three); passing both would be a conflict.
+    ours_options = {**{k: v for k, v in config.train.items() if k != "auto_bf16"}, **shared,
+                    "model_name_or_path": model}
     if prepared["dev_file"] and not a.quick:
         # The quick check has too few steps for a best checkpoint; its dev ranking would only cost time.
         ours_options["dev_file"] = prepared["dev_file"]

@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--words", type=int, default=32, help="words (tokens) per synthetic passage")
     parser.add_argument("--max_length", type=int, default=64, help="token budget of passages (and queries)")
     parser.add_argument("--batch_size", type=int, default=128)
-    parser.add_argument("--dtype", default="bf16", choices=["fp32", "bf16"])
+    parser.add_argument("--dtype", default=None, choices=["fp32", "bf16"],
+                        help="default: bf16 where the CPU has bf16 instructions, else fp32")
     parser.add_argument("--range", default="10-100", help="sampling range a-b")
     parser.add_argument("--negatives", type=int, default=15)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -91,6 +92,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", default=str(ROOT / "outputs/bench_mine"))
     parser.add_argument("--json", default=None, help="also write the figures here")
     a = parser.parse_args(argv)
+    if a.dtype is None:
+        from reranker.precision import cpu_has_bf16
+
+        a.dtype = "bf16" if cpu_has_bf16() else "fp32"
     model = bundled_minilm_path()
     work = Path(a.workdir)
     work.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,9 @@
 """Dense embeddings with a bge-style encoder: pooling, instruction, L2 normalisation, length-sorted batches.
 
 FlagEmbedding's embedder has the same semantics (and a test checks that we match it), but it is not used here:
-on CPU it forces fp32 (no bf16 autocast, about half the speed on these cores), it treats every RuntimeError as
-out-of-memory and retries with smaller batches (a real error becomes a silent loop), and it spreads work over
-a multiprocessing pool where we shard across torchrun ranks.
+on CPU it forces fp32 (no bf16 autocast, about half the speed on CPUs with AVX512-BF16), it treats every
+RuntimeError as out-of-memory and retries with smaller batches (a real error becomes a silent loop), and it
+spreads work over a multiprocessing pool where we shard across torchrun ranks.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class Embedder:
         if dtype in ("auto", "bf16"):
             dtype = resolve_dtype(dtype, "embedder dtype", self.device.type)
         if dtype == "fp16" and self.device.type == "cpu":
-            raise ValueError("fp16 on CPU is slow and imprecise; use bf16 on CPU")
+            raise ValueError("fp16 on CPU is slow and imprecise; use fp32, or bf16 on a CPU with bf16 instructions")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
             self.model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)

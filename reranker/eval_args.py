@@ -61,7 +61,7 @@ class EvalArguments:
                           "stage's top k reordered, the rest left in its order below them ('<stage> > <model> @k'; "
                           "with --dev_qrels, with the dev queries' nDCG@10 at each depth). Reranking costs grow "
                           "with the depth; this shows what each depth buys before --top_k is chosen.",
-                  "nargs": "*"},
+                  "nargs": "+"},
     )
     bm25_k1: float = field(default=1.2, metadata={"help": "BM25 k1."})
     bm25_b: float = field(default=0.75, metadata={"help": "BM25 b."})

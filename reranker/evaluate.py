@@ -91,14 +91,18 @@ def top(run: fs.Run, k: int) -> fs.Run:
 
 
 def rerank_at_depth(first: fs.Run, reranked: fs.Run, depth: int) -> fs.Run:
-    """The ranking had only the first stage's top `depth` been reranked: those in the reranker's order, the rest
-    below them in the first stage's. Scores are positions (n, n-1, ...), so no tie is left to the scorer."""
+    """The ranking had only the first stage's top `depth` been reranked: those with the reranker's scores, the rest
+    below them in the first stage's order. Ties stay ties on both sides, so the scorer breaks them as it does in
+    the first stage's and the full reranking's rows: at depth 1 the first stage's figure, at full depth the
+    reranker's."""
     out = {}
     for qid, docs in first.items():
         order = sorted(docs, key=lambda d: -docs[d])
-        scores = reranked[qid]
-        ranked = sorted(order[:depth], key=lambda d: -scores[d]) + order[depth:]
-        out[qid] = {did: float(len(ranked) - i) for i, did in enumerate(ranked)}
+        head = {did: reranked[qid][did] for did in order[:depth]}
+        tail = order[depth:]
+        floor = min(head.values(), default=0.0) - 1.0
+        levels = {value: i for i, value in enumerate(sorted({docs[d] for d in tail}, reverse=True))}
+        out[qid] = {**head, **{did: floor - levels[docs[did]] for did in tail}}
     return out
 
 
@@ -163,6 +167,8 @@ def evaluate_beir(data: BeirData, dev: BeirData | None, user_runs: dict[str, fs.
             if hybrid_dev is not None:
                 base["hybrid_dev_nDCG@10"] = hybrid_dev
         first = {**base, "system": stage, **ranking_metrics(data.qrels, run)}
+        if args.depth_curve and stage in dev_runs:  # the baseline the depth rows' dev figures are read against
+            first["dev_nDCG@10"] = ranking_metrics(dev.qrels, dev_runs[stage])["nDCG@10"]
         rows.append(first)
         runs_out[f"{data.name}.{stage}.trec"] = (run, stage)
         for name, reranker in rerankers.items():

@@ -18,7 +18,8 @@ def check_finite(loss: float, step: int) -> None:
     if not math.isfinite(loss):
         raise TrainingDiverged(
             f"loss is {loss} at step {step}: training diverged. Lower --learning_rate, add warm-up, or use --bf16 "
-            "instead of --fp16 (fp16 overflows more easily). Teacher scores with extreme values can also cause it."
+            "(--auto_bf16 on a CPU) instead of --fp16 (fp16 overflows more easily). Teacher scores with extreme "
+            "values can also cause it."
         )
 
 

@@ -36,7 +36,7 @@ class Reranker:
         self.model = load_model(model_name_or_path, self.tokenizer, trust_remote_code).to(self.device).eval()
         self.dtype = DTYPES[dtype]
         if self.dtype is torch.float16 and self.device.type == "cpu":
-            raise ValueError("fp16 on CPU is slow and imprecise; use dtype='bf16' on CPU")
+            raise ValueError("fp16 on CPU is slow and imprecise; use dtype='auto' on CPU")
         if max_length is None:
             # The default: 512 tokens, or fewer where the model holds fewer.
             max_length = min(DEFAULT_MAX_LENGTH, position_limit(self.model.config) or DEFAULT_MAX_LENGTH)

@@ -43,8 +43,15 @@ def native_bf16(device_type: str) -> bool | None:
     if device_type == "cuda":
         import torch
 
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    return cpu_has_bf16()
+        if not torch.cuda.is_available():
+            return False
+        try:  # by default torch also counts GPUs that only emulate bf16 (T4, V100)
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+        except TypeError:  # torch before 2.3 has no such argument and counts native support only
+            return bool(torch.cuda.is_bf16_supported())
+    if device_type == "cpu":
+        return cpu_has_bf16()
+    return None  # mps, xpu, ...: not known here
 
 
 def default_device_type() -> str:
@@ -56,6 +63,8 @@ def default_device_type() -> str:
 def resolve_dtype(dtype: str, option: str, device_type: str | None = None) -> str:
     """`dtype` as it will run: "auto" becomes bf16 where the device has it natively, else fp32 (the choice is
     logged); an explicit bf16 on a CPU without bf16 instructions is kept, with a warning."""
+    if dtype not in ("auto", "bf16"):
+        return dtype
     device_type = device_type or default_device_type()
     native = native_bf16(device_type)
     if dtype == "auto":
@@ -82,6 +91,6 @@ def warn_slow_bf16(option: str, device_type: str, native: bool | None = None) ->
     native = native_bf16(device_type) if native is None else native
     if device_type == "cpu" and native is False and not _warned:
         _warned.add(option)
-        logger.warning("%s: this CPU has no bf16 instructions (no avx512_bf16 or amx_bf16 in /proc/cpuinfo), so bf16 "
-                       "is emulated and several times slower than fp32 (7x measured for MiniLM on an AVX2 CPU). "
-                       "Use fp32, or 'auto' to pick bf16 only where it is fast.", option)
+        logger.warning("%s: this CPU has no bf16 instructions (no avx512_bf16, amx_bf16 or ARM bf16 in "
+                       "/proc/cpuinfo), so bf16 is emulated and several times slower than fp32 (7x measured for "
+                       "MiniLM on an AVX2 CPU). Use fp32, or 'auto' to pick bf16 only where it is fast.", option)

@@ -40,8 +40,9 @@ class SynthArguments:
     temperature: float = field(default=1.0, metadata={"help": "inpars: sampling temperature."})
     top_p: float = field(default=1.0, metadata={"help": "inpars: nucleus sampling mass."})
     batch_size: int = field(default=8, metadata={"help": "inpars: prompts per generate call."})
-    dtype: str = field(default="fp32", metadata={"help": "inpars: fp32, bf16 or fp16 for the generator.",
-                                                  "choices": ["fp32", "bf16", "fp16"]})
+    dtype: str = field(default="fp32", metadata={"help": "inpars: fp32, bf16, fp16 or auto (bf16 where the device "
+                                                          "has it natively, else fp32) for the generator.",
+                                                  "choices": ["fp32", "bf16", "fp16", "auto"]})
     trust_remote_code: bool = field(default=False, metadata={"help": "Run code shipped inside the generator."})
     # filtering
     filter: str = field(
@@ -54,13 +55,19 @@ class SynthArguments:
     keep_top: int = field(default=0, metadata={"help": "Filter: keep this many pairs (instead of a fraction)."})
     filter_model: str | None = field(default=None, metadata={"help": "Filter reranker: a cross-encoder folder."})
     filter_batch_size: int = field(default=32, metadata={"help": "Filter reranker: pairs per batch."})
-    filter_dtype: str = field(default="fp32", metadata={"help": "Filter reranker: fp32 or bf16.",
-                                                         "choices": ["fp32", "bf16", "fp16"]})
+    filter_dtype: str = field(default="fp32", metadata={"help": "Filter reranker: fp32, bf16, fp16 or auto.",
+                                                         "choices": ["fp32", "bf16", "fp16", "auto"]})
 
     def __post_init__(self):
         if not self.method or not self.corpus or not self.output_file:
             raise ConfigError("--method, --corpus and --output_file are required")
+        from .precision import resolve_dtype
         from .synth import parse_span
+
+        if self.method == "inpars":
+            self.dtype = resolve_dtype(self.dtype, "--dtype")
+        if self.filter_model:
+            self.filter_dtype = resolve_dtype(self.filter_dtype, "--filter_dtype")
 
         # Checked here, before any document is read; kept as (low, high) for the crops.
         self.query_span = parse_span(self.query_words, "query_words")

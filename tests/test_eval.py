@@ -191,6 +191,16 @@ def test_rerank_at_depth_by_hand():
     order = {k: [d for d, _ in sorted(rerank_at_depth(first, reranked, k)["q"].items(), key=lambda kv: -kv[1])]
              for k in (1, 2, 3, 10)}
     assert order == {1: ["a", "b", "c"], 2: ["b", "a", "c"], 3: ["c", "b", "a"], 10: ["c", "b", "a"]}
+    # Ties stay ties: b and c tie in the first stage and in the reranker, and the scorer breaks them the same way
+    # at depth 1 as in the first stage's row, and at full depth as in the reranker's.
+    first = {"q": {"a": 3.0, "b": 2.0, "c": 2.0, "d": 1.0}}
+    reranked = {"q": {"a": 0.1, "b": 0.5, "c": 0.5, "d": 0.9}}
+    shallow, full = rerank_at_depth(first, reranked, 1)["q"], rerank_at_depth(first, reranked, 4)["q"]
+    assert shallow["a"] > shallow["b"] == shallow["c"] > shallow["d"]
+    assert full == reranked["q"]
+    for qrels in ({"q": {"b": 1}}, {"q": {"c": 1}}):
+        assert ranking_metrics(qrels, rerank_at_depth(first, reranked, 1)) == ranking_metrics(qrels, first)
+        assert ranking_metrics(qrels, rerank_at_depth(first, reranked, 4)) == ranking_metrics(qrels, reranked)
 
 
 def test_depth_curve_rows_with_dev_figures(beir, tiny_model_master, tmp_path):

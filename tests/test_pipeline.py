@@ -192,6 +192,10 @@ def test_failed_stage_exits_1_and_is_not_stamped(tiny_model_master, tmp_path):
     ({"eval": ["bm25"]}, "'eval' must be a mapping"),
     ({"train": {"learing_rate": 1e-4}}, r"train.learing_rate is not an option of run.py \(did you mean learning_rate"),
     ({"eval": {"first_stages": ["bm25"]}}, "eval.first_stages is not an option of eval.py"),
+    ({"train": {"auto_bf16": True, "bf16": True}}, "train.auto_bf16 chooses the precision itself"),
+    ({"eval": {"depth_curve": [10, 100]}}, r"eval.depth_curve depths must be integers from 1 to top_k - 1 \(99\), "
+                                           r"got \[100\]"),
+    ({"eval": {"top_k": 20, "depth_curve": [30]}}, r"from 1 to top_k - 1 \(19\)"),
 ])
 def test_config_errors(tmp_path, tiny_model_master, change, message):
     path = make_config(tmp_path, tiny_model_master)

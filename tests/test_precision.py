@@ -25,6 +25,7 @@ def test_cpu_flags(tmp_path, text, expected):
 def cpu(monkeypatch):
     """Pretend the CPU has (True), lacks (False) or hides (None) bf16 instructions; warnings start afresh."""
     monkeypatch.setattr(precision, "_warned", set())
+    monkeypatch.setattr(precision, "default_device_type", lambda: "cpu")  # the same on a machine with a GPU
 
     def set_native(value):
         monkeypatch.setattr(precision, "cpu_has_bf16", lambda: value)
@@ -86,10 +87,10 @@ def test_models_take_auto(cpu, tiny_model):
     from reranker.inference import Reranker
 
     cpu(False)
-    assert Reranker(str(tiny_model), dtype="auto").dtype is None
-    assert Embedder(str(tiny_model), dtype="auto").dtype is None
+    assert Reranker(str(tiny_model), dtype="auto", device="cpu").dtype is None
+    assert Embedder(str(tiny_model), dtype="auto", device="cpu").dtype is None
     cpu(True)
-    assert Reranker(str(tiny_model), dtype="auto").dtype is torch.bfloat16
-    assert Embedder(str(tiny_model), dtype="auto").dtype is torch.bfloat16
+    assert Reranker(str(tiny_model), dtype="auto", device="cpu").dtype is torch.bfloat16
+    assert Embedder(str(tiny_model), dtype="auto", device="cpu").dtype is torch.bfloat16
     with pytest.raises(ValueError, match="dtype must be one of"):
         Reranker(str(tiny_model), dtype="fp8")
