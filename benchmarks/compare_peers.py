@@ -95,9 +95,9 @@ def shared_options(train: dict, steps: int) -> dict:
 def config_bf16(train: dict) -> bool:
     """The config's precision as run.py reads it: auto_bf16 is bf16 where the device has it natively."""
     if train.get("auto_bf16"):
-        from reranker.precision import default_device_type, native_bf16
+        from reranker.precision import resolve_dtype
 
-        return native_bf16(default_device_type()) is True
+        return resolve_dtype("auto", "train.auto_bf16") == "bf16"
     return bool(train.get("bf16", False))
 
 

@@ -31,8 +31,7 @@ class Embedder:
         if dtype not in DTYPES and dtype != "auto":
             raise ValueError(f"dtype must be one of {[*DTYPES, 'auto']}, got {dtype!r}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if dtype in ("auto", "bf16"):
-            dtype = resolve_dtype(dtype, "embedder dtype", self.device.type)
+        dtype = resolve_dtype(dtype, "embedder dtype", self.device.type)
         if dtype == "fp16" and self.device.type == "cpu":
             raise ValueError("fp16 on CPU is slow and imprecise; use fp32, or bf16 on a CPU with bf16 instructions")
         try:

@@ -7,6 +7,14 @@ from dataclasses import dataclass, field
 from .errors import ConfigError
 
 
+def check_depth_curve(depths: list, top_k: int, option: str, top_k_option: str) -> list[int]:
+    """The depths, sorted and unique; each must be an integer below top_k (the full depth is reported anyway)."""
+    bad = [k for k in depths if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k < top_k]
+    if bad:
+        raise ConfigError(f"{option} depths must be integers from 1 to {top_k_option} - 1 ({top_k - 1}), got {bad}")
+    return sorted(set(depths))
+
+
 @dataclass
 class EvalArguments:
     models: list[str] = field(
@@ -111,10 +119,7 @@ class EvalArguments:
             raise ConfigError("--top_k must be positive")
         if isinstance(self.depth_curve, int):
             self.depth_curve = [self.depth_curve]
-        bad = [k for k in self.depth_curve if not 1 <= k < self.top_k]
-        if bad:
-            raise ConfigError(f"--depth_curve depths must be between 1 and --top_k - 1 ({self.top_k - 1}), got {bad}")
-        self.depth_curve = sorted(set(self.depth_curve))
+        self.depth_curve = check_depth_curve(self.depth_curve, self.top_k, "--depth_curve", "--top_k")
         from .precision import resolve_dtype
 
         self.dtype = resolve_dtype(self.dtype, "--dtype")

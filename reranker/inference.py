@@ -30,8 +30,7 @@ class Reranker:
         if dtype not in DTYPES and dtype != "auto":
             raise ValueError(f"dtype must be one of {[*DTYPES, 'auto']}, got {dtype!r}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if dtype in ("auto", "bf16"):
-            dtype = resolve_dtype(dtype, "reranker dtype", self.device.type)
+        dtype = resolve_dtype(dtype, "reranker dtype", self.device.type)
         self.tokenizer = load_tokenizer(model_name_or_path, trust_remote_code)
         self.model = load_model(model_name_or_path, self.tokenizer, trust_remote_code).to(self.device).eval()
         self.dtype = DTYPES[dtype]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import beir_train, cli
 from .errors import ConfigError, StageFailed
+from .eval_args import check_depth_curve
 from .files import write_json
 
 logger = logging.getLogger("reranker.pipeline")
@@ -92,11 +93,11 @@ class PipelineConfig:
                               "be trained and tuned on the queries it is evaluated on")
         if self.train.get("auto_bf16") and (self.train.get("bf16") or self.train.get("fp16")):
             raise ConfigError(f"{path}: train.auto_bf16 chooses the precision itself; remove train.bf16 / fp16")
-        top_k = self.eval.get("top_k", 100)
-        deep = [k for k in self.eval.get("depth_curve") or [] if not isinstance(k, int) or not 1 <= k < top_k]
-        if deep:
-            raise ConfigError(f"{path}: eval.depth_curve depths must be integers from 1 to top_k - 1 ({top_k - 1}), "
-                              f"got {deep}")
+        try:
+            check_depth_curve(self.eval.get("depth_curve") or [], self.eval.get("top_k", 100), "eval.depth_curve",
+                              "top_k")
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from None
         if self.eval.get("tune_hybrid") and not self.dev_queries:
             raise ConfigError(f"{path}: eval.tune_hybrid needs dev_queries > 0 (weights are tuned on dev queries)")
         if not (Path(self.beir) / "corpus.jsonl").is_file():

@@ -238,5 +238,6 @@ def test_depth_curve_rows_with_dev_figures(beir, tiny_model_master, tmp_path):
     assert by_system["bm25 > model"]["dev_nDCG@10"] == pytest.approx(ranking_metrics(dev, dev_reranked)["nDCG@10"])
     assert [r["rerank_depth"] for r in rows if "rerank_depth" in r] == [1, 2]
     assert "| dev_nDCG@10 |" in eval_cli.markdown_table(rows)
-    with pytest.raises(ConfigError, match="--depth_curve depths must be between 1 and --top_k - 1"):
+    with pytest.raises(ConfigError, match=r"--depth_curve depths must be integers from 1 to --top_k - 1 \(2\), "
+                                          r"got \[3\]"):
         run_eval("--datasets", beir, "--top_k", "3", "--depth_curve", "3")
