@@ -35,7 +35,8 @@ class EvalArguments:
     first_stage: list[str] = field(
         default_factory=lambda: ["bm25"],
         metadata={"help": "First stages for BEIR data: bm25, dense, hybrid (the two fused by reciprocal rank), "
-                          "and/or paths of TREC run files.", "nargs": "+"},
+                          "bm25_expanded (BM25 over each document and the training queries that judged it; needs "
+                          "--expand_from), and/or paths of TREC run files.", "nargs": "+"},
     )
     max_queries: int = field(
         default=0, metadata={"help": "Evaluate only the first N judged queries of each BEIR split (0: all), for "
@@ -71,6 +72,14 @@ class EvalArguments:
                           "with the depth; this shows what each depth buys before --top_k is chosen.",
                   "nargs": "+"},
     )
+    expand_from: str | None = field(
+        default=None,
+        metadata={"help": "Document expansion for models trained with it (pipeline option expand_documents): a "
+                          "training file (query_id, query, pos_ids per line; the pipeline's data/train.jsonl). Before "
+                          "each document the reranker reads the training queries that judged it, those most like "
+                          "the query first. BM25 and the embedder still see the plain corpus."},
+    )
+    expand_per_pair: int = field(default=3, metadata={"help": "With --expand_from: questions per document."})
     bm25_k1: float = field(default=1.2, metadata={"help": "BM25 k1."})
     bm25_b: float = field(default=0.75, metadata={"help": "BM25 b."})
     dense_model: str | None = field(
@@ -117,6 +126,11 @@ class EvalArguments:
             raise ConfigError("--max_queries must be non-negative")
         if self.top_k < 1:
             raise ConfigError("--top_k must be positive")
+        if "bm25_expanded" in self.first_stage and not self.expand_from:
+            raise ConfigError("--first_stage bm25_expanded indexes documents with their training queries: give "
+                              "--expand_from")
+        if self.expand_per_pair < 1:
+            raise ConfigError(f"--expand_per_pair must be 1 or more, got {self.expand_per_pair}")
         if isinstance(self.depth_curve, int):
             self.depth_curve = [self.depth_curve]
         self.depth_curve = check_depth_curve(self.depth_curve, self.top_k, "--depth_curve", "--top_k")

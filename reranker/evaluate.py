@@ -18,7 +18,7 @@ from .sources import iter_rows
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("bm25", "dense", "hybrid")
+STAGES = ("bm25", "dense", "hybrid", "bm25_expanded")
 
 
 def file_digest(path: str) -> str:
@@ -39,6 +39,15 @@ def base_runs(data: BeirData, args: EvalArguments, needed: set[str]) -> dict[str
         settings = {"kind": "bm25", "k1": args.bm25_k1, "b": args.bm25_b, "depth": depth}
         runs["bm25"] = fs.cached_run(args.cache_dir, data, settings,
                                      lambda: fs.bm25_run(data, depth, args.bm25_k1, args.bm25_b), depth)
+    if "bm25_expanded" in needed:
+        from .expansion import check_no_overlap, expanded_corpus, read_training_queries
+
+        check_no_overlap(data.queries, read_training_queries(args.expand_from)[0], data.name)
+        settings = {"kind": "bm25_expanded", "k1": args.bm25_k1, "b": args.bm25_b, "depth": depth,
+                    "expand_from": file_digest(args.expand_from)}
+        runs["bm25_expanded"] = fs.cached_run(args.cache_dir, data, settings, lambda: fs.bm25_run(
+            replace(data, corpus=expanded_corpus(data.corpus, args.expand_from)), depth, args.bm25_k1, args.bm25_b),
+            depth)
     if "dense" in needed:
         from .embed_cache import model_fingerprint
 
@@ -82,7 +91,7 @@ def first_stage_runs(data: BeirData, args: EvalArguments, user_runs: dict[str, f
 
 def needed_base(args: EvalArguments) -> set[str]:
     """The base runs (BM25, dense) that the first stages need: the hybrid needs both."""
-    needed = {s for s in args.first_stage if s in ("bm25", "dense")}
+    needed = {s for s in args.first_stage if s in ("bm25", "dense", "bm25_expanded")}
     return needed | ({"bm25", "dense"} if "hybrid" in args.first_stage else set())
 
 
@@ -122,13 +131,15 @@ def depth_rows(data: BeirData, dev: BeirData | None, first: fs.Run, reranked: fs
 
 
 def rerank_run(reranker, data: BeirData, run: fs.Run, args: EvalArguments,
-               cache: dict[tuple[str, str], float] | None = None) -> fs.Run:
+               cache: dict[tuple[str, str], float] | None = None, texts=None) -> fs.Run:
     """The reranker's scores of the run's candidates; pairs already in `cache` (from another first stage over
-    the same queries) are not scored again."""
+    the same queries) are not scored again. `texts(qid, did)`, when given, is the document's text as the reranker
+    reads it (--expand_from); else the corpus text."""
     cache = {} if cache is None else cache
     todo = list(dict.fromkeys((qid, did) for qid, docs in run.items() for did in docs if (qid, did) not in cache))
     if todo:
-        scores = reranker.compute_score([(data.queries[q], data.corpus[d]) for q, d in todo],
+        doc = texts or (lambda q, d: data.corpus[d])
+        scores = reranker.compute_score([(data.queries[q], doc(q, d)) for q, d in todo],
                                         batch_size=args.batch_size, max_length=args.rerank_max_length,
                                         show_progress=True)
         cache.update(zip(todo, scores, strict=True))
@@ -141,6 +152,18 @@ def tune_hybrid(dev: BeirData, args: EvalArguments, base: dict[str, fs.Run]) -> 
     logger.info("%s: hybrid BM25 weight %.4f tuned (%s) on %d dev queries (dev nDCG@10 %.4f)", dev.name, weight,
                 args.fusion_tuning, len(dev.queries), value)
     return weight, value
+
+
+def pair_texts(args: EvalArguments, data: BeirData, dev: BeirData | None) -> tuple:
+    """--expand_from: the texts the rerankers read, for the test queries and the dev queries (None: the corpus)."""
+    if not args.expand_from:
+        return None, None
+    from .embed import Embedder
+    from .expansion import Expansion, PairTexts
+
+    embedder = Embedder(args.dense_model, pooling=args.dense_pooling, dtype=args.dtype)
+    expansion = Expansion.from_train_file(args.expand_from, embedder, per_pair=args.expand_per_pair)
+    return (PairTexts(expansion, embedder, data), PairTexts(expansion, embedder, dev) if dev is not None else None)
 
 
 def evaluate_beir(data: BeirData, dev: BeirData | None, user_runs: dict[str, fs.Run], rerankers: dict,
@@ -158,6 +181,7 @@ def evaluate_beir(data: BeirData, dev: BeirData | None, user_runs: dict[str, fs.
     for stage, run in dev_runs.items():
         runs_out[f"dev/{data.name}.{stage}.trec"] = (run, stage)
     caches = {name: {} for name in rerankers}  # (qid, did) -> score, shared by the first stages
+    test_texts, dev_texts = pair_texts(args, data, dev) if rerankers else (None, None)
     rows = []
     for stage, run in test_runs.items():
         base = {"dataset": data.name, "first_stage": stage, "queries": len(data.queries),
@@ -172,7 +196,7 @@ def evaluate_beir(data: BeirData, dev: BeirData | None, user_runs: dict[str, fs.
         rows.append(first)
         runs_out[f"{data.name}.{stage}.trec"] = (run, stage)
         for name, reranker in rerankers.items():
-            reranked = rerank_run(reranker, data, run, args, caches[name])
+            reranked = rerank_run(reranker, data, run, args, caches[name], test_texts)
             metrics = ranking_metrics(data.qrels, reranked)
             row = {**base, "system": f"{stage} > {name}", **metrics,
                    "delta_nDCG@10": metrics["nDCG@10"] - first["nDCG@10"]}
@@ -185,7 +209,7 @@ def evaluate_beir(data: BeirData, dev: BeirData | None, user_runs: dict[str, fs.
                 rows.extend(depth_rows(data, None, run, reranked, None, None, args, row, first["nDCG@10"]))
                 continue
             dev_first = dev_runs[stage]
-            dev_reranked = rerank_run(reranker, dev, dev_first, args, caches[name])
+            dev_reranked = rerank_run(reranker, dev, dev_first, args, caches[name], dev_texts)
             runs_out[f"dev/{data.name}.{stage}.{name}.trec"] = (dev_reranked, name)
             if args.depth_curve:
                 row["dev_nDCG@10"] = ranking_metrics(dev.qrels, dev_reranked)["nDCG@10"]
@@ -288,6 +312,8 @@ def load_all(args: EvalArguments) -> list[tuple[str, object, dict]]:
         else:
             if args.dev_qrels:
                 raise ConfigError(f"--dev_qrels applies to BEIR folders; {spec} is not one")
+            if args.expand_from:
+                raise ConfigError(f"--expand_from expands BEIR documents by their ids; {spec} is not a BEIR folder")
             loaded.append((spec, load_pairs(spec, args), {}))
     return loaded
 

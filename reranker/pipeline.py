@@ -32,9 +32,9 @@ REPO = Path(__file__).resolve().parent.parent
 MANAGED = {
     "mine": {"input_file", "output_file", "corpus", "candidate_pool", "overwrite"},
     "train": {"train_data", "output_dir", "dev_file", "overwrite_output_dir", "resume_from_checkpoint"},
-    "eval": {"models", "datasets", "split", "output_dir", "dev_qrels"},
+    "eval": {"models", "datasets", "split", "output_dir", "dev_qrels", "expand_from", "expand_per_pair"},
 }
-STAGES = ("data", "mine", "train", "eval")
+STAGES = ("data", "mine", "expand", "train", "eval")
 STAGE_SCRIPTS = {"mine": "hn_mine.py", "train": "run.py", "eval": "eval.py"}
 
 
@@ -47,6 +47,9 @@ class PipelineConfig:
     dev_queries: int = 80  # carved from the train queries: dev metrics in training, fusion weights in eval
     dev_depth: int = 30  # BM25 candidates per dev query ranked during training
     seed: int = 42
+    # Document expansion (reranker/expansion.py): before each document the reranker reads this many training
+    # queries that judged it, those most like the query first, in training, dev and eval alike (0: off).
+    expand_documents: int = 0
     mine: dict = field(default_factory=dict)  # hn_mine.py options
     train: dict = field(default_factory=dict)  # run.py options
     eval: dict = field(default_factory=dict)  # eval.py options
@@ -86,6 +89,14 @@ class PipelineConfig:
             raise ConfigError(f"{path}: dev_queries must be a non-negative integer, got {self.dev_queries!r}")
         if not isinstance(self.dev_depth, int) or self.dev_depth < 1:
             raise ConfigError(f"{path}: dev_depth must be a positive integer, got {self.dev_depth!r}")
+        if not isinstance(self.expand_documents, int) or isinstance(self.expand_documents, bool) or \
+                self.expand_documents < 0:
+            raise ConfigError(f"{path}: expand_documents must be 0 (off) or a positive integer, got "
+                              f"{self.expand_documents!r}")
+        if self.expand_documents and not self.dev_queries:
+            # The dev queries are the only ones in no document's expansion: without them no figure says whether
+            # reading the questions helps before the test split is scored.
+            raise ConfigError(f"{path}: expand_documents needs dev_queries > 0")
         if not isinstance(self.seed, int):
             raise ConfigError(f"{path}: seed must be an integer, got {self.seed!r}")
         if self.train_split == self.test_split:
@@ -262,6 +273,29 @@ def run_pipeline(config: PipelineConfig, config_path: str, until: str = "eval") 
         return {"train_file": str(mined), "dev_file": str(data_dir / "dev.jsonl") if dev else None,
                 "dev_qrels": str(data_dir / "dev_qrels.tsv") if dev else None, "seconds": stages.seconds()}
 
+    # 2b. document expansion: the mined groups and the dev candidates as the reranker will read them
+    train_file, dev_file = mined, data_dir / "dev.jsonl"
+    if config.expand_documents:
+        from .arguments import bundled_minilm_path
+
+        # The eval's embedder picks the questions there, so it picks them here too.
+        expand_model = config.eval.get("dense_model") or bundled_minilm_path()
+        train_file, dev_file = data_dir / "mined_expanded.jsonl", data_dir / "dev_expanded.jsonl"
+        expand_key = key_of("expand", mine_key, file_digest(mined), config.expand_documents, expand_model,
+                            config.eval.get("dtype", "fp32"))
+        if stages.done("expand", expand_key) and train_file.is_file() and dev_file.is_file():
+            logger.info("expand: done before, skipped")
+        else:
+            from .expansion import expand_files
+
+            t = time.perf_counter()
+            summary = expand_files(data_dir / "train.jsonl", mined, data_dir / "dev.jsonl", train_file, dev_file,
+                                   config.beir, config.expand_documents, expand_model,
+                                   config.eval.get("dtype", "fp32"), config.train_split)
+            write_json(report / "expansion_summary.json", summary)
+            stages.mark("expand", expand_key, time.perf_counter() - t)
+        mine_key = key_of(mine_key, expand_key)
+
     # 3. training, resumed from its last checkpoint when the same training was interrupted
     model_dir = out / "model"
     train_options = {"seed": config.seed, **config.train}
@@ -280,8 +314,8 @@ def run_pipeline(config: PipelineConfig, config_path: str, until: str = "eval") 
                                       "another output_dir")
             where = ["--overwrite_output_dir", "true"]
         stages.started("train", train_key)
-        run_logged(["bash", str(REPO / "scripts" / "train.sh"), "--train_data", str(mined), "--output_dir",
-                    str(model_dir), *where, *(["--dev_file", str(data_dir / "dev.jsonl")] if dev else []),
+        run_logged(["bash", str(REPO / "scripts" / "train.sh"), "--train_data", str(train_file), "--output_dir",
+                    str(model_dir), *where, *(["--dev_file", str(dev_file)] if dev else []),
                     *to_argv(train_options)], report / "train.log", env)
         for name in ("dev_metrics.json", "trainer_state.json"):
             if (model_dir / name).is_file():
@@ -290,6 +324,8 @@ def run_pipeline(config: PipelineConfig, config_path: str, until: str = "eval") 
 
     # 4. evaluation on the test split; fusion weights tuned on the dev queries
     eval_options = {"first_stage": ["bm25", "dense"], "top_k": 100, **config.eval}
+    if config.expand_documents:
+        eval_options.update(expand_from=str(data_dir / "train.jsonl"), expand_per_pair=config.expand_documents)
     # The model files' times are in the key: a training that ran again (resumed, say) is evaluated again.
     eval_key = key_of("eval", train_key, eval_options, file_key(beir / "qrels" / f"{config.test_split}.tsv"),
                       [file_key(p) for p in sorted(model_dir.glob("*.safetensors")) + [model_dir / "config.json"]])

@@ -16,6 +16,7 @@ from conftest import ROOT, load_benchmark, write_jsonl
 from reranker import beir_train, fusion, pipeline
 from reranker import first_stage as fs
 from reranker.errors import ConfigError, DataError
+from reranker.expansion import PREFIX
 
 # Twelve topics: a query, its answer, and a near miss sharing words with it.
 TOPICS = [
@@ -72,10 +73,10 @@ def make_config(tmp_path, model, **changes):
     return path
 
 
-def ran(caplog) -> list[str]:
-    """The stages that ran (not skipped) in the captured log."""
+def ran(caplog, stages=("data", "mine", "train", "eval")) -> list[str]:
+    """The stages that ran (not skipped) in the captured log; "expand" runs only when a config asks for it."""
     skipped = {m.split(":")[0] for m in caplog.messages if "done before, skipped" in m}
-    return [s for s in pipeline.STAGES if s not in skipped]
+    return [s for s in stages if s not in skipped]
 
 
 def test_beir_training_records_and_dev_split(tmp_path):
@@ -170,6 +171,49 @@ def test_pipeline_end_to_end_skips_and_resumes(tiny_model_master, tmp_path, capl
     assert not any("continuing the interrupted run" in m for m in caplog.messages)
 
 
+def test_pipeline_document_expansion(tiny_model_master, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    beir = make_beir(tmp_path / "beir")
+    with open(beir / "qrels" / "train.tsv", "a") as handle:  # each answer judged by two training queries
+        handle.write("".join(f"q{i}\ta{(i + 1) % 9}\t1\n" for i in range(9)))
+    changes = {"train": {"max_steps": 2}, "eval": {"first_stage": ["bm25", "bm25_expanded"], "tune_hybrid": False}}
+    config = make_config(tmp_path, tiny_model_master, expand_documents=2, **changes)
+    out = tmp_path / "out"
+    result = pipeline.main([str(config)])
+    assert ran(caplog, pipeline.STAGES) == list(pipeline.STAGES)
+    summary = json.loads((out / "report" / "expansion_summary.json").read_text())
+    assert summary["train"]["expanded"] > 0 and summary["train"]["not_in_corpus"] == 0
+    assert summary["dev"]["queries"] == 3
+    queries = {r["_id"]: r["text"] for r in map(json.loads, (beir / "queries.jsonl").read_text().splitlines())}
+    dev = [json.loads(line) for line in (out / "data" / "dev_expanded.jsonl").read_text().splitlines()]
+    dev_texts = {queries[r["query_id"]] for r in dev}
+    mined = [json.loads(line) for line in (out / "data" / "mined_expanded.jsonl").read_text().splitlines()]
+
+    def asked(text):
+        return text.split(". ", 1)[0].removeprefix(PREFIX).split(" | ") if text.startswith(
+            PREFIX) else []
+
+    for row in mined:  # no query reads itself, and no dev query is anyone's question
+        for text in row["pos"] + row["neg"]:
+            assert row["query"] not in asked(text) and not dev_texts & set(asked(text))
+    assert any(asked(text) for row in mined for text in row["pos"])
+    assert not any(dev_texts & set(asked(c["text"])) for r in dev for c in r["candidates"])
+    log = (out / "report" / "train.log").read_text()
+    assert "mined_expanded.jsonl" in log and "dev_expanded.jsonl" in log
+    systems = [r["system"] for r in result["results"]["results"]]
+    assert systems == ["bm25", "bm25 > model", "bm25 > model + fusion", "bm25_expanded", "bm25_expanded > model",
+                       "bm25_expanded > model + fusion"]
+    assert "--expand_from" in (out / "report" / "eval.log").read_text()
+
+    caplog.clear()
+    pipeline.main([str(config)])
+    assert ran(caplog, pipeline.STAGES) == []
+    # Another number of questions: expanded, trained and evaluated again; the data and the mining are kept.
+    caplog.clear()
+    pipeline.main([str(make_config(tmp_path, tiny_model_master, expand_documents=1, **changes))])
+    assert ran(caplog, pipeline.STAGES) == ["expand", "train", "eval"]
+
+
 def test_failed_stage_exits_1_and_is_not_stamped(tiny_model_master, tmp_path):
     config = make_config(tmp_path, tiny_model_master, mine={"range_for_sampling": "9-3"},
                          train={"max_steps": 1}, eval={"first_stage": ["bm25"]})
@@ -196,6 +240,10 @@ def test_failed_stage_exits_1_and_is_not_stamped(tiny_model_master, tmp_path):
     ({"eval": {"depth_curve": [10, 100]}}, r"eval.depth_curve depths must be integers from 1 to top_k - 1 \(99\), "
                                            r"got \[100\]"),
     ({"eval": {"top_k": 20, "depth_curve": [30]}}, r"from 1 to top_k - 1 \(19\)"),
+    ({"expand_documents": -1}, "expand_documents must be 0 \\(off\\) or a positive integer, got -1"),
+    ({"expand_documents": True}, "expand_documents must be 0 \\(off\\) or a positive integer, got True"),
+    ({"expand_documents": 2, "dev_queries": 0}, "expand_documents needs dev_queries > 0"),
+    ({"eval": {"expand_from": "x"}}, "eval.expand_from is set by the pipeline"),
 ])
 def test_config_errors(tmp_path, tiny_model_master, change, message):
     path = make_config(tmp_path, tiny_model_master)
