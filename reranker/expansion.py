@@ -7,8 +7,8 @@ votes they lift it from 0.350 to 0.404 nDCG@10 on dev, but a student that only r
 take that in from a few hundred steps. Written into the document's text, the same knowledge becomes a text match
 the cross-encoder is good at: is this query like the questions this document answered?
 
-Leakage: a training query never sees itself among its documents' questions (`exclude`); the expansion source is
-the training file only, so dev and test queries are in none of the texts.
+Leakage: a training query never sees itself among its documents' questions (`Expansion.own`); the expansion's
+source is the training file only, so dev and test queries are in none of the texts.
 """
 
 from __future__ import annotations
@@ -96,10 +96,11 @@ class Expansion:
         return cls(ids, texts, vectors, by_doc, per_pair, max_words)
 
     def own(self, query_id: str | None, query: str | None = None) -> frozenset[int]:
-        """The expansion's entries for a training query itself: by its id, and any training query of the same
-        text (a record without an id, or the same question filed twice, must not read its own labels either)."""
-        keys = [("id", query_id)] + ([("text", " ".join(query.split()))] if query else [])
-        return frozenset(i for key in keys for i in self._by_key.get(key, ()))
+        """The expansion's entries for a training query itself, so that it never reads its own labels: by its id,
+        or, for a record without one, by its text. A twin filed under another id (nfcorpus files some query
+        texts twice) is another training query with labels of its own: a test query reads it too."""
+        key = ("id", query_id) if query_id is not None else ("text", " ".join((query or "").split()))
+        return frozenset(self._by_key.get(key, ()))
 
     def questions(self, query_vector: np.ndarray, doc_ids: str | tuple[str, ...],
                   exclude: frozenset[int] = frozenset()) -> list[str]:
@@ -174,7 +175,8 @@ def expand_dev(path: str, out_path: str, expansion: Expansion, embedder) -> dict
     vectors = _encode_queries(rows, embedder)
     counts = {"queries": len(rows), "candidates": 0, "expanded": 0}
     for row, vector in zip(rows, vectors, strict=True):
-        own = expansion.own(str(row.get("query_id")), row["query"])  # none for a carved dev query; checked anyway
+        # A carved dev query is in no training file, so this finds nothing; checked all the same.
+        own = expansion.own(str(row["query_id"]) if row.get("query_id") is not None else None, row["query"])
         for cand in row["candidates"]:
             new = expansion.text(vector, str(cand["id"]), cand["text"], exclude=own)
             counts["candidates"] += 1
@@ -200,14 +202,14 @@ class PairTexts:
 
 
 def expand_files(train_file, mined, dev, mined_out, dev_out, corpus_folder: str, per_pair: int, model: str,
-                 dtype: str, split: str = "train") -> dict:
+                 dtype: str, split: str = "train", pooling: str | None = None) -> dict:
     """The pipeline's expand stage: the mined groups (each query's own id left out of its documents' questions)
     and the dev candidates, expanded from the training file's queries."""
     from .arguments import _pooling_of
     from .beir import load_beir
     from .embed import Embedder
 
-    embedder = Embedder(model, pooling=_pooling_of(model), dtype=dtype)
+    embedder = Embedder(model, pooling=pooling or _pooling_of(model), dtype=dtype)
     expansion = Expansion.from_train_file(str(train_file), embedder, per_pair=per_pair)
     summary = {"questions_per_document": per_pair, "training_queries": len(expansion.query_ids),
                "documents_with_questions": len(expansion.by_doc)}

@@ -274,7 +274,7 @@ def run_pipeline(config: PipelineConfig, config_path: str, until: str = "eval") 
                 "dev_qrels": str(data_dir / "dev_qrels.tsv") if dev else None, "seconds": stages.seconds()}
 
     # 2b. document expansion: the mined groups and the dev candidates as the reranker will read them
-    train_file, dev_file = mined, data_dir / "dev.jsonl"
+    train_file, dev_file, train_input_key = mined, data_dir / "dev.jsonl", mine_key
     if config.expand_documents:
         from .arguments import bundled_minilm_path
 
@@ -282,7 +282,7 @@ def run_pipeline(config: PipelineConfig, config_path: str, until: str = "eval") 
         expand_model = config.eval.get("dense_model") or bundled_minilm_path()
         train_file, dev_file = data_dir / "mined_expanded.jsonl", data_dir / "dev_expanded.jsonl"
         expand_key = key_of("expand", mine_key, file_digest(mined), config.expand_documents, expand_model,
-                            config.eval.get("dtype", "fp32"))
+                            config.eval.get("dense_pooling"), config.eval.get("dtype", "fp32"))
         if stages.done("expand", expand_key) and train_file.is_file() and dev_file.is_file():
             logger.info("expand: done before, skipped")
         else:
@@ -291,15 +291,16 @@ def run_pipeline(config: PipelineConfig, config_path: str, until: str = "eval") 
             t = time.perf_counter()
             summary = expand_files(data_dir / "train.jsonl", mined, data_dir / "dev.jsonl", train_file, dev_file,
                                    config.beir, config.expand_documents, expand_model,
-                                   config.eval.get("dtype", "fp32"), config.train_split)
+                                   config.eval.get("dtype", "fp32"), config.train_split,
+                                   config.eval.get("dense_pooling"))
             write_json(report / "expansion_summary.json", summary)
             stages.mark("expand", expand_key, time.perf_counter() - t)
-        mine_key = key_of(mine_key, expand_key)
+        train_input_key = key_of(mine_key, expand_key)
 
     # 3. training, resumed from its last checkpoint when the same training was interrupted
     model_dir = out / "model"
     train_options = {"seed": config.seed, **config.train}
-    train_key = key_of("train", mine_key, train_options, dev)
+    train_key = key_of("train", train_input_key, train_options, dev)
     if stages.done("train", train_key) and (model_dir / "config.json").is_file():
         logger.info("train: done before, skipped")
     else:

@@ -42,11 +42,13 @@ def test_questions_ranked_by_cosine_capped_and_own_left_out():
     sims = {i: float(exp.vectors[i] @ near_q1) for i in (0, 1, 2, 4)}
     expected = [exp.query_texts[i] for i in sorted(sims, key=lambda i: -sims[i])[:2]]
     assert exp.questions(near_q1, "d1") == expected
-    # A training query never reads itself, by id, nor another query filed with the same text (q0 and q3).
-    own = exp.own("q0", "cats  and dogs")
-    assert own == frozenset({0, 3})
-    assert "cats and dogs" not in exp.questions(unit(1, 0, 0), "d2", own)
-    assert exp.questions(unit(1, 0, 0), "d2", own) == ["dogs at night"]
+    # A training query never reads itself: by id, or by text for a record without one (both of q0 and q3 then).
+    # A twin under another id is another query: q0 reads q3.
+    assert exp.own("q0", "cats and dogs") == frozenset({0})
+    assert exp.own(None, "cats  and dogs") == frozenset({0, 3})
+    assert exp.questions(unit(1, 0, 0), "d2", exp.own("q3")) == ["dogs at night"]
+    assert exp.questions(unit(1, 0, 0), "d2", exp.own(None, "cats and dogs")) == ["dogs at night"]
+    assert exp.questions(unit(1, 0, 0), "d2", exp.own("q0")) == ["cats and dogs", "dogs at night"]
     assert exp.questions(unit(0, 0, 1), "d3", exp.own("q2")) == []  # its only question was its own
     # Several ids filed under one text pool their questions, each once.
     pooled = hand_expansion(per_pair=9).questions(unit(1, 0, 0), ("d1", "d2"))
