@@ -206,7 +206,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                           config.test_split, "--first_stage", "bm25", "--top_k", str(top_k), "--max_queries",
                           str(max_queries), "--dtype", "bf16" if shared["bf16"] else "fp32",
                           "--rerank_max_length", str(shared["query_max_len"] + shared["passage_max_len"]),
-                          "--batch_size", "32", "--output_dir", str(work / "eval")])
+                          "--batch_size", "32", "--output_dir", str(work / "eval"),
+                          # With document expansion all three trained on the expanded file, so all three read it.
+                          *(["--expand_from", prepared["expand_from"], "--expand_per_pair",
+                             str(config.expand_documents)] if prepared["expand_from"] else [])])
     logger.info("Evaluation: %.0f s", time.perf_counter() - t)
     table = []
     for row in rows:

@@ -231,7 +231,8 @@ def latest_checkpoint(model_dir: Path) -> Path | None:
 
 
 def run_pipeline(config: PipelineConfig, config_path: str, until: str = "eval") -> dict:
-    """Run the stages up to and including `until` (benchmarks/compare_peers.py stops after "mine")."""
+    """Run the stages up to and including `until` (benchmarks/compare_peers.py stops after "mine", and the
+    expansion where the config asks for it)."""
     out = Path(config.output_dir)
     report = out / "report"
     stages = Stages(out)
@@ -269,10 +270,6 @@ def run_pipeline(config: PipelineConfig, config_path: str, until: str = "eval") 
                     *to_argv(mine_options)], report / "mine.log", env)
         shutil.copyfile(mined.with_name("mined.summary.json"), report / "mining_summary.json")
         stages.mark("mine", mine_key, time.perf_counter() - t)
-    if until == "mine":
-        return {"train_file": str(mined), "dev_file": str(data_dir / "dev.jsonl") if dev else None,
-                "dev_qrels": str(data_dir / "dev_qrels.tsv") if dev else None, "seconds": stages.seconds()}
-
     # 2b. document expansion: the mined groups and the dev candidates as the reranker will read them
     train_file, dev_file, train_input_key = mined, data_dir / "dev.jsonl", mine_key
     if config.expand_documents:
@@ -296,6 +293,10 @@ def run_pipeline(config: PipelineConfig, config_path: str, until: str = "eval") 
             write_json(report / "expansion_summary.json", summary)
             stages.mark("expand", expand_key, time.perf_counter() - t)
         train_input_key = key_of(mine_key, expand_key)
+    if until == "mine":  # the training data as our own training would read it: expanded where the config says so
+        return {"train_file": str(train_file), "dev_file": str(dev_file) if dev else None,
+                "dev_qrels": str(data_dir / "dev_qrels.tsv") if dev else None, "seconds": stages.seconds(),
+                "expand_from": str(data_dir / "train.jsonl") if config.expand_documents else None}
 
     # 3. training, resumed from its last checkpoint when the same training was interrupted
     model_dir = out / "model"

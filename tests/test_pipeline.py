@@ -210,8 +210,14 @@ def test_pipeline_document_expansion(tiny_model_master, tmp_path, caplog):
     assert ran(caplog, pipeline.STAGES) == []
     # Another number of questions: expanded, trained and evaluated again; the data and the mining are kept.
     caplog.clear()
-    pipeline.main([str(make_config(tmp_path, tiny_model_master, expand_documents=1, **changes))])
+    config = make_config(tmp_path, tiny_model_master, expand_documents=1, **changes)
+    pipeline.main([str(config)])
     assert ran(caplog, pipeline.STAGES) == ["expand", "train", "eval"]
+    # benchmarks/compare_peers.py trains every system on what our training reads: the expanded files.
+    prepared = pipeline.run_pipeline(pipeline.PipelineConfig.load(str(config)), str(config), until="mine")
+    assert prepared["train_file"] == str(out / "data" / "mined_expanded.jsonl")
+    assert prepared["dev_file"] == str(out / "data" / "dev_expanded.jsonl")
+    assert prepared["expand_from"] == str(out / "data" / "train.jsonl")
 
 
 def test_failed_stage_exits_1_and_is_not_stamped(tiny_model_master, tmp_path):
