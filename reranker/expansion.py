@@ -36,8 +36,10 @@ def read_training_queries(path: str) -> tuple[list[str], list[str], dict[str, np
             if key not in row:
                 raise DataError(path, "missing: expansion needs each training query's id, text and judged document "
                                       "ids", line=line, field=key)
-        if not isinstance(row["query"], str) or not isinstance(row["pos_ids"], list):
-            raise DataError(path, "expected a string query and a list of pos_ids", line=line, field="query")
+        if not isinstance(row["query"], str):
+            raise DataError(path, "expected a string", line=line, field="query")
+        if not isinstance(row["pos_ids"], list):
+            raise DataError(path, "expected a list of document ids", line=line, field="pos_ids")
         qid = str(row["query_id"])
         if qid in seen:
             raise DataError(path, f"query id {qid!r} appears twice", line=line, field="query_id")

@@ -69,6 +69,9 @@ def test_training_file_errors_name_file_line_and_field(tmp_path):
                                                                            "pos_ids": []}])
     with pytest.raises(DataError, match=r"train.jsonl:2 field .query_id.: query id .a. appears twice"):
         read_training_queries(str(path))
+    write_jsonl(path, [{"query_id": "a", "query": "x", "pos_ids": "d"}])
+    with pytest.raises(DataError, match=r"train.jsonl:1 field .pos_ids.: expected a list of document ids"):
+        read_training_queries(str(path))
 
 
 def small_world(tmp_path):
