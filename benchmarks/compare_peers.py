@@ -209,7 +209,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                           "--batch_size", "32", "--output_dir", str(work / "eval"),
                           # With document expansion all three trained on the expanded file, so all three read it.
                           *(["--expand_from", prepared["expand_from"], "--expand_per_pair",
-                             str(config.expand_documents)] if prepared["expand_from"] else [])])
+                             str(config.expand_documents),
+                             # the embedder that picked the training texts' questions picks these too
+                             *to_argv({k: config.eval.get(k) for k in ("dense_model", "dense_pooling")})]
+                            if prepared["expand_from"] else [])])
     logger.info("Evaluation: %.0f s", time.perf_counter() - t)
     table = []
     for row in rows:

@@ -34,9 +34,10 @@ logger = logging.getLogger("paired_test")
 
 def paired_randomization(first: np.ndarray, second: np.ndarray, flips: int = 10_000, seed: int = 0) -> dict:
     """Mean of second - first, queries up and down, and the two-sided p of the sign-flip test."""
-    diff = np.asarray(second, dtype=np.float64) - np.asarray(first, dtype=np.float64)
-    if diff.shape != np.asarray(first).shape or diff.ndim != 1 or not len(diff):
+    first, second = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
+    if first.shape != second.shape or first.ndim != 1 or not len(first):
         raise ValueError("two equal-length, non-empty lists of per-query values are needed")
+    diff = second - first
     signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(flips, len(diff)))
     observed = abs(diff.mean())
     # A small tolerance: flips equal to the observed mean must count despite float rounding.

@@ -77,7 +77,8 @@ class EvalArguments:
         metadata={"help": "Document expansion for models trained with it (pipeline option expand_documents): a "
                           "training file (query_id, query, pos_ids per line; the pipeline's data/train.jsonl). Before "
                           "each document the reranker reads the training queries that judged it, those most like "
-                          "the query first. BM25 and the embedder still see the plain corpus."},
+                          "the query first. The first stages bm25, dense and hybrid still see the plain corpus; "
+                          "bm25_expanded indexes each document with all its training queries."},
     )
     expand_per_pair: int = field(default=3, metadata={"help": "With --expand_from: questions per document."})
     bm25_k1: float = field(default=1.2, metadata={"help": "BM25 k1."})

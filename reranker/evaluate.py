@@ -40,9 +40,8 @@ def base_runs(data: BeirData, args: EvalArguments, needed: set[str]) -> dict[str
         runs["bm25"] = fs.cached_run(args.cache_dir, data, settings,
                                      lambda: fs.bm25_run(data, depth, args.bm25_k1, args.bm25_b), depth)
     if "bm25_expanded" in needed:
-        from .expansion import check_no_overlap, expanded_corpus, read_training_queries
+        from .expansion import expanded_corpus  # the scored queries were checked against it (evaluate_beir)
 
-        check_no_overlap(data.queries, read_training_queries(args.expand_from)[0], data.name)
         settings = {"kind": "bm25_expanded", "k1": args.bm25_k1, "b": args.bm25_b, "depth": depth,
                     "expand_from": file_digest(args.expand_from)}
         runs["bm25_expanded"] = fs.cached_run(args.cache_dir, data, settings, lambda: fs.bm25_run(
@@ -163,12 +162,20 @@ def pair_texts(args: EvalArguments, data: BeirData, dev: BeirData | None) -> tup
 
     embedder = Embedder(args.dense_model, pooling=args.dense_pooling, dtype=args.dtype)
     expansion = Expansion.from_train_file(args.expand_from, embedder, per_pair=args.expand_per_pair)
-    return (PairTexts(expansion, embedder, data), PairTexts(expansion, embedder, dev) if dev is not None else None)
+    return (PairTexts(expansion, embedder, data, f"{data.name} ({args.split} split)"),
+            PairTexts(expansion, embedder, dev, f"--dev_qrels {args.dev_qrels}") if dev is not None else None)
 
 
 def evaluate_beir(data: BeirData, dev: BeirData | None, user_runs: dict[str, fs.Run], rerankers: dict,
                   args: EvalArguments, runs_out: dict[str, tuple[fs.Run, str]]) -> list[dict]:
     logger.info("%s: %d judged queries, %d documents", data.name, len(data.queries), len(data.corpus))
+    if args.expand_from:  # before anything is retrieved: a scored query must not read its own labels
+        from .expansion import check_no_overlap, read_training_queries
+
+        sources = read_training_queries(args.expand_from)[0]
+        check_no_overlap(data.queries, sources, f"{data.name} ({args.split} split)")
+        if dev is not None:
+            check_no_overlap(dev.queries, sources, f"--dev_qrels {args.dev_qrels}")
     hybrid_weight, hybrid_dev = args.hybrid_bm25_weight, None
     dev_base = base_runs(dev, args, needed_base(args)) if dev is not None else None
     if "hybrid" in args.first_stage and args.tune_hybrid:

@@ -173,7 +173,14 @@ def expand_dev(path: str, out_path: str, expansion: Expansion, embedder) -> dict
     """run.py's dev file (query, candidates with ids) with every candidate expanded."""
     from .files import atomic_write
 
-    rows = [row for _, row in iter_jsonl(path)]
+    rows = []
+    for line, row in iter_jsonl(path):
+        if not isinstance(row.get("query"), str):
+            raise DataError(path, "missing or not a string", line=line, field="query")
+        if not isinstance(row.get("candidates"), list) or not all(
+                isinstance(c, dict) and "id" in c and isinstance(c.get("text"), str) for c in row["candidates"]):
+            raise DataError(path, "expected a list of {id, text} objects", line=line, field="candidates")
+        rows.append(row)
     vectors = _encode_queries(rows, embedder)
     counts = {"queries": len(rows), "candidates": 0, "expanded": 0}
     for row, vector in zip(rows, vectors, strict=True):
@@ -192,8 +199,8 @@ def expand_dev(path: str, out_path: str, expansion: Expansion, embedder) -> dict
 class PairTexts:
     """(query id, document id) -> the document's text as the reranker reads it, for one BEIR split's queries."""
 
-    def __init__(self, expansion: Expansion, embedder, data):
-        check_no_overlap(data.queries, expansion.query_ids, data.name)
+    def __init__(self, expansion: Expansion, embedder, data, where: str | None = None):
+        check_no_overlap(data.queries, expansion.query_ids, where or data.name)
         self.expansion, self.corpus = expansion, data.corpus
         qids = list(data.queries)
         vectors = embedder.encode([data.queries[q] for q in qids], max_length=64, desc="Encoding queries")

@@ -93,6 +93,9 @@ class PipelineConfig:
                 self.expand_documents < 0:
             raise ConfigError(f"{path}: expand_documents must be 0 (off) or a positive integer, got "
                               f"{self.expand_documents!r}")
+        if "bm25_expanded" in (self.eval.get("first_stage") or []) and not self.expand_documents:
+            raise ConfigError(f"{path}: eval.first_stage bm25_expanded indexes documents with their training "
+                              "queries: set expand_documents")
         if self.expand_documents and not self.dev_queries:
             # The dev queries are the only ones in no document's expansion: without them no figure says whether
             # reading the questions helps before the test split is scored.
@@ -278,8 +281,14 @@ def run_pipeline(config: PipelineConfig, config_path: str, until: str = "eval") 
         # The eval's embedder picks the questions there, so it picks them here too.
         expand_model = config.eval.get("dense_model") or bundled_minilm_path()
         train_file, dev_file = data_dir / "mined_expanded.jsonl", data_dir / "dev_expanded.jsonl"
-        expand_key = key_of("expand", mine_key, file_digest(mined), config.expand_documents, expand_model,
-                            config.eval.get("dense_pooling"), config.eval.get("dtype", "fp32"))
+        from .embed_cache import model_fingerprint
+        from .precision import resolve_dtype
+
+        # What decides the training texts; the dev file is keyed apart, so that a change of dev_depth alone
+        # rewrites dev_expanded.jsonl without retraining (as without expansion).
+        settings = [file_digest(mined), config.expand_documents, model_fingerprint(expand_model),
+                    config.eval.get("dense_pooling"), resolve_dtype(config.eval.get("dtype", "fp32"), "eval.dtype")]
+        expand_key = key_of("expand", mine_key, settings, file_digest(data_dir / "dev.jsonl"))
         if stages.done("expand", expand_key) and train_file.is_file() and dev_file.is_file():
             logger.info("expand: done before, skipped")
         else:
@@ -292,7 +301,7 @@ def run_pipeline(config: PipelineConfig, config_path: str, until: str = "eval") 
                                    config.eval.get("dense_pooling"))
             write_json(report / "expansion_summary.json", summary)
             stages.mark("expand", expand_key, time.perf_counter() - t)
-        train_input_key = key_of(mine_key, expand_key)
+        train_input_key = key_of(mine_key, settings)
     if until == "mine":  # the training data as our own training would read it: expanded where the config says so
         return {"train_file": str(train_file), "dev_file": str(dev_file) if dev else None,
                 "dev_qrels": str(data_dir / "dev_qrels.tsv") if dev else None, "seconds": stages.seconds(),

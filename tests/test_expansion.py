@@ -110,6 +110,10 @@ def test_expanded_training_groups_never_hold_their_own_query(tmp_path, tiny_mode
                                                                {"id": "d9", "text": "unjudged", "score": 1.0}]}])
     assert expand_dev(str(dev), str(tmp_path / "dev_out.jsonl"), exp, embedder) == {
         "queries": 1, "candidates": 2, "expanded": 1}
+    bad = write_jsonl(tmp_path / "bad_dev.jsonl", [{"query": "pears", "candidates": [{"text": "no id"}]}])
+    with pytest.raises(DataError, match=r"bad_dev.jsonl:1 field .candidates.: expected a list of \{id, text\}"):
+        expand_dev(str(bad), str(tmp_path / "never.jsonl"), exp, embedder)
+    assert not (tmp_path / "never.jsonl").exists()
     cands = json.loads((tmp_path / "dev_out.jsonl").read_text())["candidates"]
     assert cands[0]["text"].startswith(PREFIX) and cands[0]["text"].endswith(corpus["d1"])
     assert cands[1]["text"] == "unjudged"
@@ -153,21 +157,34 @@ def test_eval_reads_expanded_documents_and_ranks_bm25_over_them(tmp_path, tiny_m
     by = {r["system"]: r for r in rows}
     # BM25 ranks d2 (it shares "vitamin") above d1; over documents and their questions d1 comes first.
     assert by["bm25"]["nDCG@10"] < 1.0 and by["bm25_expanded"]["nDCG@10"] == pytest.approx(1.0)
-    texts = dict(recorder.pairs)
-    assert set(texts) == {"oranges vitamin"}
     read = {p[1] for p in recorder.pairs}
     assert f"{PREFIX}vitamin c in oranges. ascorbic acid content of citrus" in read
     assert "vitamin pills sold in shops" in read  # judged by no training query: as it is
     assert expanded_corpus({"d1": "x", "d9": "y"}, str(train)) == {"d1": "x vitamin c in oranges", "d9": "y"}
 
-    # A scored query among the expansion's sources would read its own labels: refused.
+    # The bm25_expanded run is cached by its training file's content: another file is not served the first's run.
+    cached = {"datasets": [str(folder)], "first_stage": ["bm25_expanded"], "top_k": 3, "cache_dir": str(tmp_path),
+              "dense_model": str(tiny_model_master), "dense_pooling": "mean"}
+    first, _ = evaluate.evaluate(EvalArguments(**cached, expand_from=str(train)), {})
+    other = write_jsonl(tmp_path / "other.jsonl", [{"query_id": "t1", "query": "vitamin c in oranges",
+                                                    "pos_ids": ["d3"]}])
+    second, _ = evaluate.evaluate(EvalArguments(**cached, expand_from=str(other)), {})
+    assert first[0]["nDCG@10"] == pytest.approx(1.0) and second[0]["nDCG@10"] < 1.0
+
+    # A scored query among the expansion's sources would read its own labels: refused, test or dev query alike.
     leaky = write_jsonl(tmp_path / "leaky.jsonl", [{"query_id": "x1", "query": "oranges vitamin",
                                                     "pos_ids": ["d1"]}])
     for stages in (["bm25"], ["bm25_expanded"]):
-        with pytest.raises(DataError, match="x1.*their own labels"):
+        with pytest.raises(DataError, match=r"beir \(test split\).*'x1'.*their own labels"):
             evaluate.evaluate(EvalArguments(datasets=[str(folder)], first_stage=stages, top_k=3,
                                             expand_from=str(leaky), dense_model=str(tiny_model_master),
                                             dense_pooling="mean", cache_dir="none"), {"model": Recorder()})
+    dev_qrels = tmp_path / "dev_qrels.tsv"
+    dev_qrels.write_text("query-id\tcorpus-id\tscore\nt2\td3\t1\n")  # t2 is one of the training file's queries
+    with pytest.raises(DataError, match=r"--dev_qrels .*dev_qrels.tsv.*'t2'.*their own labels"):
+        evaluate.evaluate(EvalArguments(datasets=[str(folder)], first_stage=["bm25"], top_k=3, expand_from=str(train),
+                                        dev_qrels=str(dev_qrels), dense_model=str(tiny_model_master),
+                                        dense_pooling="mean", cache_dir="none"), {"model": Recorder()})
     data = load_beir(folder, "test")
     with pytest.raises(DataError, match="their own labels"):
         PairTexts(Expansion.from_train_file(str(leaky), Embedder(str(tiny_model_master), pooling="mean")), None,

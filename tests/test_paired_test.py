@@ -15,8 +15,9 @@ def test_sign_flips_by_hand():
     # Up on one query, down as much on another: mean 0, p = 1.
     same = tool.paired_randomization([0.0, 1.0], [1.0, 0.0])
     assert (same["up"], same["down"], same["p"]) == (1, 1, 1.0)
-    with pytest.raises(ValueError, match="equal-length"):
-        tool.paired_randomization([1.0], [1.0, 2.0])
+    for first, second in (([1.0], [1.0, 2.0]), ([1.0, 2.0], [1.0]), ([], [])):
+        with pytest.raises(ValueError, match="equal-length, non-empty"):
+            tool.paired_randomization(first, second)
 
 
 def test_two_run_files(tmp_path):

@@ -208,9 +208,15 @@ def test_pipeline_document_expansion(tiny_model_master, tmp_path, caplog):
     caplog.clear()
     pipeline.main([str(config)])
     assert ran(caplog, pipeline.STAGES) == []
+    # Another dev depth: the dev candidates are expanded again (never stale), the training data is not retrained.
+    caplog.clear()
+    pipeline.main([str(make_config(tmp_path, tiny_model_master, expand_documents=2, dev_depth=4, **changes))])
+    assert ran(caplog, pipeline.STAGES) == ["data", "expand"]
+    dev = [json.loads(line) for line in (out / "data" / "dev_expanded.jsonl").read_text().splitlines()]
+    assert all(len(r["candidates"]) == 4 for r in dev)
     # Another number of questions: expanded, trained and evaluated again; the data and the mining are kept.
     caplog.clear()
-    config = make_config(tmp_path, tiny_model_master, expand_documents=1, **changes)
+    config = make_config(tmp_path, tiny_model_master, expand_documents=1, dev_depth=4, **changes)
     pipeline.main([str(config)])
     assert ran(caplog, pipeline.STAGES) == ["expand", "train", "eval"]
     # benchmarks/compare_peers.py trains every system on what our training reads: the expanded files.
@@ -250,6 +256,7 @@ def test_failed_stage_exits_1_and_is_not_stamped(tiny_model_master, tmp_path):
     ({"expand_documents": True}, "expand_documents must be 0 \\(off\\) or a positive integer, got True"),
     ({"expand_documents": 2, "dev_queries": 0}, "expand_documents needs dev_queries > 0"),
     ({"eval": {"expand_from": "x"}}, "eval.expand_from is set by the pipeline"),
+    ({"eval": {"first_stage": ["bm25_expanded"]}}, "eval.first_stage bm25_expanded .* set expand_documents"),
 ])
 def test_config_errors(tmp_path, tiny_model_master, change, message):
     path = make_config(tmp_path, tiny_model_master)
