@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -28,8 +27,6 @@ from reranker import cli  # noqa: E402
 from reranker.beir import load_beir  # noqa: E402
 from reranker.first_stage import read_run  # noqa: E402
 from reranker.metrics import per_query_metrics  # noqa: E402
-
-logger = logging.getLogger("paired_test")
 
 
 def paired_randomization(first: np.ndarray, second: np.ndarray, flips: int = 10_000, seed: int = 0) -> dict:

@@ -97,11 +97,11 @@ class Expansion:
                     path, len(ids), len(by_doc), sum(len(v) for v in by_doc.values()) / max(len(by_doc), 1))
         return cls(ids, texts, vectors, by_doc, per_pair, max_words)
 
-    def own(self, query_id: str | None, query: str | None = None) -> frozenset[int]:
+    def own(self, query_id, query: str | None = None) -> frozenset[int]:
         """The expansion's entries for a training query itself, so that it never reads its own labels: by its id,
         or, for a record without one, by its text. A twin filed under another id (nfcorpus files some query
         texts twice) is another training query with labels of its own: a test query reads it too."""
-        key = ("id", query_id) if query_id is not None else ("text", " ".join((query or "").split()))
+        key = ("id", str(query_id)) if query_id is not None else ("text", " ".join((query or "").split()))
         return frozenset(self._by_key.get(key, ()))
 
     def questions(self, query_vector: np.ndarray, doc_ids: str | tuple[str, ...],
@@ -129,6 +129,13 @@ class Expansion:
         return f"{PREFIX}{' | '.join(asked)}. {doc_text}" if asked else doc_text
 
 
+def _write_rows(path: str, rows: list[dict]) -> None:
+    from .files import atomic_write
+
+    with atomic_write(path) as handle:
+        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
 def _encode_queries(rows: list[dict], embedder) -> np.ndarray:
     return embedder.encode([str(r["query"]) for r in rows], max_length=64, desc="Encoding queries")
 
@@ -136,8 +143,6 @@ def _encode_queries(rows: list[dict], embedder) -> np.ndarray:
 def expand_groups(path: str, out_path: str, expansion: Expansion, embedder, corpus: dict[str, str]) -> dict:
     """A mined training file (query, pos, neg texts) with every passage expanded. Passages are matched to their
     document by text; each query's own id is left out of its documents' questions."""
-    from .files import atomic_write
-
     by_text: dict[str, tuple[str, ...]] = {}
     for did, text in corpus.items():
         by_text[text] = (*by_text.get(text, ()), did)
@@ -150,7 +155,7 @@ def expand_groups(path: str, out_path: str, expansion: Expansion, embedder, corp
     counts = {"records": len(rows), "passages": 0, "expanded": 0, "not_in_corpus": 0,
               "corpus_texts_filed_under_several_ids": sum(len(v) > 1 for v in by_text.values())}
     for row, vector in zip(rows, vectors, strict=True):
-        own = expansion.own(str(row["query_id"]) if row.get("query_id") is not None else None, row["query"])
+        own = expansion.own(row.get("query_id"), row["query"])
         for key in ("pos", "neg"):
             out = []
             for text in row.get(key, []):
@@ -164,15 +169,12 @@ def expand_groups(path: str, out_path: str, expansion: Expansion, embedder, corp
                 counts["expanded"] += new != text
                 out.append(new)
             row[key] = out
-    with atomic_write(out_path) as handle:
-        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    _write_rows(out_path, rows)
     return counts
 
 
 def expand_dev(path: str, out_path: str, expansion: Expansion, embedder) -> dict:
     """run.py's dev file (query, candidates with ids) with every candidate expanded."""
-    from .files import atomic_write
-
     rows = []
     for line, row in iter_jsonl(path):
         if not isinstance(row.get("query"), str):
@@ -185,14 +187,13 @@ def expand_dev(path: str, out_path: str, expansion: Expansion, embedder) -> dict
     counts = {"queries": len(rows), "candidates": 0, "expanded": 0}
     for row, vector in zip(rows, vectors, strict=True):
         # A carved dev query is in no training file, so this finds nothing; checked all the same.
-        own = expansion.own(str(row["query_id"]) if row.get("query_id") is not None else None, row["query"])
+        own = expansion.own(row.get("query_id"), row["query"])
         for cand in row["candidates"]:
             new = expansion.text(vector, str(cand["id"]), cand["text"], exclude=own)
             counts["candidates"] += 1
             counts["expanded"] += new != cand["text"]
             cand["text"] = new
-    with atomic_write(out_path) as handle:
-        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    _write_rows(out_path, rows)
     return counts
 
 

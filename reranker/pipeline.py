@@ -277,13 +277,12 @@ def run_pipeline(config: PipelineConfig, config_path: str, until: str = "eval") 
     train_file, dev_file, train_input_key = mined, data_dir / "dev.jsonl", mine_key
     if config.expand_documents:
         from .arguments import bundled_minilm_path
+        from .embed_cache import model_fingerprint
+        from .precision import resolve_dtype
 
         # The eval's embedder picks the questions there, so it picks them here too.
         expand_model = config.eval.get("dense_model") or bundled_minilm_path()
         train_file, dev_file = data_dir / "mined_expanded.jsonl", data_dir / "dev_expanded.jsonl"
-        from .embed_cache import model_fingerprint
-        from .precision import resolve_dtype
-
         # What decides the training texts; the dev file is keyed apart, so that a change of dev_depth alone
         # rewrites dev_expanded.jsonl without retraining (as without expansion).
         settings = [file_digest(mined), config.expand_documents, model_fingerprint(expand_model),

@@ -46,6 +46,8 @@ def test_questions_ranked_by_cosine_capped_and_own_left_out():
     # A twin under another id is another query: q0 reads q3.
     assert exp.own("q0", "cats and dogs") == frozenset({0})
     assert exp.own(None, "cats  and dogs") == frozenset({0, 3})
+    # Ids are read as strings from the training file; a mined record's numeric id matches them.
+    assert Expansion(["7"], ["x"], np.ones((1, 3), dtype=np.float32), {"d": np.array([0])}).own(7) == frozenset({0})
     assert exp.questions(unit(1, 0, 0), "d2", exp.own("q3")) == ["dogs at night"]
     assert exp.questions(unit(1, 0, 0), "d2", exp.own(None, "cats and dogs")) == ["dogs at night"]
     assert exp.questions(unit(1, 0, 0), "d2", exp.own("q0")) == ["cats and dogs", "dogs at night"]
