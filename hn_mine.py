@@ -1,30 +1,16 @@
-"""Mine hard negatives for {query, pos} records with a bge-style embedder and faiss (or BM25)."""
+#!/usr/bin/env python
+"""Mine hard negatives.
 
-from __future__ import annotations
+A thin shim; the installed command is `reranker-mine`, the code reranker/cli/mine.py.
+"""
 
-import json
-import logging
 import sys
+from pathlib import Path
 
-from reranker import cli, dist
-from reranker.arguments import EmbedArguments, MineArguments
-from reranker.mine import mine, summary_path
+# Run from a checkout without installing: the checkout's own package comes first.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-logger = logging.getLogger("reranker.hn_mine")
-
-
-def main(argv: list[str] | None = None) -> dict | None:
-    cli.setup_logging()
-    embed_args, mine_args = cli.parse((EmbedArguments, MineArguments), argv)
-    try:
-        summary = mine(embed_args, mine_args)
-    finally:
-        dist.destroy()
-    if summary is not None:
-        logger.info("Wrote %s; summary in %s:\n%s", mine_args.output_file, summary_path(mine_args.output_file),
-                    json.dumps({k: v for k, v in summary.items() if k != "settings"}, indent=2))
-    return summary
-
+from reranker.cli.mine import entry, main  # noqa: E402,F401  (main: tests and notebooks call it)
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main, logger))
+    sys.exit(entry())

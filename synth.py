@@ -1,25 +1,16 @@
-"""Training pairs without labels: independent cropping, titles as queries, or InPars query generation."""
+#!/usr/bin/env python
+"""Training pairs without labels.
 
-from __future__ import annotations
+A thin shim; the installed command is `reranker-synth`, the code reranker/cli/synth.py.
+"""
 
-import json
-import logging
 import sys
+from pathlib import Path
 
-from reranker import cli
-from reranker.synth import synthesize
-from reranker.synth_args import SynthArguments
+# Run from a checkout without installing: the checkout's own package comes first.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-logger = logging.getLogger("reranker.synth")
-
-
-def main(argv: list[str] | None = None) -> dict:
-    cli.setup_logging()
-    (args,) = cli.parse((SynthArguments,), argv)
-    summary = synthesize(args)
-    logger.info("Wrote %s:\n%s", args.output_file, json.dumps(summary, indent=2))
-    return summary
-
+from reranker.cli.synth import entry, main  # noqa: E402,F401  (main: tests and notebooks call it)
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main, logger))
+    sys.exit(entry())

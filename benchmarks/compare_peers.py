@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from common import run_measured  # noqa: E402
 
-from reranker import cli  # noqa: E402
-from reranker.pipeline import PipelineConfig, run_pipeline, to_argv  # noqa: E402
+from reranker.cli import common as cli  # noqa: E402
+from reranker.workflows.pipeline import PipelineConfig, run_pipeline, to_argv  # noqa: E402
 
 logger = logging.getLogger("compare_peers")
 
@@ -95,7 +95,7 @@ def shared_options(train: dict, steps: int) -> dict:
 def config_bf16(train: dict) -> bool:
     """The config's precision as run.py reads it: auto_bf16 is bf16 where the device has it natively."""
     if train.get("auto_bf16"):
-        from reranker.precision import resolve_dtype
+        from reranker.common.precision import resolve_dtype
 
         return resolve_dtype("auto", "train.auto_bf16") == "bf16"
     return bool(train.get("bf16", False))
@@ -108,7 +108,7 @@ def trainable_file(mined: str, out: Path) -> tuple[str, int, int]:
     record without any crashes both (BM25 mining leaves some queries with none: every candidate it ranks in the
     range scores within the false-negative margin of the positive). Returns (path, kept, left out).
     """
-    from reranker.files import atomic_write
+    from reranker.common.files import atomic_write
 
     kept = skipped = 0
     with open(mined, encoding="utf-8") as source, atomic_write(out) as handle:
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if skipped:
         logger.warning("%s: %d of %d records have no negatives; all three systems train on the other %d (%s)",
                        prepared["train_file"], skipped, kept + skipped, kept, train_file)
-    from reranker.arguments import bundled_minilm_path
+    from reranker.models.loading import bundled_minilm_path
 
     model = config.train.get("model_name_or_path") or bundled_minilm_path()
     shared = shared_options(config.train, steps)

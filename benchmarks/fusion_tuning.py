@@ -28,11 +28,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reranker import cli, fusion  # noqa: E402
-from reranker.beir import read_qrels  # noqa: E402
-from reranker.errors import ConfigError  # noqa: E402
-from reranker.first_stage import read_run  # noqa: E402
-from reranker.metrics import per_query_metrics  # noqa: E402
+from reranker.cli import common as cli  # noqa: E402
+from reranker.common.errors import ConfigError  # noqa: E402
+from reranker.data.beir import read_qrels  # noqa: E402
+from reranker.retrieval import fusion  # noqa: E402
+from reranker.retrieval.first_stage import read_run  # noqa: E402
+from reranker.retrieval.metrics import per_query_metrics  # noqa: E402
 
 logger = logging.getLogger("fusion_tuning")
 

@@ -24,13 +24,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reranker import cli  # noqa: E402
-from reranker.data import sample_group  # noqa: E402
-from reranker.errors import ConfigError  # noqa: E402
-from reranker.pool import normalize_text, pool_from_beir, pool_from_jsonl  # noqa: E402
-from reranker.records import parse_group  # noqa: E402
-from reranker.search import BM25  # noqa: E402
-from reranker.sources import iter_rows  # noqa: E402
+from reranker.cli import common as cli  # noqa: E402
+from reranker.common.errors import ConfigError  # noqa: E402
+from reranker.common.text import normalize_text  # noqa: E402
+from reranker.data.groups import sample_group  # noqa: E402
+from reranker.data.records import parse_group  # noqa: E402
+from reranker.data.sources import iter_rows  # noqa: E402
+from reranker.mining.pool import pool_from_beir, pool_from_jsonl  # noqa: E402
+from reranker.retrieval.search import BM25  # noqa: E402
 
 logger = logging.getLogger("group_agreement")
 
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
                 100 * result["positive_above_negative"], 100 * result["positive_tied_with_negative"],
                 result["group_loss"], result["chance_loss"], no_negatives, outside_pool)
     if args.json:
-        from reranker.files import write_json
+        from reranker.common.files import write_json
 
         write_json(Path(args.json), result)
     return result

@@ -72,7 +72,7 @@ def synthetic(pool_size: int, n_queries: int, words_per_passage: int, seed: int,
 
 
 def main(argv: list[str] | None = None) -> None:
-    from reranker.arguments import bundled_minilm_path
+    from reranker.models.loading import bundled_minilm_path
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pool_size", type=int, default=200_000, help="passages (the issue asks 200,000; "
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default=None, help="also write the figures here")
     a = parser.parse_args(argv)
     if a.dtype is None:
-        from reranker.precision import cpu_has_bf16
+        from reranker.common.precision import cpu_has_bf16
 
         a.dtype = "bf16" if cpu_has_bf16() else "fp32"
     model = bundled_minilm_path()

@@ -23,10 +23,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reranker import cli  # noqa: E402
-from reranker.beir import load_beir  # noqa: E402
-from reranker.first_stage import read_run  # noqa: E402
-from reranker.metrics import per_query_metrics  # noqa: E402
+from reranker.cli import common as cli  # noqa: E402
+from reranker.data.beir import load_beir  # noqa: E402
+from reranker.retrieval.first_stage import read_run  # noqa: E402
+from reranker.retrieval.metrics import per_query_metrics  # noqa: E402
 
 
 def paired_randomization(first: np.ndarray, second: np.ndarray, flips: int = 10_000, seed: int = 0) -> dict:

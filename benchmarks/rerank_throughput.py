@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def beir_pairs(folder: Path, n: int, seed: int = 0) -> list[tuple[str, str]]:
     """Test queries paired with corpus documents at random: real query and passage lengths."""
-    from reranker.files import iter_jsonl
+    from reranker.common.files import iter_jsonl
 
     docs = [(r.get("title", "") + " " + r["text"]).strip() for _, r in iter_jsonl(folder / "corpus.jsonl")]
     queries = [r["text"] for _, r in iter_jsonl(folder / "queries.jsonl")]
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from reranker import Reranker
-    from reranker.arguments import bundled_minilm_path
+    from reranker.models.loading import bundled_minilm_path
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="cross-encoder checkpoint (default: bundled MiniLM)")

@@ -29,10 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reranker import cli  # noqa: E402
-from reranker.errors import ConfigError  # noqa: E402
-from reranker.files import atomic_write, write_json  # noqa: E402
-from reranker.pipeline import check_option_names, to_argv  # noqa: E402
+from reranker.cli import common as cli  # noqa: E402
+from reranker.common.errors import ConfigError  # noqa: E402
+from reranker.common.files import atomic_write, write_json  # noqa: E402
+from reranker.workflows.pipeline import check_option_names, to_argv  # noqa: E402
 
 logger = logging.getLogger("seed_ablation")
 

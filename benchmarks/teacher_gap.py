@@ -23,13 +23,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reranker import cli  # noqa: E402
-from reranker.dev_eval import load_dev, qrels_of  # noqa: E402
-from reranker.errors import ConfigError, DataError  # noqa: E402
-from reranker.fusion import Run, fuse_with_stages  # noqa: E402
-from reranker.metrics import ranking_metrics  # noqa: E402
-from reranker.pool import pool_from_beir  # noqa: E402
-from reranker.search import BM25  # noqa: E402
+from reranker.cli import common as cli  # noqa: E402
+from reranker.common.errors import ConfigError, DataError  # noqa: E402
+from reranker.mining.pool import pool_from_beir  # noqa: E402
+from reranker.retrieval.fusion import Run, fuse_with_stages  # noqa: E402
+from reranker.retrieval.metrics import ranking_metrics  # noqa: E402
+from reranker.retrieval.search import BM25  # noqa: E402
+from reranker.training.dev_eval import load_dev, qrels_of  # noqa: E402
 
 logger = logging.getLogger("teacher_gap")
 
@@ -73,9 +73,9 @@ def main(argv: list[str] | None = None) -> dict:
     if not 0.0 <= args.teacher_bm25_weight <= 1.0:
         raise ConfigError(f"--teacher_bm25_weight must be in [0, 1], got {args.teacher_bm25_weight}")
 
-    from reranker.arguments import EmbedArguments
-    from reranker.embed import Embedder
-    from reranker.inference import Reranker
+    from reranker.mining.arguments import EmbedArguments
+    from reranker.models.embed import Embedder
+    from reranker.models.inference import Reranker
 
     dev = load_dev(args.dev_file)
     pool = pool_from_beir(args.corpus)
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
                 len(dev), args.depth, result["bm25"], result["embedder"], w, result["teacher"], result["model"],
                 result["model"] - result["teacher"], best[1], best[0])
     if args.json:
-        from reranker.files import write_json
+        from reranker.common.files import write_json
 
         write_json(Path(args.json), result)
     return result
@@ -146,8 +146,8 @@ def main(argv: list[str] | None = None) -> dict:
 def neighbour_run(args, dev, bm25: Run, embedder, embed_args, query_vectors) -> Run:
     """The votes of the --train_file queries most like each dev query (hn_mine.py's neighbor_votes) for its
     candidates; a candidate no neighbour judged gets 0."""
-    from reranker.files import iter_jsonl
-    from reranker.mine import neighbor_votes, relevance_grades
+    from reranker.common.files import iter_jsonl
+    from reranker.mining.mine import neighbor_votes, relevance_grades
 
     texts, judged = [], []
     for line, row in iter_jsonl(args.train_file):

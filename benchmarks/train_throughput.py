@@ -47,7 +47,7 @@ def beir_training_file(folder: Path, out: Path, negatives: int, seed: int = 0) -
     """
     import random
 
-    from reranker.files import iter_jsonl
+    from reranker.common.files import iter_jsonl
 
     docs = {row["_id"]: (row.get("title", "") + " " + row["text"]).strip()
             for _, row in iter_jsonl(folder / "corpus.jsonl")}
@@ -68,8 +68,8 @@ def beir_training_file(folder: Path, out: Path, negatives: int, seed: int = 0) -
 
 
 def main(argv: list[str] | None = None) -> None:
-    from reranker.arguments import bundled_minilm_path
-    from reranker.precision import cpu_has_bf16
+    from reranker.common.precision import cpu_has_bf16
+    from reranker.models.loading import bundled_minilm_path
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="checkpoint (default: bundled all-MiniLM-L6-v2)")

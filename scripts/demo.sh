@@ -6,7 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python}"
 OUT="${OUT:-$here/outputs/demo}"
-MODEL="${MODEL:-$("$PYTHON" -c 'from reranker.arguments import bundled_minilm_path; print(bundled_minilm_path())')}"
+MODEL="${MODEL:-$("$PYTHON" -c 'from reranker.models.loading import bundled_minilm_path; print(bundled_minilm_path())')}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(nproc)}" TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 
 echo "== Scoring the toy test split with all-MiniLM-L6-v2 before training (its ranking head is untrained)"

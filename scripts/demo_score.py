@@ -8,8 +8,8 @@ import logging
 from transformers import set_seed
 
 from reranker import Reranker
-from reranker.records import parse_group
-from reranker.sources import iter_rows
+from reranker.data.records import parse_group
+from reranker.data.sources import iter_rows
 
 logger = logging.getLogger("demo_score")
 

@@ -1,7 +1,7 @@
 import torch
 
-from reranker.collator import GroupCollator, cut_to_budget, truncation_report
-from reranker.data import Group
+from reranker.data.collator import GroupCollator, cut_to_budget, truncation_report
+from reranker.data.groups import Group
 
 
 def test_pairs_are_real_pairs_in_group_order(tokenizer):

@@ -26,7 +26,7 @@ def test_records_without_negatives_are_left_out_for_every_system(tmp_path):
 
 
 def test_peers_train_in_the_configs_precision(monkeypatch):
-    from reranker import precision
+    from reranker.common import precision
 
     tool = load_tool()
     monkeypatch.setattr(precision, "default_device_type", lambda: "cpu")

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from reranker.embed import Embedder
-from reranker.search import build_index, dense_search, gpu_count
+from reranker.models.embed import Embedder
+from reranker.retrieval.search import build_index, dense_search, gpu_count
 
 TEXTS = ["the sky is blue", "paris is the capital of france", "a", "bread bakes in an oven with flour and yeast"]
 

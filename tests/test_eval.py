@@ -10,8 +10,9 @@ import pytest
 from conftest import ROOT, group_rows, write_jsonl
 
 import eval as eval_cli
-from reranker.errors import DataError
-from reranker.metrics import pairwise_metrics, ranking_metrics
+from reranker.common.errors import DataError
+from reranker.evaluation.report import markdown_table
+from reranker.retrieval.metrics import pairwise_metrics, ranking_metrics
 
 L3 = math.log2(3)
 
@@ -156,8 +157,8 @@ def test_bad_run_file_and_model_path_exit_nonzero(beir, tmp_path):
 
 
 def test_hybrid_first_stage_max_queries_and_dev_checks(beir, tiny_model_master, tmp_path):
-    from reranker import fusion
-    from reranker.errors import ConfigError
+    from reranker.common.errors import ConfigError
+    from reranker.retrieval import fusion
 
     common = ["--datasets", beir, "--dense_model", tiny_model_master, "--dense_pooling", "mean", "--cache_dir",
               "none", "--top_k", "3"]
@@ -167,7 +168,7 @@ def test_hybrid_first_stage_max_queries_and_dev_checks(beir, tiny_model_master, 
     # Weight 1 (BM25 only) and 0 (dense only) reproduce the two rankings; 0.5 is the fusion of both.
     out = tmp_path / "w"
     run_eval(*common, "--first_stage", "bm25", "dense", "hybrid", "--hybrid_bm25_weight", "0", "--output_dir", out)
-    from reranker.first_stage import read_run
+    from reranker.retrieval.first_stage import read_run
 
     dense, hybrid = (read_run(out / "runs" / f"tinybeir.{s}.trec") for s in ("dense", "hybrid"))
     assert {q: fusion.ranked(d) for q, d in hybrid.items()} == {q: fusion.ranked(d) for q, d in dense.items()}
@@ -184,7 +185,7 @@ def test_hybrid_first_stage_max_queries_and_dev_checks(beir, tiny_model_master, 
 
 
 def test_rerank_at_depth_by_hand():
-    from reranker.evaluate import rerank_at_depth
+    from reranker.evaluation.evaluate import rerank_at_depth
 
     first = {"q": {"a": 3.0, "b": 2.0, "c": 1.0}}
     reranked = {"q": {"a": 0.1, "b": 0.5, "c": 0.9}}
@@ -204,10 +205,10 @@ def test_rerank_at_depth_by_hand():
 
 
 def test_depth_curve_rows_with_dev_figures(beir, tiny_model_master, tmp_path):
-    from reranker.errors import ConfigError
-    from reranker.eval_args import EvalArguments
-    from reranker.evaluate import evaluate, rerank_at_depth
-    from reranker.inference import Reranker
+    from reranker.common.errors import ConfigError
+    from reranker.evaluation.arguments import EvalArguments
+    from reranker.evaluation.evaluate import evaluate, rerank_at_depth
+    from reranker.models.inference import Reranker
 
     write_jsonl(beir / "queries.jsonl", [*QUERIES, {"_id": "q4", "text": "capital of Italy"},
                                          {"_id": "q5", "text": "baking bread with yeast"}])
@@ -237,7 +238,7 @@ def test_depth_curve_rows_with_dev_figures(beir, tiny_model_master, tmp_path):
         ranking_metrics(dev, rerank_at_depth(dev_first, dev_reranked, 2))["nDCG@10"])
     assert by_system["bm25 > model"]["dev_nDCG@10"] == pytest.approx(ranking_metrics(dev, dev_reranked)["nDCG@10"])
     assert [r["rerank_depth"] for r in rows if "rerank_depth" in r] == [1, 2]
-    assert "| dev_nDCG@10 |" in eval_cli.markdown_table(rows)
+    assert "| dev_nDCG@10 |" in markdown_table(rows)
     with pytest.raises(ConfigError, match=r"--depth_curve depths must be integers from 1 to --top_k - 1 \(2\), "
                                           r"got \[3\]"):
         run_eval("--datasets", beir, "--top_k", "3", "--depth_curve", "3")

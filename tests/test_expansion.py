@@ -7,12 +7,9 @@ import numpy as np
 import pytest
 from conftest import write_jsonl
 
-from reranker import evaluate
-from reranker.beir import load_beir
-from reranker.embed import Embedder
-from reranker.errors import ConfigError, DataError
-from reranker.eval_args import EvalArguments
-from reranker.expansion import (
+from reranker.common.errors import ConfigError, DataError
+from reranker.data.beir import load_beir
+from reranker.data.expansion import (
     PREFIX,
     Expansion,
     PairTexts,
@@ -21,6 +18,9 @@ from reranker.expansion import (
     expanded_corpus,
     read_training_queries,
 )
+from reranker.evaluation import evaluate
+from reranker.evaluation.arguments import EvalArguments
+from reranker.models.embed import Embedder
 
 
 def unit(*xs):

@@ -2,8 +2,8 @@ import logging
 
 import pytest
 
-from reranker.errors import DataError
-from reranker.files import atomic_write, iter_jsonl, read_text
+from reranker.common.errors import DataError
+from reranker.common.files import atomic_write, iter_jsonl, read_text
 
 
 def test_utf8_and_bom(tmp_path):

@@ -8,8 +8,9 @@ import pytest
 from conftest import write_jsonl
 
 import run
-from reranker import dev_eval, fusion
-from reranker.errors import DataError
+from reranker.common.errors import DataError
+from reranker.retrieval import fusion
+from reranker.training import dev_eval
 
 
 def test_rrf_by_hand():

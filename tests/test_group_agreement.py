@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import load_benchmark, write_jsonl
 
-from reranker.errors import ConfigError
+from reranker.common.errors import ConfigError
 
 
 def load_tool():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import run
-from reranker.head_init import fit_linear_head, group_loss
+from reranker.training.head_init import fit_linear_head, group_loss
 
 
 def test_fit_linear_head_finds_the_signal_direction():
@@ -73,8 +73,8 @@ def test_run_head_init_probe_keeps_a_trained_head(tiny_model, train_file, tmp_pa
 
 def test_pair_budget_beyond_the_model_positions_fails_up_front(tiny_model, train_file, tmp_path):
     # 64 + 512 + 3 special tokens > 512 positions: seen as a shape error inside the embeddings before this check.
-    from reranker.errors import ConfigError
-    from reranker.inference import Reranker
+    from reranker.common.errors import ConfigError
+    from reranker.models.inference import Reranker
 
     with pytest.raises(ConfigError, match=r"--query_max_len 64 \+ --passage_max_len 512 .* is 579 tokens, but the "
                                           r"model \(bert\) takes at most 512"):
@@ -94,7 +94,7 @@ def test_reranker_default_length_follows_a_smaller_model(tiny_model, tmp_path):
     # A model with 128 positions used to take the 512 default and fail on long pairs; now the default fits it.
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from reranker.inference import Reranker
+    from reranker.models.inference import Reranker
 
     small = tmp_path / "small"
     config = BertConfig(vocab_size=AutoTokenizer.from_pretrained(tiny_model).vocab_size, hidden_size=16,
@@ -119,7 +119,7 @@ def test_position_limit_of_model_families():
         XLMRobertaConfig,
     )
 
-    from reranker.modeling import position_limit
+    from reranker.models.loading import position_limit
 
     assert position_limit(BertConfig(max_position_embeddings=512)) == 512
     assert position_limit(RobertaConfig(max_position_embeddings=514, pad_token_id=1)) == 512
@@ -133,10 +133,10 @@ def test_position_limit_of_model_families():
 
 
 def probe_setup(model_dir, train_file, group_size=4, positives=1):
-    from reranker.collator import GroupCollator
-    from reranker.data import GroupDataset
-    from reranker.modeling import load_model, load_tokenizer
-    from reranker.sources import load_source
+    from reranker.data.collator import GroupCollator
+    from reranker.data.groups import GroupDataset
+    from reranker.data.sources import load_source
+    from reranker.models.loading import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(str(model_dir))
     model = load_model(str(model_dir), tokenizer)
@@ -155,8 +155,8 @@ def test_probe_fit_is_what_the_model_then_scores(kind, positives, tiny_model, tr
     from tiny import build_tiny_lm
     from transformers import AutoModel, AutoTokenizer
 
-    from reranker.head_init import init_head_from_probe
-    from reranker.losses import softmax_ce
+    from reranker.training.head_init import init_head_from_probe
+    from reranker.training.losses import softmax_ce
 
     if kind == "encoder":
         folder = tmp_path / "encoder"
@@ -185,11 +185,11 @@ def test_probe_skips_one_passage_records(tiny_model, tmp_path, caplog):
     from conftest import write_jsonl
     from transformers import AutoModel, AutoTokenizer
 
-    from reranker.collator import GroupCollator
-    from reranker.data import GroupDataset
-    from reranker.head_init import init_head_from_probe
-    from reranker.modeling import load_model, load_tokenizer
-    from reranker.sources import load_source
+    from reranker.data.collator import GroupCollator
+    from reranker.data.groups import GroupDataset
+    from reranker.data.sources import load_source
+    from reranker.models.loading import load_model, load_tokenizer
+    from reranker.training.head_init import init_head_from_probe
 
     folder = tmp_path / "encoder"
     AutoModel.from_pretrained(tiny_model).save_pretrained(folder)
@@ -207,8 +207,8 @@ def test_probe_skips_one_passage_records(tiny_model, tmp_path, caplog):
 
 
 def test_head_init_groups_too_few():
-    from reranker.arguments import RerankerTrainingArguments
-    from reranker.errors import ConfigError
+    from reranker.common.errors import ConfigError
+    from reranker.training.arguments import RerankerTrainingArguments
 
     with pytest.raises(ConfigError, match="--head_init_groups must be at least 4"):
         RerankerTrainingArguments(output_dir="x", use_cpu=True, head_init_groups=2)

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from reranker.health import CollapseMonitor, TrainingDiverged, check_finite
+from reranker.training.health import CollapseMonitor, TrainingDiverged, check_finite
 
 
 def test_non_finite_loss_stops():

@@ -9,9 +9,10 @@ import yaml
 from conftest import write_jsonl
 from test_pipeline import TOPICS, make_beir
 
-from reranker import beir_train, iterate
-from reranker.errors import ConfigError, DataError
-from reranker.negatives import SelectionRules, select_negatives
+from reranker.cli import iterate as iterate_cli
+from reranker.common.errors import ConfigError, DataError
+from reranker.mining.negatives import SelectionRules, select_negatives
+from reranker.workflows import beir_train, iterate
 
 
 def test_stopping_rule():
@@ -53,7 +54,7 @@ def make_config(tmp_path, model, **changes):
 def test_two_rounds_folders_filter_and_skip(tiny_model_master, tmp_path, caplog):
     caplog.set_level(logging.INFO)
     config = make_config(tmp_path, tiny_model_master, max_rounds=1)
-    rows = iterate.main([str(config)])
+    rows = iterate_cli.main([str(config)])
     out = tmp_path / "rounds"
     assert [r["round"] for r in rows] == [0, 1] and sum(r["best"] for r in rows) == 1
     for r in (0, 1):
@@ -70,13 +71,13 @@ def test_two_rounds_folders_filter_and_skip(tiny_model_master, tmp_path, caplog)
     assert (out / "rounds.md").read_text().count("\n") == 4  # header, rule, two rounds
     # A re-run skips both rounds.
     caplog.clear()
-    iterate.main([str(config)])
+    iterate_cli.main([str(config)])
     assert sum("done before, skipped" in m for m in caplog.messages) == 2
 
 
 def test_stops_when_dev_metric_stops_improving(tiny_model_master, tmp_path):
     # min_improvement 1.0 cannot be met (nDCG is at most 1): round 1 ends the loop, round 2 never runs.
-    rows = iterate.main([str(make_config(tmp_path, tiny_model_master, min_improvement=1.0))])
+    rows = iterate_cli.main([str(make_config(tmp_path, tiny_model_master, min_improvement=1.0))])
     assert [r["round"] for r in rows] == [0, 1]
     assert not (tmp_path / "rounds" / "round_2").exists()
 
@@ -89,11 +90,11 @@ def test_stops_when_dev_metric_stops_improving(tiny_model_master, tmp_path):
     ({"dev_file": None}, "give one of 'dev_file'"),
     ({"train_file": [3]}, "must be a path or a list"),
     ({"dev_file": None, "dev_queries": "60"}, "'dev_queries' must be a whole number"),
-    ({"mine": {"negative_numbr": 3}}, "negative_numbr is not an option of hn_mine.py .did you mean negative_number"),
+    ({"mine": {"negative_numbr": 3}}, "negative_numbr is not an option of reranker-mine .did you mean"),
 ])
 def test_config_errors(tiny_model_master, tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
-        iterate.main([str(make_config(tmp_path, tiny_model_master, **change))])
+        iterate_cli.main([str(make_config(tmp_path, tiny_model_master, **change))])
 
 
 
@@ -144,7 +145,7 @@ def test_rounds_without_labels_carve_their_dev_split(tiny_model_master, tmp_path
     beir, files = synthetic_pairs(tmp_path)
     config = make_config(tmp_path, tiny_model_master, max_rounds=0, train_file=files, dev_file=None,
                          dev_queries=3, dev_depth=5, corpus=str(beir))
-    rows = iterate.main([str(config)])
+    rows = iterate_cli.main([str(config)])
     data = tmp_path / "rounds" / "data"
     assert [r["round"] for r in rows] == [0]
     assert json.loads((data / "summary.json").read_text())["dev_queries"] == 3
@@ -155,7 +156,7 @@ def test_rounds_without_labels_carve_their_dev_split(tiny_model_master, tmp_path
 
 
 def test_several_labelled_train_files_are_concatenated(tiny_model_master, tmp_path):
-    from reranker.pipeline import Stages
+    from reranker.workflows.stages import Stages
 
     path = make_config(tmp_path, tiny_model_master)
     data = tmp_path / "data"
@@ -177,7 +178,7 @@ def test_several_labelled_train_files_are_concatenated(tiny_model_master, tmp_pa
 
 
 def test_a_bad_record_is_reported_in_the_users_file(tmp_path):
-    from reranker.pipeline import Stages
+    from reranker.workflows.stages import Stages
 
     beir, files = synthetic_pairs(tmp_path)
     (tmp_path / "crops.jsonl").write_text(open(files[1]).read() + '{"query": "q", "pos": "not a list"}\n')

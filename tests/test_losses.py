@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from reranker import losses
+from reranker.training import losses
 
 
 def test_softmax_ce_by_hand():

@@ -11,7 +11,7 @@ from conftest import ROOT, write_jsonl
 
 import hn_mine
 from reranker import Reranker
-from reranker.errors import ConfigError, DataError
+from reranker.common.errors import ConfigError, DataError
 
 # BM25 ranks these predictably: each query shares words with its positive and, less and less, with the rest.
 POOL = [
@@ -97,9 +97,9 @@ def test_negatives_of_a_crop_are_cropped_like_its_positive(tmp_path):
 
 
 def test_a_crop_is_compared_with_its_whole_source_document(tmp_path):
-    from reranker.mine import make_query
-    from reranker.pool import pool_from_jsonl
-    from reranker.records import parse_group
+    from reranker.data.records import parse_group
+    from reranker.mining.mine import make_query
+    from reranker.mining.pool import pool_from_jsonl
 
     pool = pool_from_jsonl(write_jsonl(tmp_path / "pool.jsonl", POOL))
     crop = {"query": "capital", "pos": ["Germany is"], "pos_id": "d3", "neg_crop": [2, 3]}
@@ -121,7 +121,7 @@ def test_summary_file_and_top_up(tmp_path):
 
 
 def test_dense_mining_is_deterministic_and_cached(tiny_model_master, tmp_path, monkeypatch):
-    from reranker import embed
+    from reranker.models import embed
 
     calls = []
     original = embed.Embedder.encode
@@ -169,7 +169,7 @@ def test_output_is_atomic_and_not_overwritten(tmp_path, monkeypatch):
     before = (tmp_path / "mined.jsonl").read_text()
     with pytest.raises(FileExistsError, match="--overwrite"):
         mine(tmp_path, "--retriever", "bm25")
-    from reranker import mine as mine_module
+    from reranker.mining import mine as mine_module
 
     def crash(*a, **k):
         raise RuntimeError("teacher crashed")
@@ -225,7 +225,7 @@ def test_two_process_mining_matches_one(tiny_model_master, tmp_path):
 
 
 def test_positive_scores_only_when_the_relative_filter_reads_them(tiny_model_master, tmp_path, monkeypatch):
-    from reranker import search
+    from reranker.retrieval import search
 
     calls = []
     original = search.BM25.score_rows
@@ -246,8 +246,8 @@ def test_positive_scores_only_when_the_relative_filter_reads_them(tiny_model_mas
 
 
 def test_interleave_alternates_without_repeats():
-    from reranker.mine import interleave
-    from reranker.negatives import Selection
+    from reranker.mining.mine import interleave
+    from reranker.mining.negatives import Selection
 
     dense = Selection(rows=[1, 2, 3, 4], excluded=1, false_negatives=2)
     bm25 = Selection(rows=[2, 5, 6], excluded=3, topped_up=1)
@@ -284,7 +284,7 @@ def test_both_retrievers_and_filters_read_the_embedder_only(tiny_model_master, t
 
 
 def test_embedder_teacher_scores(tiny_model_master, tmp_path):
-    from reranker.embed import Embedder
+    from reranker.models.embed import Embedder
 
     rows, summary = mine(tmp_path, "--model_name_or_path", tiny_model_master, "--pooling", "mean",
                          "--range_for_sampling", "0-9", "--negative_number", "3", "--embedder_teacher",
@@ -299,9 +299,10 @@ def test_embedder_teacher_scores(tiny_model_master, tmp_path):
 
 
 def test_embedder_teacher_fused_with_bm25(tiny_model_master, tmp_path):
-    from reranker.embed import Embedder
-    from reranker.pool import normalize_text, pool_from_jsonl
-    from reranker.search import BM25
+    from reranker.common.text import normalize_text
+    from reranker.mining.pool import pool_from_jsonl
+    from reranker.models.embed import Embedder
+    from reranker.retrieval.search import BM25
 
     common = ("--model_name_or_path", tiny_model_master, "--pooling", "mean", "--retriever", "bm25",
               "--range_for_sampling", "0-9", "--negative_number", "3", "--embedder_teacher",
@@ -345,7 +346,7 @@ def test_queries_left_without_negatives_are_counted_and_warned_about(tmp_path, c
     assert summary["queries_without_negatives"] == 2 and summary["queries_short_of_negatives"] == 2
     warning = [r.getMessage() for r in caplog.records if "have no negatives" in r.getMessage()]
     assert len(warning) == 1 and warning[0].startswith("2 of 2 queries have no negatives")
-    assert "fn_absolute_threshold -1.0, on BM25 scores" in warning[0] and "run.py skips" in warning[0]
+    assert "fn_absolute_threshold -1.0, on BM25 scores" in warning[0] and "reranker-train skips" in warning[0]
     # Without filters the only way to none is a pool that holds nothing but the positive.
     caplog.clear()
     _, summary = mine(tmp_path, "--retriever", "bm25", "--overwrite", "--range_for_sampling", "0-1",
@@ -391,7 +392,7 @@ def test_positive_depth_keeps_the_positives_the_retriever_ranks(tmp_path, caplog
 
 
 def test_positive_depth_keeps_the_teacher_aligned_with_the_kept_queries(tiny_model_master, tmp_path):
-    from reranker.embed import Embedder
+    from reranker.models.embed import Embedder
 
     # The first query's positive is in no pool, so no retriever ranks it: that query is dropped, and the
     # teacher must score the second with the second's own query vector.
@@ -423,9 +424,9 @@ def test_share_of_positives_the_retriever_finds(tmp_path, caplog):
 
 
 def test_neighbor_votes_sum_the_closest_other_queries_labels(tmp_path):
-    from reranker.mine import judged_rows, make_query, neighbor_votes
-    from reranker.pool import pool_from_jsonl
-    from reranker.records import parse_group
+    from reranker.data.records import parse_group
+    from reranker.mining.mine import judged_rows, make_query, neighbor_votes
+    from reranker.mining.pool import pool_from_jsonl
 
     pool = pool_from_jsonl(write_jsonl(tmp_path / "p.jsonl", POOL))
     rows = [{"query": "a", "pos": ["x"], "pos_ids": ["d3", "d4"], "pos_relevance": [2, 1]},
@@ -457,8 +458,9 @@ def test_neighbor_votes_sum_the_closest_other_queries_labels(tmp_path):
 
 
 def test_embedder_teacher_with_similar_queries_labels(tiny_model_master, tmp_path):
-    from reranker.embed import Embedder
-    from reranker.pool import normalize_text, pool_from_jsonl
+    from reranker.common.text import normalize_text
+    from reranker.mining.pool import pool_from_jsonl
+    from reranker.models.embed import Embedder
 
     records = [{"query": "what is the capital of france", "pos": [POOL[0]["title"] + " " + POOL[0]["text"]],
                 "pos_ids": ["d0"], "pos_relevance": [2]},

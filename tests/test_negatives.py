@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from reranker.negatives import SelectionRules, select_negatives
-from reranker.pool import normalize_text
+from reranker.common.text import normalize_text
+from reranker.mining.negatives import SelectionRules, select_negatives
 
 KEYS = [f"p{i}" for i in range(20)]
 

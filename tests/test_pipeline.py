@@ -13,10 +13,12 @@ import pytest
 import yaml
 from conftest import ROOT, load_benchmark, write_jsonl
 
-from reranker import beir_train, fusion, pipeline
-from reranker import first_stage as fs
-from reranker.errors import ConfigError, DataError
-from reranker.expansion import PREFIX
+from reranker.cli import pipeline as pipeline_cli
+from reranker.common.errors import ConfigError, DataError
+from reranker.data.expansion import PREFIX
+from reranker.retrieval import first_stage as fs
+from reranker.retrieval import fusion
+from reranker.workflows import beir_train, pipeline
 
 # Twelve topics: a query, its answer, and a near miss sharing words with it.
 TOPICS = [
@@ -100,7 +102,7 @@ def test_pipeline_end_to_end_skips_and_resumes(tiny_model_master, tmp_path, capl
     caplog.set_level(logging.INFO)
     config = make_config(tmp_path, tiny_model_master)
     out = tmp_path / "out"
-    result = pipeline.main([str(config)])
+    result = pipeline_cli.main([str(config)])
     assert ran(caplog) == ["data", "mine", "train", "eval"]
     report = out / "report"
     for name in ("config.json", "data_summary.json", "mining_summary.json", "mine.log", "train.log",
@@ -148,7 +150,7 @@ def test_pipeline_end_to_end_skips_and_resumes(tiny_model_master, tmp_path, capl
     # Nothing changed: every stage is skipped and nothing is rewritten.
     caplog.clear()
     model_mtime = (out / "model" / "model.safetensors").stat().st_mtime_ns
-    pipeline.main([str(config)])
+    pipeline_cli.main([str(config)])
     assert ran(caplog) == []
     assert (out / "model" / "model.safetensors").stat().st_mtime_ns == model_mtime
 
@@ -158,7 +160,7 @@ def test_pipeline_end_to_end_skips_and_resumes(tiny_model_master, tmp_path, capl
     (out / ".stages" / "train.json").unlink()
     (out / "model" / "model.safetensors").unlink()
     shutil.rmtree(out / "model" / "checkpoint-4")
-    pipeline.main([str(config)])
+    pipeline_cli.main([str(config)])
     assert ran(caplog) == ["train", "eval"]
     assert "continuing the interrupted run from" in (report / "train.log").read_text() or any(
         "continuing the interrupted run" in m for m in caplog.messages)
@@ -166,7 +168,7 @@ def test_pipeline_end_to_end_skips_and_resumes(tiny_model_master, tmp_path, capl
 
     # A changed training option retrains from scratch and re-evaluates; the mined data is kept.
     caplog.clear()
-    pipeline.main([str(make_config(tmp_path, tiny_model_master, train={"learning_rate": 5e-4}))])
+    pipeline_cli.main([str(make_config(tmp_path, tiny_model_master, train={"learning_rate": 5e-4}))])
     assert ran(caplog) == ["train", "eval"]
     assert not any("continuing the interrupted run" in m for m in caplog.messages)
 
@@ -179,7 +181,7 @@ def test_pipeline_document_expansion(tiny_model_master, tmp_path, caplog):
     changes = {"train": {"max_steps": 2}, "eval": {"first_stage": ["bm25", "bm25_expanded"], "tune_hybrid": False}}
     config = make_config(tmp_path, tiny_model_master, expand_documents=2, **changes)
     out = tmp_path / "out"
-    result = pipeline.main([str(config)])
+    result = pipeline_cli.main([str(config)])
     assert ran(caplog, pipeline.STAGES) == list(pipeline.STAGES)
     summary = json.loads((out / "report" / "expansion_summary.json").read_text())
     assert summary["train"]["expanded"] > 0 and summary["train"]["not_in_corpus"] == 0
@@ -206,18 +208,18 @@ def test_pipeline_document_expansion(tiny_model_master, tmp_path, caplog):
     assert "--expand_from" in (out / "report" / "eval.log").read_text()
 
     caplog.clear()
-    pipeline.main([str(config)])
+    pipeline_cli.main([str(config)])
     assert ran(caplog, pipeline.STAGES) == []
     # Another dev depth: the dev candidates are expanded again (never stale), the training data is not retrained.
     caplog.clear()
-    pipeline.main([str(make_config(tmp_path, tiny_model_master, expand_documents=2, dev_depth=4, **changes))])
+    pipeline_cli.main([str(make_config(tmp_path, tiny_model_master, expand_documents=2, dev_depth=4, **changes))])
     assert ran(caplog, pipeline.STAGES) == ["data", "expand"]
     dev = [json.loads(line) for line in (out / "data" / "dev_expanded.jsonl").read_text().splitlines()]
     assert all(len(r["candidates"]) == 4 for r in dev)
     # Another number of questions: expanded, trained and evaluated again; the data and the mining are kept.
     caplog.clear()
     config = make_config(tmp_path, tiny_model_master, expand_documents=1, dev_depth=4, **changes)
-    pipeline.main([str(config)])
+    pipeline_cli.main([str(config)])
     assert ran(caplog, pipeline.STAGES) == ["expand", "train", "eval"]
     # benchmarks/compare_peers.py trains every system on what our training reads: the expanded files.
     prepared = pipeline.run_pipeline(pipeline.PipelineConfig.load(str(config)), str(config), until="mine")
@@ -246,8 +248,8 @@ def test_failed_stage_exits_1_and_is_not_stamped(tiny_model_master, tmp_path):
     ({"dev_queries": -1}, "dev_queries must be a non-negative integer"),
     ({"test_split": "nope"}, "qrels/nope.tsv does not exist"),
     ({"eval": ["bm25"]}, "'eval' must be a mapping"),
-    ({"train": {"learing_rate": 1e-4}}, r"train.learing_rate is not an option of run.py \(did you mean learning_rate"),
-    ({"eval": {"first_stages": ["bm25"]}}, "eval.first_stages is not an option of eval.py"),
+    ({"train": {"learing_rate": 1e-4}}, r"learing_rate is not an option of reranker-train \(did you mean learning_"),
+    ({"eval": {"first_stages": ["bm25"]}}, "eval.first_stages is not an option of reranker-eval"),
     ({"train": {"auto_bf16": True, "bf16": True}}, "train.auto_bf16 chooses the precision itself"),
     ({"eval": {"depth_curve": [10, 100]}}, r"eval.depth_curve depths must be integers from 1 to top_k - 1 \(99\), "
                                            r"got \[100\]"),
@@ -264,7 +266,7 @@ def test_config_errors(tmp_path, tiny_model_master, change, message):
     config.update(change)
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(ConfigError, match=message):
-        pipeline.main([str(path)])
+        pipeline_cli.main([str(path)])
 
 
 def test_shipped_configs_name_only_real_options():
@@ -275,7 +277,7 @@ def test_shipped_configs_name_only_real_options():
     for path in shipped:
         raw = yaml.safe_load(path.read_text())
         pipeline.check_option_names({stage: raw.get(stage) or {} for stage in ("mine", "train", "eval")}, str(path))
-    with pytest.raises(ConfigError, match="mine.retriver is not an option of hn_mine.py"):
+    with pytest.raises(ConfigError, match="mine.retriver is not an option of reranker-mine"):
         pipeline.check_option_names({"mine": {"retriver": "bm25"}}, "c.yaml")
     # The parser's --no_<flag> exists only for booleans that default to True.
     pipeline.check_option_names({"train": {"no_dataloader_pin_memory": True}}, "c.yaml")
@@ -287,9 +289,9 @@ def test_bad_config_file(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("beir: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
-        pipeline.main([str(path)])
+        pipeline_cli.main([str(path)])
     with pytest.raises(FileNotFoundError):
-        pipeline.main([str(tmp_path / "missing.yaml")])
+        pipeline_cli.main([str(tmp_path / "missing.yaml")])
 
 
 def test_relative_paths_from_another_folder_and_user_model_kept(tiny_model_master, tmp_path, monkeypatch):
@@ -302,7 +304,7 @@ def test_relative_paths_from_another_folder_and_user_model_kept(tiny_model_maste
               "eval": {"first_stage": ["bm25"], "top_k": 5, "cache_dir": "none"}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.chdir(tmp_path)
-    result = pipeline.main(["c.yaml"])
+    result = pipeline_cli.main(["c.yaml"])
     assert (tmp_path / "out" / "model" / "config.json").is_file()
     assert [r["system"] for r in result["results"]["results"]] == ["bm25", "bm25 > model"]
     # A model the pipeline did not train is never replaced.
@@ -311,7 +313,7 @@ def test_relative_paths_from_another_folder_and_user_model_kept(tiny_model_maste
     config["output_dir"] = "other"
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     with pytest.raises(FileExistsError, match="holds a model this pipeline did not train"):
-        pipeline.main(["c.yaml"])
+        pipeline_cli.main(["c.yaml"])
 
 
 def test_checkpoint_cut_by_a_kill_is_passed_over(tmp_path):
@@ -326,8 +328,8 @@ def test_checkpoint_cut_by_a_kill_is_passed_over(tmp_path):
 def test_train_and_test_splits_must_differ(tiny_model_master, tmp_path):
     path = make_config(tmp_path, tiny_model_master, test_split="train")
     with pytest.raises(ConfigError, match="both 'train'"):
-        pipeline.main([str(path)])
+        pipeline_cli.main([str(path)])
     (tmp_path / "beir" / "qrels" / "other.tsv").write_text("query-id\tcorpus-id\tscore\nq0\ta0\t1\n")
     path = make_config(tmp_path, tiny_model_master, test_split="other")
     with pytest.raises(DataError, match="shares 1 query ids with the other split"):
-        pipeline.main([str(path)])
+        pipeline_cli.main([str(path)])

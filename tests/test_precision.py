@@ -4,8 +4,8 @@ import logging
 
 import pytest
 
-from reranker import precision
-from reranker.errors import ConfigError
+from reranker.common import precision
+from reranker.common.errors import ConfigError
 
 X86_AVX2 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx avx2 fma\n\nprocessor\t: 1\n"
 X86_BF16 = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n"
@@ -34,7 +34,7 @@ def cpu(monkeypatch):
 
 
 def test_auto_picks_bf16_only_where_native(cpu, caplog):
-    caplog.set_level(logging.INFO, logger="reranker.precision")
+    caplog.set_level(logging.INFO, logger="reranker.common.precision")
     cpu(True)
     assert precision.resolve_dtype("auto", "--dtype", "cpu") == "bf16"
     cpu(False)
@@ -61,8 +61,9 @@ def test_explicit_bf16_is_kept_and_warned_once(cpu, caplog):
 
 
 def test_arguments_resolve_auto(cpu, caplog):
-    from reranker.arguments import EmbedArguments, RerankerTrainingArguments
-    from reranker.eval_args import EvalArguments
+    from reranker.evaluation.arguments import EvalArguments
+    from reranker.mining.arguments import EmbedArguments
+    from reranker.training.arguments import RerankerTrainingArguments
 
     cpu(False)
     assert EvalArguments(datasets=["x"], dtype="auto").dtype == "fp32"
@@ -83,8 +84,8 @@ def test_arguments_resolve_auto(cpu, caplog):
 def test_models_take_auto(cpu, tiny_model):
     import torch
 
-    from reranker.embed import Embedder
-    from reranker.inference import Reranker
+    from reranker.models.embed import Embedder
+    from reranker.models.inference import Reranker
 
     cpu(False)
     assert Reranker(str(tiny_model), dtype="auto", device="cpu").dtype is None

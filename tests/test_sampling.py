@@ -3,10 +3,10 @@ from collections import Counter
 
 import pytest
 
-from reranker.data import GroupDataset, MixingSampler, _apportion, sample_group
-from reranker.errors import ConfigError
-from reranker.records import GroupExample
-from reranker.sources import Source
+from reranker.common.errors import ConfigError
+from reranker.data.groups import GroupDataset, MixingSampler, _apportion, sample_group
+from reranker.data.records import GroupExample
+from reranker.data.sources import Source
 
 EXAMPLE = GroupExample("q", ("p0", "p1"), tuple(f"n{i}" for i in range(10)), (9.0, 8.0),
                        tuple(float(i) for i in range(10)))

@@ -7,7 +7,7 @@ import yaml
 from conftest import load_benchmark, write_jsonl
 from test_fusion import dev_rows
 
-from reranker.errors import ConfigError
+from reranker.common.errors import ConfigError
 
 
 def load_tool():
@@ -63,7 +63,7 @@ def test_seed_ablation_spec_errors(tiny_model, train_file, tmp_path):
     tool = load_tool()
     bad = write_spec(tmp_path, tiny_model, train_file,
                      {"typo": {"train_data": str(train_file), "options": {"learing_rate": 1e-3}}})
-    with pytest.raises(ConfigError, match="learing_rate is not an option of run.py"):
+    with pytest.raises(ConfigError, match="learing_rate is not an option of reranker-train"):
         tool.main(["--spec", str(bad)])
     spec = write_spec(tmp_path, tiny_model, train_file, {"plain": {"train_data": str(train_file)}})
     with pytest.raises(ConfigError, match="--variants nope: not in"):

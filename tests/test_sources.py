@@ -3,9 +3,9 @@ import logging
 import pytest
 from conftest import write_jsonl
 
-from reranker.errors import DataError
-from reranker.records import parse_group
-from reranker.sources import load_source
+from reranker.common.errors import DataError
+from reranker.data.records import parse_group
+from reranker.data.sources import load_source
 
 
 def test_aliases_and_scores(tmp_path):

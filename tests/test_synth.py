@@ -10,8 +10,8 @@ from tiny import build_tiny_lm
 
 import synth
 from reranker import Reranker
-from reranker import synth as lib
-from reranker.errors import ConfigError, DataError
+from reranker.common.errors import ConfigError, DataError
+from reranker.synth import synthesize as lib
 
 DOCS = [
     {"_id": "d0", "title": "Paris", "text": "paris is the capital of france"},

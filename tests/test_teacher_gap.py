@@ -5,7 +5,7 @@ import json
 import pytest
 from conftest import TOPICS, load_benchmark, write_jsonl
 
-from reranker.errors import ConfigError, DataError
+from reranker.common.errors import ConfigError, DataError
 
 
 def load_tool():

@@ -8,9 +8,10 @@ import torch
 from conftest import group_rows, write_jsonl
 
 import run
-from reranker import Reranker, cli
-from reranker.errors import ConfigError, DataError
-from reranker.health import TrainingDiverged
+from reranker import Reranker
+from reranker.cli import common as cli
+from reranker.common.errors import ConfigError, DataError
+from reranker.training.health import TrainingDiverged
 
 
 def args(model, data, out, *extra):
@@ -131,7 +132,9 @@ def test_bad_line_fails_before_the_model_loads(tiny_model, tmp_path, monkeypatch
     def fail(*a, **k):
         raise AssertionError("the model must not load before the data is validated")
 
-    monkeypatch.setattr(run, "load_model", fail)
+    from reranker.training import train as train_module
+
+    monkeypatch.setattr(train_module, "load_model", fail)
     with pytest.raises(DataError, match=r"bad\.jsonl:2 field 'neg': expected a list of strings"):
         run.main(args(tiny_model, bad, tmp_path / "out", "--max_steps", "1"))
     monkeypatch.setattr("sys.argv", ["run.py", *args(tiny_model, bad, tmp_path / "out", "--max_steps", "1")])
@@ -156,7 +159,7 @@ def test_existing_model_is_not_overwritten(tiny_model, train_file, tmp_path):
 def test_nan_loss_stops_with_clear_error(tiny_model, train_file, tmp_path, monkeypatch):
     import torch
 
-    from reranker import trainer as trainer_module
+    from reranker.training import trainer as trainer_module
 
     monkeypatch.setattr(trainer_module.losses, "compute", lambda *a, **k: torch.tensor(float("nan"),
                                                                                         requires_grad=True))

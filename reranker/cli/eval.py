@@ -1,0 +1,45 @@
+"""reranker-eval (and eval.py): pairwise metrics on {query, pos, neg} data, BEIR reranking against a first stage."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from reranker.cli import common as cli
+from reranker.evaluation.arguments import EvalArguments
+from reranker.evaluation.evaluate import STAGES, evaluate, load_rerankers
+from reranker.evaluation.report import bar_chart, markdown_table, write_results
+from reranker.retrieval.first_stage import write_run
+
+logger = logging.getLogger("reranker.eval")
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    cli.setup_logging()
+    (args,) = cli.parse((EvalArguments,), argv)
+    for stage in args.first_stage:
+        if stage not in STAGES and not Path(stage).is_file():
+            raise FileNotFoundError(f"first stage {stage!r} is neither bm25, dense, hybrid nor an existing run file")
+    rerankers = load_rerankers(args)
+    rows, runs = evaluate(args, rerankers)
+    print(markdown_table(rows), flush=True)
+    # Outputs are written only once everything has been computed, each file atomically.
+    if args.output_dir:
+        output_dir = Path(args.output_dir)
+        for name, (run, tag) in runs.items():
+            write_run(output_dir / "runs" / name, run, tag)
+        write_results(output_dir, rows, asdict(args))
+        chart = bar_chart(output_dir, rows)
+        logger.info("Wrote %s/results.json, run files under %s/runs%s", output_dir, output_dir,
+                    f" and {chart}" if chart else "")
+    return rows
+
+
+def entry() -> int:
+    return cli.run(main, logger)
+
+
+if __name__ == "__main__":
+    sys.exit(entry())

@@ -1,0 +1,29 @@
+"""reranker-synth (and synth.py): training pairs without labels (crops, titles as queries, InPars)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+from reranker.cli import common as cli
+from reranker.synth.arguments import SynthArguments
+from reranker.synth.synthesize import synthesize
+
+logger = logging.getLogger("reranker.synth")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cli.setup_logging()
+    (args,) = cli.parse((SynthArguments,), argv)
+    summary = synthesize(args)
+    logger.info("Wrote %s:\n%s", args.output_file, json.dumps(summary, indent=2))
+    return summary
+
+
+def entry() -> int:
+    return cli.run(main, logger)
+
+
+if __name__ == "__main__":
+    sys.exit(entry())

@@ -1,0 +1,87 @@
+"""BEIR folders: corpus.jsonl, queries.jsonl and qrels/<split>.tsv, validated, with the known quirks handled."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from reranker.common.errors import DataError
+from reranker.common.files import iter_jsonl, read_text
+from reranker.common.hashing import digest_of, file_digest
+
+logger = logging.getLogger(__name__)
+
+QRELS_HEADER = ("query-id", "corpus-id", "score")
+
+
+@dataclass
+class BeirData:
+    name: str
+    corpus: dict[str, str]  # doc id -> title + " " + text
+    queries: dict[str, str]  # query id -> text, only the queries judged in this split
+    qrels: dict[str, dict[str, int]]  # graded relevance kept for nDCG
+    missing_docs: int  # qrels entries whose doc is not in the corpus (kept: they count as unretrieved)
+    fingerprint: str  # content hash of the files read, for caching first-stage runs
+
+
+def is_beir_folder(path: str | Path) -> bool:
+    return (Path(path) / "corpus.jsonl").is_file()
+
+
+def read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    lines = read_text(path).splitlines()
+    if not lines or tuple(lines[0].strip().split("\t")) != QRELS_HEADER:
+        found = lines[0].strip() if lines else "an empty file"
+        raise DataError(str(path), f"expected the header 'query-id<TAB>corpus-id<TAB>score', found {found!r}", line=1)
+    qrels: dict[str, dict[str, int]] = {}
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields = line.rstrip("\n").split("\t")
+        if len(fields) != 3:
+            raise DataError(str(path), f"expected 3 tab-separated fields, found {len(fields)}", line=number)
+        try:
+            score = int(fields[2])
+        except ValueError:
+            raise DataError(str(path), f"relevance {fields[2]!r} is not an integer", line=number,
+                            field="score") from None
+        qrels.setdefault(fields[0], {})[fields[1]] = score
+    return qrels
+
+
+def load_queries(path: Path) -> dict[str, str]:
+    queries = {}
+    for line, row in iter_jsonl(path):
+        if "_id" not in row or not isinstance(row.get("text"), str):
+            raise DataError(str(path), "needs '_id' and a string 'text'", line=line)
+        queries[str(row["_id"])] = row["text"]
+    return queries
+
+
+def load_beir(folder: str | Path, split: str = "test", qrels_path: str | Path | None = None) -> BeirData:
+    """The folder's corpus and queries with the qrels of `split` (or the qrels file at `qrels_path`)."""
+    folder = Path(folder)
+    paths = {"corpus": folder / "corpus.jsonl", "queries": folder / "queries.jsonl",
+             "qrels": Path(qrels_path) if qrels_path else folder / "qrels" / f"{split}.tsv"}
+    for what, path in paths.items():
+        if not path.is_file():
+            raise DataError(str(folder), f"is not a complete BEIR folder: {path} ({what}) is missing")
+    corpus = {}
+    for line, row in iter_jsonl(paths["corpus"]):
+        if "_id" not in row or not isinstance(row.get("text"), str):
+            raise DataError(str(paths["corpus"]), "needs '_id' and a string 'text'", line=line)
+        corpus[str(row["_id"])] = f"{row.get('title') or ''} {row['text']}".strip()
+    all_queries = load_queries(paths["queries"])
+    qrels = read_qrels(paths["qrels"])
+    unknown = [q for q in qrels if q not in all_queries]
+    if unknown:
+        raise DataError(str(paths["qrels"]), f"{len(unknown)} judged queries are not in queries.jsonl, e.g. "
+                                             f"{unknown[0]!r}")
+    missing = sum(d not in corpus for judged in qrels.values() for d in judged)
+    if missing:
+        logger.warning("%s: %d qrels entries name documents missing from the corpus; kept (they count as never "
+                       "retrieved)", folder, missing)
+    queries = {q: all_queries[q] for q in qrels}
+    fingerprint = digest_of([split, *(file_digest(p) for p in paths.values())], 24)
+    return BeirData(folder.name, corpus, queries, qrels, missing, fingerprint)

@@ -1,0 +1,88 @@
+"""Scoring query-passage pairs with a trained cross-encoder: the API evaluation and mining build on."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from reranker.common.precision import resolve_dtype
+from reranker.models.loading import check_fits, load_model, load_tokenizer, position_limit
+
+DEFAULT_MAX_LENGTH = 512
+DTYPES = {None: None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class Reranker:
+    """A cross-encoder checkpoint (any AutoModelForSequenceClassification with one logit) for inference.
+
+    `dtype` "bf16"/"fp16" runs the forward under autocast; on CPU, bf16 roughly doubles MiniLM throughput
+    where the processor has AVX512-BF16 and is several times slower than fp32 where it has not. "auto": bf16
+    where the device has it natively, else fp32.
+    """
+
+    def __init__(self, model_name_or_path: str, device: str | None = None, dtype: str | None = None,
+                 max_length: int | None = None, trust_remote_code: bool = False,
+                 max_length_option: str = "max_length"):
+        if dtype not in DTYPES and dtype != "auto":
+            raise ValueError(f"dtype must be one of {[*DTYPES, 'auto']}, got {dtype!r}")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = resolve_dtype(dtype, "reranker dtype", self.device.type)
+        self.tokenizer = load_tokenizer(model_name_or_path, trust_remote_code)
+        self.model = load_model(model_name_or_path, self.tokenizer, trust_remote_code).to(self.device).eval()
+        self.dtype = DTYPES[dtype]
+        if self.dtype is torch.float16 and self.device.type == "cpu":
+            raise ValueError("fp16 on CPU is slow and imprecise; use dtype='auto' on CPU")
+        if max_length is None:
+            # The default: 512 tokens, or fewer where the model holds fewer.
+            max_length = min(DEFAULT_MAX_LENGTH, position_limit(self.model.config) or DEFAULT_MAX_LENGTH)
+        else:
+            check_fits(self.model.config, max_length, f"{max_length_option} for {model_name_or_path}")
+        self.max_length = max_length
+
+    def _autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    @torch.inference_mode()
+    def compute_score(self, pairs: Sequence[tuple[str, str]] | tuple[str, str], batch_size: int = 32,
+                      max_length: int | None = None, normalize: bool = False,
+                      show_progress: bool = False) -> list[float] | float:
+        """Relevance logits (or sigmoid probabilities with normalize=True) in the order of `pairs`.
+
+        Pairs are scored longest first, in batches of similar length, so padding is small; one tokenizer call
+        per batch. A single (query, passage) tuple returns a single float.
+        """
+        single = isinstance(pairs, tuple) and len(pairs) == 2 and isinstance(pairs[0], str)
+        items = [pairs] if single else list(pairs)
+        if max_length and max_length != self.max_length:
+            check_fits(self.model.config, max_length, "max_length")
+        max_length = max_length or self.max_length
+        order = np.argsort([-(len(q) + len(p)) for q, p in items], kind="stable")
+        scores = np.empty(len(items), dtype=np.float32)
+        starts = range(0, len(items), batch_size)
+        for start in tqdm(starts, desc="Scoring", disable=not show_progress, unit="batch"):
+            idx = order[start:start + batch_size]
+            batch = self.tokenizer(
+                [items[i][0] for i in idx], [items[i][1] for i in idx], padding=True,
+                # longest_first never fails, whatever the query's length (only_second would raise).
+                truncation="longest_first", max_length=max_length, return_tensors="pt",
+            ).to(self.device)
+            with self._autocast():
+                logits = self.model(**batch).logits.view(-1).float()
+            scores[idx] = logits.cpu().numpy()
+        if normalize:
+            scores = 1.0 / (1.0 + np.exp(-scores))
+        result = scores.tolist()
+        return result[0] if single else result
+
+    def rerank(self, query: str, passages: Sequence[str], top_k: int | None = None,
+               batch_size: int = 32) -> list[dict]:
+        """Passages sorted by score, best first: [{"index", "text", "score"}], cut to top_k when given."""
+        scores = self.compute_score([(query, p) for p in passages], batch_size=batch_size)
+        ranked = sorted(range(len(passages)), key=lambda i: -scores[i])
+        return [{"index": i, "text": passages[i], "score": scores[i]} for i in ranked[:top_k]]

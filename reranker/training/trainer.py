@@ -1,0 +1,112 @@
+"""The Trainer subclass: group sampling, the ranking loss in compute_loss, and the health checks."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+from transformers import Trainer
+
+from reranker.data.groups import GroupDataset, MixingSampler
+from reranker.training import dev_eval, losses
+from reranker.training.health import CollapseMonitor, HealthCallback
+
+logger = logging.getLogger(__name__)
+
+
+def autocast_dtype(args) -> torch.dtype | None:
+    """The autocast precision the training arguments ask for (None: full precision)."""
+    return torch.bfloat16 if args.bf16 else (torch.float16 if args.fp16 else None)
+
+
+class RerankerTrainer(Trainer):
+    """Trains a plain sequence-classification model with a group-wise ranking loss.
+
+    The group size comes from the dataset (the data's format and --train_group_size), never from the model.
+    """
+
+    def __init__(self, *args, mixing: str = "mixed", data_weights: list[float] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mixing = mixing
+        self.data_weights = data_weights
+        # Our loss is a per-batch mean: let the Trainer divide it by the accumulation steps.
+        self.loss_is_scaled_for_ga = False
+        dataset: GroupDataset = self.train_dataset
+        # Chance is ln(negatives + 1) only for the group softmax; other losses have no such fixed point.
+        monitor = CollapseMonitor(dataset.group_size - dataset.positives + 1, self.args.collapse_warning_steps) \
+            if self.args.loss == "softmax_ce" else None
+        self.add_callback(HealthCallback(monitor))
+
+    def create_optimizer(self, model=None):
+        """The Trainer's optimizer, with the freshly initialised parameters in groups of their own learning rate.
+
+        A new head on an embedding checkpoint starts at chance; at the encoder's small learning rate it stays there
+        for many steps (the peers' runs sit at ln(group size) for ~80 of 202 steps), at a larger one the encoder
+        would be damaged. The LR schedule scales every group alike.
+        """
+        optimizer = super().create_optimizer(model)
+        head_lr = self.args.head_learning_rate
+        if head_lr is None:
+            head_lr = 10 * self.args.learning_rate
+        fresh = set(getattr(self.model, "fresh_parameter_names", []))
+        if not head_lr or not fresh or getattr(optimizer, "_head_groups_split", False):
+            return optimizer
+        head_ids = {id(p) for n, p in self.model.named_parameters() if n in fresh}
+        groups = list(optimizer.param_groups)
+        optimizer.param_groups.clear()
+        for group in groups:
+            body = [p for p in group["params"] if id(p) not in head_ids]
+            head = [p for p in group["params"] if id(p) in head_ids]
+            for params, lr in ((body, group["lr"]), (head, head_lr)):
+                if params:
+                    optimizer.add_param_group({**group, "params": params, "lr": lr})
+        optimizer._head_groups_split = True
+        logger.info("Learning rate %.2g for the %d freshly initialised parameters (%s), %.2g for the rest",
+                    head_lr, len(fresh), ", ".join(sorted(fresh)), self.args.learning_rate)
+        return optimizer
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Rank the dev queries' candidates; every rank scores them all (a dev set is small), so every rank
+        takes the same best-checkpoint decision."""
+        dev = eval_dataset if eval_dataset is not None else self.eval_dataset
+        dtype = autocast_dtype(self.args)
+        start = time.perf_counter()
+        # The training collator: dev pairs are cut to the same token budgets as training pairs.
+        run = dev_eval.score_dev(self.model, self.data_collator, dev, self.args.per_device_eval_batch_size,
+                                 self.args.device, dtype)
+        raw = dev_eval.dev_metrics(dev, run)
+        metrics = {f"{metric_key_prefix}_{k}": v for k, v in raw.items()}
+        metrics[f"{metric_key_prefix}_runtime"] = round(time.perf_counter() - start, 2)
+        self.log(metrics)  # into state.log_history, which reranker-train's report reads (and a resume restores)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        if self.is_world_process_zero():
+            first = raw[dev_eval.FIRST_STAGE + "nDCG@10"]
+            if raw["nDCG@10"] < first:
+                logger.warning(
+                    "!!! Step %d: the model ranks the %d dev queries WORSE than the first stage it will rerank "
+                    "(nDCG@10 %.4f < %.4f). Reranking with it now would make results worse.",
+                    self.state.global_step, len(dev), raw["nDCG@10"], first)
+            else:
+                logger.info("Step %d: dev nDCG@10 %.4f (first stage %.4f, %+.4f), MRR@10 %.4f",
+                            self.state.global_step, raw["nDCG@10"], first, raw["nDCG@10"] - first, raw["MRR@10"])
+        return metrics
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        # Keys of one optimizer step: every rank's batch (n_gpu included) for every accumulation step.
+        step_batch = self.args.train_batch_size * max(1, self.args.world_size) * self.args.gradient_accumulation_steps
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return MixingSampler(dataset, self.mixing, self.data_weights, step_batch, seed=seed,
+                             strategy=self.args.train_sampling_strategy)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        teacher_scores = inputs.pop("teacher_scores", None)
+        soft_labels = inputs.pop("soft_labels", None)
+        outputs = model(**inputs)
+        group_size = self.train_dataset.group_size
+        scores = outputs.logits.view(-1, group_size)
+        loss = losses.compute(self.args.loss, scores, teacher_scores=teacher_scores, soft_labels=soft_labels,
+                              temperature=self.args.distill_temperature, alpha=self.args.distill_alpha,
+                              positives=self.train_dataset.positives)
+        return (loss, outputs) if return_outputs else loss

@@ -1,0 +1,196 @@
+"""What the pipeline and the rounds share: stage stamps (key, skip, run, mark), launching our own commands as
+subprocesses (torchrun where there are several GPUs), config files, and the stages' option names.
+
+A stage is skipped when its stamp under <output_dir>/.stages/ holds the same key and its outputs exist, so a
+re-run after a crash redoes only what changed or did not finish.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+
+from reranker.common.errors import ConfigError, StageFailed
+from reranker.common.files import write_json
+
+logger = logging.getLogger(__name__)
+
+# The installed commands' modules, run as `python -m`, so a pipeline works from a wheel as from a checkout.
+COMMANDS = {"mine": "reranker.cli.mine", "train": "reranker.cli.train", "eval": "reranker.cli.eval"}
+COMMAND_NAMES = {"mine": "reranker-mine", "train": "reranker-train", "eval": "reranker-eval"}
+
+
+class Stages:
+    """Stamps of finished stages under <output_dir>/.stages."""
+
+    def __init__(self, output_dir: Path, order: tuple[str, ...] = ()):
+        self.dir = Path(output_dir) / ".stages"
+        self.order = order
+
+    def done(self, stage: str, key: str) -> bool:
+        path = self.dir / f"{stage}.json"
+        return path.is_file() and json.loads(path.read_text()).get("key") == key
+
+    def mark(self, stage: str, key: str, seconds: float, **extra) -> None:
+        write_json(self.dir / f"{stage}.json", {"key": key, "seconds": round(seconds, 1), **extra})
+
+    def started(self, stage: str, key: str | None = None) -> str | None:
+        """Record (with key) or read (without) the key of a stage that began but may not have finished."""
+        path = self.dir / f"{stage}.started.json"
+        if key is not None:
+            write_json(path, {"key": key})
+            return key
+        return json.loads(path.read_text()).get("key") if path.is_file() else None
+
+    def run(self, stage: str, key: str, outputs: list[Path], work: Callable[[], object]) -> bool:
+        """Skip `stage` when it finished before under `key` and all its outputs exist; else run `work` and stamp
+        it. Returns whether it ran."""
+        if self.done(stage, key) and all(Path(p).exists() for p in outputs):
+            logger.info("%s: done before, skipped", stage)
+            return False
+        start = time.perf_counter()
+        work()
+        self.mark(stage, key, time.perf_counter() - start)
+        return True
+
+    def seconds(self) -> dict[str, float]:
+        out = {}
+        for stage in self.order:
+            path = self.dir / f"{stage}.json"
+            if path.is_file():
+                out[stage] = json.loads(path.read_text()).get("seconds")
+        return out
+
+
+def count_processes(environ: dict | None = None) -> int:
+    """How many processes a stage starts: NPROC if set; else the GPUs listed in CUDA_VISIBLE_DEVICES ("" or "-1"
+    hides them all); else every GPU torch sees; else 1 (CPU). The same rule as scripts/nproc.sh."""
+    environ = os.environ if environ is None else environ
+    if environ.get("NPROC"):
+        return int(environ["NPROC"])
+    if "CUDA_VISIBLE_DEVICES" in environ:
+        gpus = [g for g in environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip() and g.strip() != "-1"]
+        return max(1, len(gpus))
+    import torch
+
+    return max(1, torch.cuda.device_count())
+
+
+def command(stage: str, nproc: int | None = None) -> list[str]:
+    """The argv that runs a stage's command: torchrun for training (and for mining with several processes, which
+    encode the pool in shards), one plain process otherwise."""
+    nproc = count_processes() if nproc is None else nproc
+    module = COMMANDS[stage]
+    if stage == "train" or (stage == "mine" and nproc > 1):
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+                "-m", module]
+    return [sys.executable, "-m", module]
+
+
+def run_logged(cmd: list[str], log_path: Path, env: dict | None = None) -> None:
+    """Run a stage, its output both on our stderr and in its log file. Progress bars redraw with carriage returns;
+    the log keeps only each bar's last state, so it reads as lines."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("$ %s  (log: %s)", " ".join(cmd), log_path)
+    with open(log_path, "ab") as log:
+        log.write(f"\n$ {' '.join(cmd)}\n".encode())
+        # The stages run where the driver runs, so relative paths in the config mean the same to both.
+        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        pending = b""
+        while chunk := process.stdout.read1(4096):
+            sys.stderr.buffer.write(chunk)
+            sys.stderr.buffer.flush()
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                log.write(line.rsplit(b"\r", 1)[-1] + b"\n")
+            log.flush()
+        if pending:
+            log.write(pending.rsplit(b"\r", 1)[-1] + b"\n")
+        code = process.wait()
+    if code != 0:
+        raise StageFailed(f"{' '.join(cmd[:4])} ... exited with code {code}; see {log_path}")
+
+
+def latest_checkpoint(model_dir: Path) -> Path | None:
+    """The newest complete checkpoint: trainer_state.json is written last, so a save cut by a kill is passed over."""
+    checkpoints = [p for p in model_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()
+                   and (p / "trainer_state.json").is_file()]
+    return max(checkpoints, key=lambda p: int(p.name.split("-")[-1])) if checkpoints else None
+
+
+def copy_if_present(names: tuple[str, ...], src: Path, dst: Path) -> None:
+    for name in names:
+        if (src / name).is_file():
+            shutil.copyfile(src / name, dst / name)
+
+
+def read_config(path: str, cls) -> dict:
+    """A YAML or JSON config as a mapping whose names are all fields of the dataclass `cls`."""
+    import yaml
+
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        raw = json.loads(text) if Path(path).suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path}: not valid YAML/JSON: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of options at the top level")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return raw
+
+
+def stage_option_names() -> dict[str, set[str]]:
+    """The options each stage's command accepts (the fields of the dataclasses its parser is built from)."""
+    from reranker.evaluation.arguments import EvalArguments
+    from reranker.mining.arguments import EmbedArguments, MineArguments
+    from reranker.training.arguments import DataArguments, ModelArguments, RerankerTrainingArguments
+
+    parsers = {"mine": (EmbedArguments, MineArguments),
+               "train": (ModelArguments, DataArguments, RerankerTrainingArguments),
+               "eval": (EvalArguments,)}
+    # HfArgumentParser also makes a --no_<name> for every boolean that defaults to True.
+    return {stage: {name for dc in classes for f in fields(dc)
+                    for name in (f.name, f"no_{f.name}" if f.type in (bool, "bool") and f.default is True else None)
+                    if name}
+            for stage, classes in parsers.items()}
+
+
+def check_option_names(stage_options: dict[str, dict], path: str) -> None:
+    """A misspelt option fails when the config is read, not when its stage starts: for eval, after an hour of
+    training."""
+    accepted = stage_option_names()
+    for stage, options in stage_options.items():
+        names = accepted[stage]
+        for name in options:
+            if name not in names:
+                close = difflib.get_close_matches(name, names, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise ConfigError(f"{path}: {stage}.{name} is not an option of {COMMAND_NAMES[stage]}{hint}")
+
+
+def to_argv(options: dict) -> list[str]:
+    """{name: value} as command-line options of our commands (HfArgumentParser)."""
+    argv = []
+    for name, value in options.items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            argv += [f"--{name}", *(str(v) for v in value)]
+        elif isinstance(value, bool):
+            argv += [f"--{name}", str(value).lower()]
+        else:
+            argv += [f"--{name}", str(value)]
+    return argv
