@@ -107,7 +107,8 @@ def test_a_crop_is_compared_with_its_whole_source_document(tmp_path):
         q = make_query(pool, row, parse_group(row, "in.jsonl", 1))
         assert q.reference_row == reference
     # Ids that name nothing in the pool are counted in the summary (and warned about).
-    _, summary = mine(tmp_path, "--retriever", "bm25", records=[{**crop, "pos_id": "zz"}, RECORDS[0]])
+    _, summary = mine(tmp_path, "--retriever", "bm25", "--range_for_sampling", "0-5",
+                      records=[{**crop, "pos_id": "zz"}, RECORDS[0]])
     assert summary["positive_ids_not_in_pool"] == 1
 
 
@@ -176,7 +177,7 @@ def test_output_is_atomic_and_not_overwritten(tmp_path, monkeypatch):
 
     monkeypatch.setattr(mine_module, "teacher_scores", crash)
     with pytest.raises(RuntimeError):
-        mine(tmp_path, "--retriever", "bm25", "--overwrite", "--teacher_model", "x")
+        mine(tmp_path, "--retriever", "bm25", "--overwrite", "--teacher_model", "x", "--range_for_sampling", "0-5")
     assert (tmp_path / "mined.jsonl").read_text() == before  # untouched, no partial file beside it
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".mined")) == []
 
@@ -240,9 +241,11 @@ def test_positive_scores_only_when_the_relative_filter_reads_them(tiny_model_mas
     dense_args = ["--model_name_or_path", tiny_model_master, "--range_for_sampling", "0-9", "--negative_number", "2"]
     _, dense_plain = mine(tmp_path, *dense_args, name="dense_plain.jsonl")
     assert "score_positives" not in dense_plain["timings_s"] and dense_plain["filtered_false_negatives"] == 0
-    # A tiny fraction of the positive's cosine: every candidate that scores above it is dropped.
-    _, dense = mine(tmp_path, *dense_args, "--fn_relative_threshold", "0.0001", name="dense.jsonl")
-    assert "score_positives" in dense["timings_s"] and dense["filtered_false_negatives"] > 0
+    # A tiny fraction of the positive's cosine: every candidate that scores above it is dropped, so no query
+    # keeps a negative, which is an error naming the filter (the relative filter read the positives' scores).
+    with pytest.raises(DataError, match=r"fn_relative_threshold 0.0001, on the embedder's similarity\) dropped "
+                                        r"[1-9]\d* candidates"):
+        mine(tmp_path, *dense_args, "--fn_relative_threshold", "0.0001", name="dense.jsonl")
 
 
 def test_interleave_alternates_without_repeats():
@@ -275,12 +278,11 @@ def test_both_retrievers_and_filters_read_the_embedder_only(tiny_model_master, t
     shares = summary["positives_in_search_depth"]
     assert set(shares) == {"search_depth", "dense", "bm25", "any"} and shares["any"] >= max(shares["dense"],
                                                                                           shares["bm25"])
-    # An absolute threshold below every score drops all dense candidates; BM25's are untouched (other scale).
-    rows, summary = mine(tmp_path, *common, "--retriever", "both", "--fn_absolute_threshold", "-2",
-                         name="filtered.jsonl")
-    bm25_negs = {n for r in rows_bm25 for n in r["neg"]}
-    assert all(n in bm25_negs for r in rows for n in r["neg"])
-    assert summary["filtered_false_negatives"] > 0
+    # An absolute threshold below every score drops all dense candidates, on the embedder's scale only; a passage
+    # one retriever's filter dropped is not taken from BM25's list either, so here no query keeps a negative.
+    with pytest.raises(DataError, match=r"fn_absolute_threshold -2.0, on the embedder's similarity\) dropped "
+                                        r"[1-9]\d* candidates"):
+        mine(tmp_path, *common, "--retriever", "both", "--fn_absolute_threshold", "-2", name="filtered.jsonl")
 
 
 def test_embedder_teacher_scores(tiny_model_master, tmp_path):
@@ -339,21 +341,35 @@ def test_embedder_teacher_fused_with_bm25(tiny_model_master, tmp_path):
              records=[{"query": "capital of germany", "pos": ["Berlin, not a pool passage."]}])
 
 
-def test_queries_left_without_negatives_are_counted_and_warned_about(tmp_path, caplog):
-    # Every candidate scores above -1, so the absolute filter drops them all: both queries end with none.
-    rows, summary = mine(tmp_path, "--retriever", "bm25", "--fn_absolute_threshold", "-1")
-    assert [r["neg"] for r in rows] == [[], []]
-    assert summary["queries_without_negatives"] == 2 and summary["queries_short_of_negatives"] == 2
-    warning = [r.getMessage() for r in caplog.records if "have no negatives" in r.getMessage()]
-    assert len(warning) == 1 and warning[0].startswith("2 of 2 queries have no negatives")
-    assert "fn_absolute_threshold -1.0, on BM25 scores" in warning[0] and "reranker-train skips" in warning[0]
+def test_no_query_with_a_negative_is_an_error_and_writes_nothing(tmp_path):
+    # Every candidate scores above -1, so the absolute filter drops them all: both queries would end with none.
+    with pytest.raises(DataError, match=r"no query got a negative: the false-negative filters "
+                                        r"\(fn_absolute_threshold -1.0, on BM25 scores\)"):
+        mine(tmp_path, "--retriever", "bm25", "--fn_absolute_threshold", "-1", "--range_for_sampling", "0-5")
+    assert not (tmp_path / "mined.jsonl").exists()
     # Without filters the only way to none is a pool that holds nothing but the positive.
-    caplog.clear()
-    _, summary = mine(tmp_path, "--retriever", "bm25", "--overwrite", "--range_for_sampling", "0-1",
-                      "--negative_number", "1", records=RECORDS[1:], pool=POOL[3:4])
-    assert summary["queries_without_negatives"] == 1
-    assert any("1 of 1 queries have no negatives" in r.getMessage() and "no candidate that is not a positive"
-               in r.getMessage() for r in caplog.records)
+    with pytest.raises(DataError, match="no candidate that is not a positive"):
+        mine(tmp_path, "--retriever", "bm25", "--range_for_sampling", "0-1", "--negative_number", "1",
+             records=RECORDS[1:], pool=POOL[3:4])
+
+
+def test_sampling_range_past_the_pool_fails_before_any_work(tmp_path):
+    # The pool holds 9 passages: ranks 20-30 can never be sampled. It used to exit 0 with every negative empty.
+    with pytest.raises(ConfigError, match=r"--range_for_sampling 20-30 starts at rank 20, but the pool holds only 9 "
+                                          "passages"):
+        mine(tmp_path, "--retriever", "bm25", "--range_for_sampling", "20-30")
+    assert not (tmp_path / "mined.jsonl").exists()
+
+
+def test_queries_left_without_negatives_are_counted_and_warned_about(tmp_path, caplog):
+    from reranker.mining.arguments import MineArguments
+    from reranker.mining.mine import warn_short
+
+    args = MineArguments(input_file="in.jsonl", output_file="out.jsonl", retriever="bm25", fn_absolute_threshold=-1.0)
+    warn_short(args, {"queries_without_negatives": 1, "filtered_false_negatives": 7}, 2)
+    warning = [r.getMessage() for r in caplog.records if "have no negatives" in r.getMessage()]
+    assert len(warning) == 1 and warning[0].startswith("1 of 2 queries have no negatives")
+    assert "fn_absolute_threshold -1.0, on BM25 scores" in warning[0] and "reranker-train skips" in warning[0]
     # And a run where every query has negatives says nothing.
     caplog.clear()
     _, summary = mine(tmp_path, "--retriever", "bm25", "--overwrite", "--range_for_sampling", "0-7",

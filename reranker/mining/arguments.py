@@ -164,10 +164,18 @@ class MineArguments:
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing output file."})
 
     def __post_init__(self):
+        self._check_files()
+        self._parse_range()
+        self._check_teachers()
+        self._check_depths()
+
+    def _check_files(self) -> None:
         if not self.input_file or not self.output_file:
             raise ConfigError("--input_file and --output_file are required")
         if self.candidate_pool and self.corpus:
             raise ConfigError("give --candidate_pool or --corpus, not both")
+
+    def _parse_range(self) -> None:
         try:
             start, end = (int(x) for x in self.range_for_sampling.split("-"))
         except ValueError:
@@ -177,8 +185,8 @@ class MineArguments:
         self.range_start, self.range_end = start, end
         if self.negative_number < 1:
             raise ConfigError("--negative_number must be at least 1")
-        if self.search_depth and self.search_depth < end:
-            raise ConfigError(f"--search_depth {self.search_depth} is shallower than the sampling range end {end}")
+
+    def _check_teachers(self) -> None:
         if self.embedder_teacher and self.teacher_model:
             raise ConfigError("give --teacher_model or --embedder_teacher, not both")
         if self.rerank_model:
@@ -197,6 +205,11 @@ class MineArguments:
                               "add --embedder_teacher")
         if not 0.0 < self.teacher_neighbor_weight <= 1.0:
             raise ConfigError(f"--teacher_neighbor_weight must be in (0, 1], got {self.teacher_neighbor_weight}")
+
+    def _check_depths(self) -> None:
+        end = self.range_end
+        if self.search_depth and self.search_depth < end:
+            raise ConfigError(f"--search_depth {self.search_depth} is shallower than the sampling range end {end}")
         if self.positive_depth < 0:
             raise ConfigError(f"--positive_depth must be 0 (all positives) or more, got {self.positive_depth}")
         if self.positive_depth and not self.rerank_model and (self.fn_relative_threshold is not None

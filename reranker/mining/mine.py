@@ -7,6 +7,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -22,6 +23,15 @@ from reranker.mining.pool import Pool, pool_from_beir, pool_from_jsonl, pool_fro
 from reranker.models import embed_cache
 
 logger = logging.getLogger(__name__)
+
+
+class Ranking(NamedTuple):
+    """One retriever's candidates for every query, best first, with the rules its negatives are chosen by."""
+
+    scores: np.ndarray  # [queries, depth]
+    rows: np.ndarray  # [queries, depth] pool rows, -1 where a query has fewer candidates
+    positive_scores: list[float | None]  # each query's lowest positive score, for the false-negative filters
+    rules: SelectionRules
 
 
 @dataclass
@@ -113,7 +123,7 @@ def keep_ranked_positives(pool: Pool, queries: list[Query], rankings: list, dept
     kept_queries, kept_index = [], []
     dropped_positives = kept_positives = 0
     for i, q in enumerate(queries):
-        top = {int(r) for _, rows, _, _ in rankings for r in rows[i][:depth] if r >= 0}
+        top = {int(r) for ranking in rankings for r in ranking.rows[i][:depth] if r >= 0}
         keep = [j for j, r in enumerate(positive_pool_rows(pool, q)) if r is not None and r in top]
         dropped_positives += len(q.example.pos) - len(keep)
         kept_positives += len(keep)
@@ -129,8 +139,8 @@ def keep_ranked_positives(pool: Pool, queries: list[Query], rankings: list, dept
         kept_queries.append(q)
         kept_index.append(i)
     index = np.asarray(kept_index, dtype=np.int64)
-    cut = [(scores[index], rows[index], None if pos is None else [pos[i] for i in kept_index], rules)
-           for scores, rows, pos, rules in rankings]
+    cut = [Ranking(r.scores[index], r.rows[index], [r.positive_scores[i] for i in kept_index], r.rules)
+           for r in rankings]
     counts = {"depth": depth, "kept_positives": kept_positives, "dropped_positives": dropped_positives,
               "dropped_queries": len(queries) - len(kept_queries)}
     logger.info("--positive_depth %d: kept %d positives, dropped %d that no retriever ranks in its top %d",
@@ -301,7 +311,7 @@ def rerank_candidates(args: MineArguments, pool: Pool, queries: list[Query], ran
     t = time.perf_counter()
     reranker = Reranker(args.rerank_model, dtype=None if args.rerank_dtype == "fp32" else args.rerank_dtype,
                         max_length=args.rerank_max_length, max_length_option="--rerank_max_length")
-    candidates = [list(dict.fromkeys(int(r) for _, rows, _, _ in rankings for r in rows[i] if r >= 0))
+    candidates = [list(dict.fromkeys(int(r) for ranking in rankings for r in ranking.rows[i] if r >= 0))
                   for i in range(len(queries))]
     pairs = [(q.example.query, pool.texts[r]) for q, rows in zip(queries, candidates, strict=True) for r in rows]
     positives = [[pool.texts[q.reference_row]] if q.reference_row is not None else q.example.pos for q in queries]
@@ -318,7 +328,7 @@ def rerank_candidates(args: MineArguments, pool: Pool, queries: list[Query], ran
     positive_scores = [float(min(next(scores) for _ in texts)) for texts in positives]
     summary["reranked_pairs"] = len(pairs)
     timer.stage("rerank", t)
-    return out_scores, out_rows, positive_scores, rules
+    return Ranking(out_scores, out_rows, positive_scores, rules)
 
 
 def interleave(selections: tuple[Selection, ...], n: int) -> Selection:
@@ -455,10 +465,9 @@ def summary_path(output_file: str | Path) -> Path:
     return path.with_name(path.stem + ".summary.json")
 
 
-def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
-    """Run the whole job; returns the summary on rank 0 (None on other ranks)."""
-    timer = Timer()
-    t = time.perf_counter()
+def prepare(args: MineArguments) -> tuple[Pool, list[Query], list | None, dict]:
+    """Load and check the records and the pool: (pool, queries, the rows each query's labels vote for with
+    --teacher_neighbors, the summary so far). Everything here runs before any model loads."""
     output = Path(args.output_file)
     if output.exists() and not args.overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
@@ -467,7 +476,9 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
         raise ConfigError(f"{args.input_file}: records with neg_crop get cropped negatives, and --embedder_teacher "
                           "scores whole documents; use --teacher_model (it scores the cropped text) or no teacher")
     pool = load_pool(args, [e for _, e in loaded])
+    check_range(args, len(pool))
     queries = [make_query(pool, row, example) for row, example in loaded]
+    judged = None
     if args.teacher_neighbors:  # checked before any encoding: the votes need positives that are pool passages
         judged = [judged_rows(pool, q) for q in queries]
         if not any(judged):
@@ -483,17 +494,28 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
                        "it has no '_id' field" if not pool.by_id else "another corpus?")
     logger.info("Mining %d queries against a pool of %d passages (%s); %d queries have no positive in the pool",
                 len(queries), len(pool), args.retriever, no_positive)
-    timer.stage("load", t)
+    return pool, queries, judged, summary
 
-    rules = SelectionRules(args.range_start, args.range_end, args.negative_number, args.fn_relative_threshold,
-                           args.fn_absolute_threshold, args.seed, args.fn_margin)
+
+def check_range(args: MineArguments, pool_size: int) -> None:
+    """A sampling range that starts past the pool's end can give no negative at all: say so before any work."""
+    if args.range_start >= pool_size:
+        raise ConfigError(f"--range_for_sampling {args.range_for_sampling} starts at rank {args.range_start}, but "
+                          f"the pool holds only {pool_size} passages: no query could get a negative. Lower the "
+                          "range or mine from a larger pool (--corpus / --candidate_pool)")
+
+
+def retrieve(embed_args: EmbedArguments, args: MineArguments, pool: Pool, queries: list[Query], timer: Timer,
+             summary: dict, rules: SelectionRules) -> tuple[list[Ranking], dict | None] | None:
+    """Each retriever's ranking, in the order their negatives alternate, and what the embedder teacher keeps
+    (vectors, encoder, BM25 index). None on ranks other than 0 once their share of the encoding is done."""
     vectors: dict | None = {} if args.embedder_teacher else None
-    rankings = []  # (scores, rows, positive scores, rules) of each retriever, in the order their negatives alternate
+    rankings = []
     if args.retriever in ("dense", "both"):
         retrieved = dense_retrieve(embed_args, args, pool, queries, timer, summary, vectors)
         if retrieved is None:  # another rank's share is done; rank 0 writes
             return None
-        rankings.append((*retrieved, rules))
+        rankings.append(Ranking(*retrieved, rules))
     elif args.embedder_teacher:
         # BM25 retrieves; the embedder only scores the chosen pairs for the teacher.
         encoded = encode_pool_and_queries(embed_args, args, pool, queries, timer, summary)
@@ -508,63 +530,63 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
         # BM25 often ranks a positive low, so "close to the positive's BM25 score" would drop most of its hard
         # negatives: with both retrievers the false-negative filters read the embedder's similarity only.
         bm25_rules = replace(rules, relative_threshold=None, absolute_threshold=None) if both else rules
-        rankings.append((*bm25_retrieve(args, pool, queries, timer, positive_scores=not both,
-                                        kept=vectors if args.teacher_bm25_weight else None), bm25_rules))
+        rankings.append(Ranking(*bm25_retrieve(args, pool, queries, timer, positive_scores=not both,
+                                               kept=vectors if args.teacher_bm25_weight else None), bm25_rules))
+    return rankings, vectors
 
-    retrieved_share(args, queries, rankings, summary)
-    if args.teacher_neighbors:
-        # Before --positive_depth: every input query's labels vote, those it drops and their unretrieved positives too.
-        t = time.perf_counter()
-        vectors["votes"] = neighbor_votes(judged, vectors["query_vectors"], args.teacher_neighbors,
-                                          args.query_chunk_size)
-        voted = sum(bool(v) for v in vectors["votes"])
-        summary["teacher_neighbors"] = {"k": args.teacher_neighbors, "weight": args.teacher_neighbor_weight,
-                                        "queries_with_votes": voted}
-        logger.info("--teacher_neighbors %d: %d of %d queries have positives in the pool to vote with; %d got votes",
-                    args.teacher_neighbors, sum(bool(j) for j in judged), len(queries), voted)
-        timer.stage("neighbors", t)
-    if args.positive_depth:
-        n_before = len(queries)
-        queries, rankings, kept_index, summary["positive_depth"] = keep_ranked_positives(
-            pool, queries, rankings, args.positive_depth, args.input_file)
-        if not queries:
-            raise DataError(args.input_file, f"no query has a positive in any retriever's top {args.positive_depth}"
-                                             f" (of {n_before}): raise --positive_depth")
-        if vectors:
-            vectors["query_vectors"] = vectors["query_vectors"][kept_index]
-            if "votes" in vectors:
-                vectors["votes"] = [vectors["votes"][i] for i in kept_index]
 
-    if args.rerank_model:
-        rankings = [rerank_candidates(args, pool, queries, rankings, rules, timer, summary)]
-
+def add_neighbor_votes(args: MineArguments, judged: list, queries: list[Query], vectors: dict, timer: Timer,
+                       summary: dict) -> None:
+    """--teacher_neighbors, before --positive_depth: every input query's labels vote, those it drops and their
+    unretrieved positives too."""
     t = time.perf_counter()
+    vectors["votes"] = neighbor_votes(judged, vectors["query_vectors"], args.teacher_neighbors,
+                                      args.query_chunk_size)
+    voted = sum(bool(v) for v in vectors["votes"])
+    summary["teacher_neighbors"] = {"k": args.teacher_neighbors, "weight": args.teacher_neighbor_weight,
+                                    "queries_with_votes": voted}
+    logger.info("--teacher_neighbors %d: %d of %d queries have positives in the pool to vote with; %d got votes",
+                args.teacher_neighbors, sum(bool(j) for j in judged), len(queries), voted)
+    timer.stage("neighbors", t)
+
+
+def apply_positive_depth(args: MineArguments, pool: Pool, queries: list[Query], rankings: list[Ranking],
+                         vectors: dict | None, summary: dict) -> tuple[list[Query], list[Ranking]]:
+    """--positive_depth: the queries and rankings cut to those with a positive in some retriever's top."""
+    n_before = len(queries)
+    queries, rankings, kept_index, summary["positive_depth"] = keep_ranked_positives(
+        pool, queries, rankings, args.positive_depth, args.input_file)
+    if not queries:
+        raise DataError(args.input_file, f"no query has a positive in any retriever's top {args.positive_depth}"
+                                         f" (of {n_before}): raise --positive_depth")
+    if vectors:
+        vectors["query_vectors"] = vectors["query_vectors"][kept_index]
+        if "votes" in vectors:
+            vectors["votes"] = [vectors["votes"][i] for i in kept_index]
+    return queries, rankings
+
+
+def choose_negatives(args: MineArguments, pool: Pool, queries: list[Query],
+                     rankings: list[Ranking]) -> tuple[list[Selection], list[list[str]], int]:
+    """Each query's negatives: selected from every ranking, interleaved, cropped where the record asks."""
     per_retriever = [
-        [select_negatives(rows[i], scores[i], pool.keys, q.positive_rows, q.positive_keys,
-                          normalize_text(q.example.query), positive_scores[i], rules_i, query_index=i)
+        [select_negatives(ranking.rows[i], ranking.scores[i], pool.keys, q.positive_rows, q.positive_keys,
+                          normalize_text(q.example.query), ranking.positive_scores[i], ranking.rules,
+                          query_index=i)
          for i, q in enumerate(queries)]
-        for scores, rows, positive_scores, rules_i in rankings
+        for ranking in rankings
     ]
     selections = [interleave(parts, args.negative_number) for parts in zip(*per_retriever, strict=True)]
     negatives = [[pool.texts[r] for r in s.rows] for s in selections]
-    summary["cropped_negatives"] = crop_negatives(queries, selections, negatives, args.seed)
+    cropped = crop_negatives(queries, selections, negatives, args.seed)
     for q, negs in zip(queries, negatives, strict=True):
         q.row["neg"] = negs
-    t = timer.stage("select", t)
-    if args.teacher_model:
-        teacher_scores(args, queries, negatives)
-        t = timer.stage("teacher", t)
-    elif args.embedder_teacher:
-        embedder_teacher_scores(args, embed_args, pool, queries, selections, vectors)
-        del vectors
-        t = timer.stage("teacher", t)
+    return selections, negatives, cropped
 
-    with atomic_write(output) as handle:
-        for q in queries:
-            handle.write(json.dumps(q.row, ensure_ascii=False) + "\n")
-    timer.stage("write", t)
+
+def selection_summary(args: MineArguments, embed_args: EmbedArguments, selections: list[Selection]) -> dict:
     counts = [len(s.rows) for s in selections]
-    summary.update({
+    return {
         "negatives_per_query": {"mean": float(np.mean(counts)), "min": min(counts), "max": max(counts)},
         "queries_short_of_negatives": sum(c < args.negative_number for c in counts),
         "queries_without_negatives": sum(c == 0 for c in counts),
@@ -576,9 +598,50 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
         "settings": {**{k: v for k, v in asdict(args).items() if k not in ("input_file", "output_file")},
                      "embedder": embed_args.model_name_or_path if args.retriever != "bm25" else None,
                      "pooling": embed_args.pooling if args.retriever != "bm25" else None},
-        "timings_s": dict(timer),
-    })
-    write_json(summary_path(output), summary)
+    }
+
+
+def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
+    """Run the whole job; returns the summary on rank 0 (None on other ranks)."""
+    timer = Timer()
+    t = time.perf_counter()
+    pool, queries, judged, summary = prepare(args)
+    timer.stage("load", t)
+    rules = SelectionRules(args.range_start, args.range_end, args.negative_number, args.fn_relative_threshold,
+                           args.fn_absolute_threshold, args.seed, args.fn_margin)
+    retrieved = retrieve(embed_args, args, pool, queries, timer, summary, rules)
+    if retrieved is None:
+        return None
+    rankings, vectors = retrieved
+    retrieved_share(args, queries, rankings, summary)
+    if args.teacher_neighbors:
+        add_neighbor_votes(args, judged, queries, vectors, timer, summary)
+    if args.positive_depth:
+        queries, rankings = apply_positive_depth(args, pool, queries, rankings, vectors, summary)
+    if args.rerank_model:
+        rankings = [rerank_candidates(args, pool, queries, rankings, rules, timer, summary)]
+
+    t = time.perf_counter()
+    selections, negatives, summary["cropped_negatives"] = choose_negatives(args, pool, queries, rankings)
+    summary.update(selection_summary(args, embed_args, selections))
+    if summary["queries_without_negatives"] == len(queries):
+        raise DataError(args.input_file, f"no query got a negative: {why_short(args, summary)}. Nothing was "
+                                         f"written to {args.output_file}")
+    t = timer.stage("select", t)
+    if args.teacher_model:
+        teacher_scores(args, queries, negatives)
+        t = timer.stage("teacher", t)
+    elif args.embedder_teacher:
+        embedder_teacher_scores(args, embed_args, pool, queries, selections, vectors)
+        del vectors
+        t = timer.stage("teacher", t)
+
+    with atomic_write(args.output_file) as handle:
+        for q in queries:
+            handle.write(json.dumps(q.row, ensure_ascii=False) + "\n")
+    timer.stage("write", t)
+    summary["timings_s"] = dict(timer)
+    write_json(summary_path(args.output_file), summary)
     warn_short(args, summary, len(queries))
     return summary
 
@@ -587,18 +650,21 @@ def warn_short(args: MineArguments, summary: dict, n_queries: int) -> None:
     """Say loudly when queries come out with no negatives: group training skips them, and they are often the
     queries the first stage finds hardest (its candidates all outscore the positive, so the filter drops them)."""
     empty = summary["queries_without_negatives"]
-    if not empty:
-        return
+    if empty:
+        logger.warning("%d of %d queries have no negatives in %s: %s. reranker-train skips such records (group "
+                       "training needs negatives) and counts them.", empty, n_queries, args.output_file,
+                       why_short(args, summary))
+
+
+def why_short(args: MineArguments, summary: dict) -> str:
+    """Why queries came out without negatives, in the user's option names."""
     filters = [f"{name} {value}" for name, value in (("fn_relative_threshold", args.fn_relative_threshold),
                                                       ("fn_absolute_threshold", args.fn_absolute_threshold),
                                                       ("fn_margin", args.fn_margin)) if value is not None]
     scale = ("--rerank_model's scores" if args.rerank_model else
              "BM25 scores" if args.retriever == "bm25" else "the embedder's similarity")
     if filters:
-        why = (f"the false-negative filters ({', '.join(filters)}, on {scale}) dropped "
-               f"{summary['filtered_false_negatives']} candidates in all")
-    else:
-        why = (f"ranks {args.range_for_sampling} and the top-up below them (search depth {args.search_depth}) "
-               "held no candidate that is not a positive")
-    logger.warning("%d of %d queries have no negatives in %s: %s. reranker-train skips such records (group training "
-                   "needs negatives) and counts them.", empty, n_queries, args.output_file, why)
+        return (f"the false-negative filters ({', '.join(filters)}, on {scale}) dropped "
+                f"{summary['filtered_false_negatives']} candidates in all")
+    return (f"ranks {args.range_for_sampling} and the top-up below them (search depth {args.search_depth}) "
+            "held no candidate that is not a positive")
