@@ -25,8 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 from reranker.cli import common as cli  # noqa: E402
 from reranker.common.errors import ConfigError, DataError  # noqa: E402
+from reranker.data.runs import Run  # noqa: E402
 from reranker.mining.pool import pool_from_beir  # noqa: E402
-from reranker.retrieval.fusion import Run, fuse_with_stages  # noqa: E402
+from reranker.retrieval.fusion import fuse_with_stages  # noqa: E402
 from reranker.retrieval.metrics import ranking_metrics  # noqa: E402
 from reranker.retrieval.search import BM25  # noqa: E402
 from reranker.training.dev_eval import load_dev, qrels_of  # noqa: E402

@@ -185,7 +185,7 @@ def test_hybrid_first_stage_max_queries_and_dev_checks(beir, tiny_model_master, 
 
 
 def test_rerank_at_depth_by_hand():
-    from reranker.evaluation.evaluate import rerank_at_depth
+    from reranker.evaluation.rerank import rerank_at_depth
 
     first = {"q": {"a": 3.0, "b": 2.0, "c": 1.0}}
     reranked = {"q": {"a": 0.1, "b": 0.5, "c": 0.9}}
@@ -207,7 +207,8 @@ def test_rerank_at_depth_by_hand():
 def test_depth_curve_rows_with_dev_figures(beir, tiny_model_master, tmp_path):
     from reranker.common.errors import ConfigError
     from reranker.evaluation.arguments import EvalArguments
-    from reranker.evaluation.evaluate import evaluate, rerank_at_depth
+    from reranker.evaluation.evaluate import evaluate
+    from reranker.evaluation.rerank import rerank_at_depth
     from reranker.models.inference import Reranker
 
     write_jsonl(beir / "queries.jsonl", [*QUERIES, {"_id": "q4", "text": "capital of Italy"},

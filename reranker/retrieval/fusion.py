@@ -7,19 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from reranker.data.runs import Qrels, Run, ranked
 from reranker.retrieval.metrics import per_query_metrics, ranking_metrics
-
-Run = dict[str, dict[str, float]]
-Qrels = dict[str, dict[str, int]]
 
 GRID = tuple(float(round(x, 2)) for x in np.linspace(0.0, 1.0, 21))
 # (reranker weight, first weight), the second first stage getting the rest: the simplex at GRID's step.
 GRID2 = tuple((a, b) for a in GRID for b in GRID if a + b <= 1.0 + 1e-9)
-
-
-def ranked(docs: dict[str, float]) -> list[str]:
-    # Ties broken by doc id so that fused scores never depend on dict order.
-    return [d for d, _ in sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
 def rrf(runs: list[Run], weights: list[float], k: int = 60, depth: int | None = None) -> Run:
@@ -31,7 +24,7 @@ def rrf(runs: list[Run], weights: list[float], k: int = 60, depth: int | None = 
         for run, weight in zip(runs, weights, strict=True):
             for rank, did in enumerate(ranked(run.get(qid, {})), start=1):
                 fused[did] = fused.get(did, 0.0) + weight / (k + rank)
-        out[qid] = dict(sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:depth])
+        out[qid] = {d: fused[d] for d in ranked(fused)[:depth]}
     return out
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-Qrels = dict[str, dict[str, int]]
-Run = dict[str, dict[str, float]]
+from reranker.data.runs import Qrels, Run
 
 RANKING = ("nDCG@10", "MRR@10", "Recall@100", "MAP")
 

@@ -1,0 +1,72 @@
+"""Scoring a first stage's candidates with a reranker, and what the same scores give at shallower depths."""
+
+from __future__ import annotations
+
+import logging
+
+from reranker.data.beir import BeirData
+from reranker.data.runs import Run
+from reranker.evaluation.arguments import EvalArguments
+from reranker.retrieval.metrics import ranking_metrics
+
+logger = logging.getLogger(__name__)
+
+
+def rerank_at_depth(first: Run, reranked: Run, depth: int) -> Run:
+    """The ranking had only the first stage's top `depth` been reranked: those with the reranker's scores, the rest
+    below them in the first stage's order. Ties stay ties on both sides, so the scorer breaks them as it does in
+    the first stage's and the full reranking's rows: at depth 1 the first stage's figure, at full depth the
+    reranker's."""
+    out = {}
+    for qid, docs in first.items():
+        order = sorted(docs, key=lambda d: -docs[d])
+        head = {did: reranked[qid][did] for did in order[:depth]}
+        tail = order[depth:]
+        floor = min(head.values(), default=0.0) - 1.0
+        levels = {value: i for i, value in enumerate(sorted({docs[d] for d in tail}, reverse=True))}
+        out[qid] = {**head, **{did: floor - levels[docs[did]] for did in tail}}
+    return out
+
+
+def depth_rows(data: BeirData, dev: BeirData | None, first: Run, reranked: Run, dev_first: Run | None,
+               dev_reranked: Run | None, args: EvalArguments, row: dict, first_ndcg: float) -> list[dict]:
+    """One row per --depth_curve depth, from the scores already computed; the dev figure where dev was scored."""
+    rows = []
+    for depth in args.depth_curve:
+        metrics = ranking_metrics(data.qrels, rerank_at_depth(first, reranked, depth))
+        extra = {}
+        if dev_reranked is not None:
+            extra["dev_nDCG@10"] = ranking_metrics(dev.qrels, rerank_at_depth(dev_first, dev_reranked,
+                                                                                 depth))["nDCG@10"]
+        rows.append({**row, "system": f"{row['system']} @{depth}", "rerank_depth": depth, **metrics,
+                     "delta_nDCG@10": metrics["nDCG@10"] - first_ndcg, **extra})
+    return rows
+
+
+def rerank_run(reranker, data: BeirData, run: Run, args: EvalArguments,
+               cache: dict[tuple[str, str], float] | None = None, texts=None) -> Run:
+    """The reranker's scores of the run's candidates; pairs already in `cache` (from another first stage over
+    the same queries) are not scored again. `texts(qid, did)`, when given, is the document's text as the reranker
+    reads it (--expand_from); else the corpus text."""
+    cache = {} if cache is None else cache
+    todo = list(dict.fromkeys((qid, did) for qid, docs in run.items() for did in docs if (qid, did) not in cache))
+    if todo:
+        doc = texts or (lambda q, d: data.corpus[d])
+        scores = reranker.compute_score([(data.queries[q], doc(q, d)) for q, d in todo],
+                                        batch_size=args.batch_size, max_length=args.rerank_max_length,
+                                        show_progress=True)
+        cache.update(zip(todo, scores, strict=True))
+    return {qid: {did: cache[(qid, did)] for did in docs} for qid, docs in run.items()}
+
+
+def pair_texts(args: EvalArguments, data: BeirData, dev: BeirData | None) -> tuple:
+    """--expand_from: the texts the rerankers read, for the test queries and the dev queries (None: the corpus)."""
+    if not args.expand_from:
+        return None, None
+    from reranker.data.expansion import Expansion, PairTexts
+    from reranker.models.embed import Embedder
+
+    embedder = Embedder(args.dense_model, pooling=args.dense_pooling, dtype=args.dtype)
+    expansion = Expansion.from_train_file(args.expand_from, embedder, per_pair=args.expand_per_pair)
+    return (PairTexts(expansion, embedder, data, f"{data.name} ({args.split} split)"),
+            PairTexts(expansion, embedder, dev, f"--dev_qrels {args.dev_qrels}") if dev is not None else None)
