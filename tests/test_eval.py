@@ -243,3 +243,31 @@ def test_depth_curve_rows_with_dev_figures(beir, tiny_model_master, tmp_path):
     with pytest.raises(ConfigError, match=r"--depth_curve depths must be integers from 1 to --top_k - 1 \(2\), "
                                           r"got \[3\]"):
         run_eval("--datasets", beir, "--top_k", "3", "--depth_curve", "3")
+
+
+def test_chart_one_panel_per_dataset_and_no_bar_for_a_missing_system(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from reranker.evaluation.report import bar_chart, chart_title
+
+    rows = [{"dataset": "a", "system": "bm25", "nDCG@10": 0.5, "first_stage": "bm25"},
+            {"dataset": "a", "system": "bm25 > m", "nDCG@10": 0.6, "first_stage": "bm25"},
+            {"dataset": "b", "system": "bm25", "nDCG@10": 0.3, "first_stage": "bm25"},
+            {"dataset": "a", "system": "bm25 > m @10", "nDCG@10": 0.55, "rerank_depth": 10}]
+    figures = []
+    real_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig) or real_close(fig))
+    title = chart_title("test", 100, True, False)
+    assert title == "nDCG@10, test split: each first stage's top 100 reranked"
+    path = bar_chart(tmp_path, rows, title)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (fig,) = figures
+    panels = fig.axes
+    assert [ax.get_title() for ax in panels] == ["a", "b"] and fig._suptitle.get_text() == title
+    # dataset b was not reranked by m: one bar (bm25), not a bar at 0 for "bm25 > m"; depth rows are left out
+    assert [len(ax.patches) for ax in panels] == [2, 1]
+    assert [t.get_text() for t in panels[1].get_xticklabels()] == ["bm25"]
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -10,7 +10,7 @@ from pathlib import Path
 from reranker.cli import common as cli
 from reranker.evaluation.arguments import EvalArguments
 from reranker.evaluation.evaluate import STAGES, evaluate, load_rerankers
-from reranker.evaluation.report import bar_chart, markdown_table, write_results
+from reranker.evaluation.report import bar_chart, chart_title, markdown_table, write_results
 from reranker.retrieval.first_stage import write_run
 
 logger = logging.getLogger("reranker.eval")
@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for name, (run, tag) in runs.items():
             write_run(output_dir / "runs" / name, run, tag)
         write_results(output_dir, rows, asdict(args))
-        chart = bar_chart(output_dir, rows)
+        title = chart_title(args.split, args.top_k, any("first_stage" in r for r in rows),
+                            any("pairs" in r for r in rows))
+        chart = bar_chart(output_dir, rows, title)
         logger.info("Wrote %s/results.json, run files under %s/runs%s", output_dir, output_dir,
                     f" and {chart}" if chart else "")
     return rows

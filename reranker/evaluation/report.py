@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
-from reranker.common.files import write_json
+from reranker.common.files import atomic_write, write_json
 
 COLUMNS = ("nDCG@10", "MRR@10", "Recall@100", "MAP", "AUC", "precision", "recall", "F1", "dev_nDCG@10")
 
@@ -33,9 +31,10 @@ def write_results(output_dir: Path, rows: list[dict], settings: dict) -> Path:
     return path
 
 
-def bar_chart(output_dir: Path, rows: list[dict]) -> Path | None:
-    """nDCG@10 per dataset (groups) and system (bars), first stages included; not the --depth_curve rows."""
-    rows = [r for r in rows if "nDCG@10" in r and "rerank_depth" not in r]
+def bar_chart(output_dir: Path, rows: list[dict], title: str = "nDCG@10") -> Path | None:
+    """nDCG@10, one panel per dataset with a bar per system that was evaluated on it (a system missing from a
+    dataset has no bar there, rather than a bar at 0), first stages included; not the --depth_curve rows."""
+    rows = [r for r in rows if r.get("nDCG@10") is not None and "rerank_depth" not in r]
     if not rows:
         return None
     import matplotlib
@@ -44,27 +43,35 @@ def bar_chart(output_dir: Path, rows: list[dict]) -> Path | None:
     import matplotlib.pyplot as plt
 
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    systems = list(dict.fromkeys(r["system"] for r in rows))
-    width = 0.8 / len(systems)
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(datasets) * max(1, len(systems)) ** 0.5), 4.5))
-    for i, system in enumerate(systems):
-        values = [next((r["nDCG@10"] for r in rows if r["dataset"] == d and r["system"] == system), 0.0)
-                  for d in datasets]
-        bars = ax.bar([x + i * width for x in range(len(datasets))], values, width, label=system)
+    colour = {s: f"C{i % 10}" for i, s in enumerate(dict.fromkeys(r["system"] for r in rows))}  # same in each panel
+    widest = max(sum(r["dataset"] == d for r in rows) for d in datasets)
+    fig, axes = plt.subplots(1, len(datasets), squeeze=False, sharey=True,
+                             figsize=(max(5.0, (1.2 + 0.45 * widest) * len(datasets)), 4.8))
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        present = [r for r in rows if r["dataset"] == dataset]
+        bars = ax.bar(range(len(present)), [r["nDCG@10"] for r in present],
+                      color=[colour[r["system"]] for r in present])
         ax.bar_label(bars, fmt="%.3f", fontsize=7)
-    ax.set_xticks([x + width * (len(systems) - 1) / 2 for x in range(len(datasets))], datasets)
-    ax.set_ylabel("nDCG@10")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
+        ax.set_xticks(range(len(present)), [r["system"] for r in present], rotation=35, ha="right", fontsize=7)
+        ax.set_title(dataset, fontsize=9)
+        ax.set_ylim(0, 1)
+    axes[0][0].set_ylabel("nDCG@10")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = output_dir / "ndcg10.png"
-    fd, tmp = tempfile.mkstemp(prefix=".ndcg10.", suffix=".png", dir=output_dir)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        with atomic_write(path, mode="wb") as handle:
+            fig.savefig(handle, format="png", dpi=120)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
+
+
+def chart_title(split: str, top_k: int, has_beir: bool, has_pairs: bool) -> str:
+    """What the bars measure: which candidates were reranked, at which depth."""
+    parts = []
+    if has_beir:
+        parts.append(f"{split} split: each first stage's top {top_k} reranked")
+    if has_pairs:
+        parts.append("pair files: each query's own pos and neg reranked")
+    return "nDCG@10, " + "; ".join(parts) if parts else "nDCG@10"
