@@ -4,7 +4,8 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PYTHON="${PYTHON:-python}"
+source "$here/scripts/nproc.sh"
+PYTHON="$(find_python "$here")"
 OUT="${OUT:-$here/outputs/demo}"
 MODEL="${MODEL:-$("$PYTHON" -c 'from reranker.models.loading import bundled_minilm_path; print(bundled_minilm_path())')}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(nproc)}" TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1

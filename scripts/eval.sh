@@ -4,4 +4,6 @@
 #            --first_stage bm25 dense --output_dir outputs/eval [eval.py options]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-exec "${PYTHON:-python}" "$here/eval.py" "$@"
+source "$here/scripts/nproc.sh"
+PYTHON="$(find_python "$here")"
+exec "$PYTHON" "$here/eval.py" "$@"

@@ -4,4 +4,6 @@
 # on a re-run. Usage: scripts/iterate.sh my_rounds.yaml
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" exec "${PYTHON:-python}" -m reranker.cli.iterate "$@"
+source "$here/scripts/nproc.sh"
+PYTHON="$(find_python "$here")"
+PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m reranker.cli.iterate "$@"

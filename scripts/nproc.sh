@@ -15,3 +15,26 @@ count_processes() {
         echo 1
     fi
 }
+
+# Which python to run: $PYTHON if set, else the first of the active environment's python, python3 and the
+# checkout's .venv that can import what reranker needs; otherwise say how to choose one, and fail.
+find_python() {
+    local here="$1" candidate tried=()
+    if [[ -n "${PYTHON:-}" ]]; then
+        echo "$PYTHON"
+        return 0
+    fi
+    for candidate in python python3 "$here/.venv/bin/python"; do
+        command -v "$candidate" >/dev/null 2>&1 || continue
+        tried+=("$candidate")
+        if PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$candidate" -c 'import torch, transformers, reranker' \
+                >/dev/null 2>&1; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    echo "error: no python with reranker's dependencies (torch, transformers) found; tried: ${tried[*]:-none}." \
+         "Run 'make setup' and set PYTHON=$here/.venv/bin/python, or activate the environment you installed" \
+         "reranker into (pip install -e . or conda env create -f environment.yml)." >&2
+    return 1
+}

@@ -5,4 +5,6 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # The checkout's own package, whether or not it is pip-installed; config paths stay relative to where you are.
-PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" exec "${PYTHON:-python}" -m reranker.cli.pipeline "$@"
+source "$here/scripts/nproc.sh"
+PYTHON="$(find_python "$here")"
+PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m reranker.cli.pipeline "$@"

@@ -5,9 +5,9 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PYTHON="${PYTHON:-python}"
 
 source "$here/scripts/nproc.sh"
+PYTHON="$(find_python "$here")"
 nproc="$(count_processes)"
 
 echo "train.sh: torchrun with ${nproc} process(es); CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-<unset>}" >&2
