@@ -49,3 +49,28 @@ def test_atomic_write_keeps_original_on_failure(tmp_path):
     with atomic_write(path) as handle:
         handle.write("new")
     assert path.read_text() == "new"
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"])
+def test_unicode_line_separators_inside_strings_are_data(tmp_path, separator):
+    """JSON allows these unescaped in strings; str.splitlines() would cut the record in two."""
+    path = tmp_path / "a.jsonl"
+    path.write_text(f'{{"query": "one{separator}two"}}\r\n{{"query": "three"}}\n', encoding="utf-8")
+    assert list(iter_jsonl(path)) == [(1, {"query": f"one{separator}two"}), (2, {"query": "three"})]
+
+
+def test_iter_jsonl_streams(tmp_path):
+    """Peak memory stays far below the file's size: the file is never held as one string."""
+    import tracemalloc
+
+    path = tmp_path / "big.jsonl"
+    line = '{"query": "' + "x" * 200 + '"}\n'
+    path.write_text(line * 20_000, encoding="utf-8")  # about 4 MB
+    tracemalloc.start()
+    try:
+        rows = sum(1 for _ in iter_jsonl(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rows == 20_000
+    assert peak < 1_000_000, f"peak {peak} bytes for a {path.stat().st_size}-byte file"

@@ -1,7 +1,8 @@
-"""Reading user text files (UTF-8 with detected fallback) and writing outputs atomically."""
+"""Reading user text files as streams of lines (UTF-8, or a detected fallback) and writing outputs atomically."""
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import logging
@@ -15,32 +16,118 @@ from reranker.common.errors import DataError
 logger = logging.getLogger(__name__)
 
 
-def read_text(path: str | os.PathLike) -> str:
-    """Read a file as UTF-8; if that fails, detect the encoding with chardet and warn which one was used."""
-    raw = Path(path).read_bytes()
-    try:
-        return raw.decode("utf-8-sig")  # -sig: a BOM written by Windows editors is not part of the first key
-    except UnicodeDecodeError as utf8_error:
-        import chardet
+# Files are read in chunks of this size, so memory stays flat however large the file is.
+_CHUNK = 1 << 18
+# The encoding detector sees at most this many bytes, taken where the file stops being UTF-8.
+_SAMPLE = 1 << 20
 
-        guess = chardet.detect(raw)
-        encoding = guess.get("encoding")
-        if not encoding:
-            raise DataError(str(path), f"not UTF-8 ({utf8_error}) and its encoding could not be detected") from None
+
+def _first_non_utf8_byte(path: Path) -> int | None:
+    """Offset of the first byte that is not valid UTF-8, or None for a UTF-8 file (a streamed pass, no copy kept)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            pending = len(decoder.getstate()[0])  # bytes of a character cut by the previous chunk's end
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as error:
+                return max(0, offset - pending + error.start)
+            offset += len(chunk)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return offset
+    return None
+
+
+def _detect_encoding(path: Path, bad_offset: int) -> str:
+    """Guess a non-UTF-8 file's encoding from a bounded sample that starts at (or just before) the first
+    non-UTF-8 byte, so a file whose first megabytes are ASCII is still judged on its accented text."""
+    import chardet
+
+    start = 0 if bad_offset < _SAMPLE // 2 else bad_offset - _SAMPLE // 2
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        sample = handle.read(_SAMPLE)
+    if start:
+        sample = sample[sample.find(b"\n") + 1:]  # begin on a line
+    guess = chardet.detect(sample)
+    encoding = guess.get("encoding")
+    if not encoding:
+        raise DataError(str(path), "is not UTF-8 and its encoding could not be detected")
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise DataError(str(path), f"is not UTF-8 and its detected encoding {encoding} is unknown to Python") from None
+    logger.warning(
+        "%s is not UTF-8; decoding it as %s (chardet confidence %.2f). Re-save it as UTF-8 to silence this.",
+        path, encoding, guess.get("confidence") or 0.0,
+    )
+    return encoding
+
+
+def file_encoding(path: str | os.PathLike) -> str:
+    """The encoding a user file is read with: UTF-8 (a BOM dropped) when the whole file is valid UTF-8, else the
+    detected one. Deciding costs one streamed pass over the bytes (fast next to parsing JSON) and never holds
+    the file in memory."""
+    path = Path(path)
+    bad_offset = _first_non_utf8_byte(path)
+    if bad_offset is None:
+        return "utf-8-sig"  # -sig: a BOM written by Windows editors is not part of the first key
+    return _detect_encoding(path, bad_offset)
+
+
+def _splits_on_newline_byte(encoding: str) -> bool:
+    # True for UTF-8 and the 8-bit and ASCII-based multi-byte code pages, where no character but a newline
+    # holds the byte 0x0A; False for UTF-16 and UTF-32.
+    return "a\n".encode(encoding).endswith(b"a\n")
+
+
+def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """Yield (line number, line) with the line ending removed, reading the file as a stream.
+
+    Lines end at "\n" only (a "\r" before it is dropped): JSON strings may hold U+2028, U+2029 or U+0085,
+    which str.splitlines() would treat as line breaks. Line numbers are what an editor shows.
+    """
+    path = Path(path)
+    encoding = file_encoding(path)
+    if _splits_on_newline_byte(encoding):
+        # Binary lines split on b"\n" only; each is decoded alone, so a bad byte is reported on its own line.
+        following = "utf-8" if encoding == "utf-8-sig" else encoding
+        with open(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    line = raw.decode(encoding if number == 1 else following)
+                except UnicodeDecodeError as error:
+                    raise DataError(str(path), f"is not valid {encoding} ({error.reason} at byte {error.start} of "
+                                               "the line)", line=number) from None
+                yield number, _strip_ending(line)
+        return
+    with open(path, encoding=encoding, newline="\n") as handle:
+        number = 0
         try:
-            text = raw.decode(encoding)
-        except (UnicodeDecodeError, LookupError) as error:
-            raise DataError(str(path), f"not UTF-8 and not decodable as detected {encoding}: {error}") from None
-        logger.warning(
-            "%s is not UTF-8; decoded it as %s (chardet confidence %.2f). Re-save it as UTF-8 to silence this.",
-            path, encoding, guess.get("confidence") or 0.0,
-        )
-        return text
+            for number, line in enumerate(handle, start=1):
+                yield number, _strip_ending(line)
+        except UnicodeDecodeError as error:
+            raise DataError(str(path), f"is not valid {encoding} ({error.reason}) after line {number}") from None
+
+
+def _strip_ending(line: str) -> str:
+    if line.endswith("\n"):
+        line = line[:-1]
+    return line[:-1] if line.endswith("\r") else line
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A small user file's whole text, decoded as `iter_lines` decodes it; large files go through `iter_lines`."""
+    with open(path, encoding=file_encoding(path), newline="") as handle:
+        return handle.read()
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for each non-blank line; a bad line raises DataError naming it."""
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
+    for number, line in iter_lines(path):
         if not line.strip():
             continue
         try:
