@@ -2,8 +2,15 @@ import logging
 
 import pytest
 
-from reranker.common.errors import DataError
+from reranker.common import files
+from reranker.common.errors import ConfigError, DataError
 from reranker.common.files import atomic_write, iter_jsonl, read_text
+
+
+@pytest.fixture(autouse=True)
+def _guess_encodings():
+    yield
+    files.set_encoding(None)  # the setting is process-wide: no test leaves it behind
 
 
 def test_utf8_and_bom(tmp_path):
@@ -12,15 +19,44 @@ def test_utf8_and_bom(tmp_path):
     assert [row for _, row in iter_jsonl(path)] == [{"query": "café"}]
 
 
-def test_non_utf8_is_detected_and_warned(tmp_path, caplog):
+def test_confident_guess_is_used_and_warned(tmp_path, caplog):
+    path = tmp_path / "utf16.jsonl"
+    text = '{"query": "Größe"}\n{"query": "café"}\n'
+    path.write_bytes(text.encode("utf-16"))  # with a BOM: the detector is sure
+    with caplog.at_level(logging.WARNING):
+        assert list(iter_jsonl(path)) == [(1, {"query": "Größe"}), (2, {"query": "café"})]
+    assert str(path) in caplog.text and "not UTF-8" in caplog.text and "utf-16" in caplog.text.lower()
+
+
+def test_unsure_guess_stops_and_asks_for_the_encoding(tmp_path, monkeypatch):
+    """A German latin-1 file once came out as MacTurkish at confidence 0.04 and was trained on as mojibake."""
+    import chardet
+
+    path = tmp_path / "latin.jsonl"
+    text = '{"query": "Größe der Brücke über den Fluss"}\n'
+    path.write_bytes(text.encode("latin-1"))
+    monkeypatch.setattr(chardet, "detect", lambda sample: {"encoding": "MacTurkish", "confidence": 0.04})
+    with pytest.raises(DataError, match=r"latin\.jsonl: .*MacTurkish.*confidence 0\.04.*--encoding"):
+        list(iter_jsonl(path))
+    # Named by the user, the encoding replaces the guess; a UTF-8 file is still read as UTF-8.
+    files.set_encoding("latin-1")
+    assert [row for _, row in iter_jsonl(path)] == [{"query": "Größe der Brücke über den Fluss"}]
+    utf8 = tmp_path / "utf8.jsonl"
+    utf8.write_text(text, encoding="utf-8")
+    assert [row for _, row in iter_jsonl(utf8)] == [{"query": "Größe der Brücke über den Fluss"}]
+
+
+def test_named_encoding_reads_a_code_page_file_and_reports_bad_bytes(tmp_path):
     path = tmp_path / "latin.jsonl"
     text = '{"query": "Les élèves ont étudié la géographie de la région près de Genève et de Besançon"}\n' * 20
     path.write_bytes(text.encode("cp1252"))
-    with caplog.at_level(logging.WARNING):
-        assert read_text(path) == text
-    assert str(path) in caplog.text and "not UTF-8" in caplog.text
-    # The detected encoding is named so the user knows what was assumed.
-    assert any(enc in caplog.text.lower() for enc in ("1252", "latin", "8859"))
+    files.set_encoding("cp1252")
+    assert read_text(path) == text
+    path.write_bytes(b'{"query": "a"}\n{"query": "\x81"}\n')  # 0x81 is undefined in cp1252
+    with pytest.raises(DataError, match=r"latin\.jsonl:2: is not valid cp1252"):
+        list(iter_jsonl(path))
+    with pytest.raises(ConfigError, match="unknown encoding 'latin-9000'"):
+        files.set_encoding("latin-9000")
 
 
 def test_malformed_line_names_file_and_line(tmp_path):

@@ -1,4 +1,5 @@
-"""Reading user text files as streams of lines (UTF-8, or a detected fallback) and writing outputs atomically."""
+"""Reading user text files as streams of lines (UTF-8, else a named or confidently detected encoding) and writing
+outputs atomically."""
 
 from __future__ import annotations
 
@@ -11,15 +12,39 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from reranker.common.errors import DataError
+from reranker.common.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
+
+# chardet's confidence below which its guess is not used. On short single-byte text it is low even when right
+# (0.03 to 0.2 for German or French latin-1 with chardet 7) and a wrong guess scored the same (a German latin-1
+# file came out as MacTurkish at 0.04): no floor tells right from wrong there, so rather than train on mojibake
+# we stop and ask. What chardet is sure of (a BOM, UTF-16, long Shift_JIS or GB18030 text) scores above 0.5.
+CONFIDENCE_FLOOR = 0.5
+
+_named_encoding: str | None = None  # set by the commands' --encoding through set_encoding
 
 # Files are read in chunks of this size, so memory stays flat however large the file is.
 _CHUNK = 1 << 18
 # The encoding detector sees at most this many bytes, taken where the file stops being UTF-8.
 _SAMPLE = 1 << 20
+
+
+def set_encoding(name: str | None) -> None:
+    """Name the encoding of the user's files that are not UTF-8 (a command's --encoding); None, the default, guesses.
+
+    Process-wide: every reader of this module uses it. A file that is valid UTF-8 is still read as UTF-8, so a
+    UTF-8 corpus and a latin-1 training file can be given to one command. An unknown name is a ConfigError.
+    """
+    global _named_encoding
+    if name is not None:
+        try:
+            name = codecs.lookup(name).name
+        except LookupError:
+            raise ConfigError(f"unknown encoding {name!r} (--encoding takes a Python codec name such as latin-1, "
+                              "cp1252 or utf-16)") from None
+    _named_encoding = name
 
 
 def _first_non_utf8_byte(path: Path) -> int | None:
@@ -42,8 +67,8 @@ def _first_non_utf8_byte(path: Path) -> int | None:
 
 
 def _detect_encoding(path: Path, bad_offset: int) -> str:
-    """Guess a non-UTF-8 file's encoding from a bounded sample that starts at (or just before) the first
-    non-UTF-8 byte, so a file whose first megabytes are ASCII is still judged on its accented text."""
+    """Guess a non-UTF-8 file's encoding from a bounded sample around its first non-UTF-8 byte, so a file whose
+    first megabytes are ASCII is still judged on its accented text. Unsure guesses stop with a DataError."""
     import chardet
 
     start = 0 if bad_offset < _SAMPLE // 2 else bad_offset - _SAMPLE // 2
@@ -53,28 +78,36 @@ def _detect_encoding(path: Path, bad_offset: int) -> str:
     if start:
         sample = sample[sample.find(b"\n") + 1:]  # begin on a line
     guess = chardet.detect(sample)
-    encoding = guess.get("encoding")
+    encoding, confidence = guess.get("encoding"), guess.get("confidence") or 0.0
+    ask = "name its encoding with --encoding (e.g. --encoding latin-1 or cp1252) or re-save it as UTF-8"
     if not encoding:
-        raise DataError(str(path), "is not UTF-8 and its encoding could not be detected")
+        raise DataError(str(path), f"is not UTF-8 and its encoding could not be detected: {ask}")
+    if confidence < CONFIDENCE_FLOOR:
+        raise DataError(str(path), f"is not UTF-8, and the guess at its encoding is unsure ({encoding} at chardet "
+                                   f"confidence {confidence:.2f}, below {CONFIDENCE_FLOOR}): {ask}")
     try:
         codecs.lookup(encoding)
     except LookupError:
-        raise DataError(str(path), f"is not UTF-8 and its detected encoding {encoding} is unknown to Python") from None
+        raise DataError(str(path), f"is not UTF-8 and its detected encoding {encoding} is unknown to Python: "
+                                   f"{ask}") from None
     logger.warning(
         "%s is not UTF-8; decoding it as %s (chardet confidence %.2f). Re-save it as UTF-8 to silence this.",
-        path, encoding, guess.get("confidence") or 0.0,
+        path, encoding, confidence,
     )
     return encoding
 
 
 def file_encoding(path: str | os.PathLike) -> str:
     """The encoding a user file is read with: UTF-8 (a BOM dropped) when the whole file is valid UTF-8, else the
-    detected one. Deciding costs one streamed pass over the bytes (fast next to parsing JSON) and never holds
-    the file in memory."""
+    one named with set_encoding, else a confident guess. Deciding costs one streamed pass over the bytes (fast
+    next to parsing JSON) and never holds the file in memory."""
     path = Path(path)
     bad_offset = _first_non_utf8_byte(path)
     if bad_offset is None:
         return "utf-8-sig"  # -sig: a BOM written by Windows editors is not part of the first key
+    if _named_encoding is not None:
+        logger.info("%s is not UTF-8; reading it as %s (--encoding)", path, _named_encoding)
+        return _named_encoding
     return _detect_encoding(path, bad_offset)
 
 
