@@ -110,3 +110,39 @@ def test_iter_jsonl_streams(tmp_path):
         tracemalloc.stop()
     assert rows == 20_000
     assert peak < 1_000_000, f"peak {peak} bytes for a {path.stat().st_size}-byte file"
+
+
+def test_atomic_write_removes_stale_temporaries_only(tmp_path):
+    """A killed writer leaves `.<name>.<pid>.<random>.tmp`; the next write of that file removes it."""
+    import os
+    import time
+
+    old = time.time() - 3600
+    dead = tmp_path / ".out.txt.999999999.abcd1234.tmp"  # no such process
+    legacy = tmp_path / ".out.txt.k2j4h6x_.tmp"  # mkstemp's name, from before the pid was in it
+    live = tmp_path / f".out.txt.{os.getpid()}.efgh5678.tmp"  # this process: a writer still at work
+    fresh = tmp_path / ".out.txt.999999999.ijkl9012.tmp"  # just written: maybe another machine's writer
+    other = tmp_path / ".other.txt.999999999.abcd1234.tmp"  # another target's
+    for path in (dead, legacy, live, fresh, other):
+        path.write_text("partial")
+        if path is not fresh:
+            os.utime(path, (old, old))
+    with atomic_write(tmp_path / "out.txt") as handle:
+        handle.write("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.txt", live.name, fresh.name, other.name])
+
+
+def test_atomic_write_follows_the_umask(tmp_path):
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "a.txt") as handle:
+            handle.write("x")
+        os.umask(0o077)
+        with atomic_write(tmp_path / "b.txt", mode="wb") as handle:
+            handle.write(b"x")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o600

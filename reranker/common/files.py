@@ -8,7 +8,9 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
+import re
+import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -172,12 +174,64 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
         yield number, obj
 
 
+# A temporary older than this whose writer is not a live process here is left from a killed run. The age also
+# spares a writer on another machine sharing the folder, whose pid means nothing here, while it is still writing.
+STALE_TEMPORARY_S = 300
+# `.<name>.<pid>.<random>.tmp`, or mkstemp's `.<name>.<8 characters>.tmp` written before the pid was in the name.
+_TEMPORARY = re.compile(r"(?:(?P<pid>\d+)\.[0-9a-f]{8}|[a-z0-9_]{8})\.tmp")
+
+
+def _process_is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # OverflowError: a number no pid can be
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete what killed writers of `path` left beside it; never another writer's live temporary."""
+    prefix = f".{path.name}."
+    now = time.time()
+    with os.scandir(path.parent) as entries:
+        for entry in entries:
+            if not entry.name.startswith(prefix):
+                continue
+            match = _TEMPORARY.fullmatch(entry.name[len(prefix):])
+            if match is None or not entry.is_file(follow_symlinks=False):
+                continue
+            with contextlib.suppress(FileNotFoundError):  # another writer may be cleaning up at the same time
+                if now - entry.stat(follow_symlinks=False).st_mtime < STALE_TEMPORARY_S:
+                    continue
+                if match["pid"] is not None and _process_is_alive(int(match["pid"])):
+                    continue
+                os.unlink(entry.path)
+                logger.info("Removed %s, left by an interrupted write of %s", entry.path, path.name)
+
+
+def _open_temporary(path: Path) -> tuple[int, str]:
+    # Not mkstemp: it creates files with mode 0600. os.open with 0o666 lets the user's umask decide, as open() does.
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file beside {path}")
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"):
-    """Write to a temporary file beside `path` and rename it into place only if the block succeeds."""
+    """Write to a temporary file beside `path` and rename it into place only if the block succeeds.
+
+    The file gets the permissions the user's umask gives new files. Temporaries that killed runs left beside
+    `path` are removed first (see STALE_TEMPORARY_S)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale_temporaries(path)
+    fd, tmp = _open_temporary(path)
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
