@@ -9,6 +9,7 @@ from pathlib import Path
 from reranker.common.errors import DataError
 from reranker.common.files import iter_jsonl, read_text
 from reranker.common.hashing import digest_of, file_digest
+from reranker.data.corpus import iter_corpus
 
 logger = logging.getLogger(__name__)
 
@@ -67,11 +68,7 @@ def load_beir(folder: str | Path, split: str = "test", qrels_path: str | Path | 
     for what, path in paths.items():
         if not path.is_file():
             raise DataError(str(folder), f"is not a complete BEIR folder: {path} ({what}) is missing")
-    corpus = {}
-    for line, row in iter_jsonl(paths["corpus"]):
-        if "_id" not in row or not isinstance(row.get("text"), str):
-            raise DataError(str(paths["corpus"]), "needs '_id' and a string 'text'", line=line)
-        corpus[str(row["_id"])] = f"{row.get('title') or ''} {row['text']}".strip()
+    corpus = {passage.id: passage.full for passage in iter_corpus(paths["corpus"])}
     all_queries = load_queries(paths["queries"])
     qrels = read_qrels(paths["qrels"])
     unknown = [q for q in qrels if q not in all_queries]
