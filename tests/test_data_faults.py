@@ -30,7 +30,8 @@ def test_qrels_ids_may_hold_unicode_line_separators(tmp_path):
 
 def test_qrels_are_read_as_a_stream(tmp_path):
     path = tmp_path / "big.tsv"
-    path.write_text(HEADER + "".join(f"q{i % 50}\td{i}{'x' * 150}\t1\n" for i in range(1_000)) + "\n" * 2_000_000,
+    blanks = (" " * 100 + "\n") * 20_000
+    path.write_text(HEADER + "".join(f"q{i % 50}\td{i}\t1\n" for i in range(1_000)) + blanks,
                     encoding="utf-8")  # 2 MB, most of it blank lines
     assert peak_bytes(read_qrels, path) < 1_000_000
 
@@ -38,7 +39,7 @@ def test_qrels_are_read_as_a_stream(tmp_path):
 def test_queries_are_read_as_a_stream(tmp_path):
     path = write_jsonl(tmp_path / "queries.jsonl", [{"_id": f"q{i}", "text": f"query {i}"} for i in range(100)])
     with open(path, "a", encoding="utf-8") as handle:
-        handle.write(" " * 200 + "\n" * 10_000)
+        handle.write((" " * 100 + "\n") * 20_000)  # 2 MB, most of it blank lines
     assert peak_bytes(load_queries, path) < 1_000_000
 
 
@@ -57,3 +58,44 @@ def test_pairs_judged_twice_keep_the_last_grade_with_a_warning(tmp_path, caplog)
         assert read_qrels(path) == {"q1": {"d1": 2, "d2": 1}}
     assert "2 (query, document) pairs are judged more than once, 1 with different grades" in caplog.text
     assert "line 4" in caplog.text and "last" in caplog.text
+
+
+def tiny_beir():
+    from reranker.data.beir import BeirData
+
+    return BeirData("tiny", {"d1": "one", "d2": "two"}, {"q1": "first"}, {"q1": {"d1": 1}}, 0, "")
+
+
+def test_run_files_split_lines_on_newlines_and_fields_on_ascii_blanks(tmp_path):
+    from reranker.retrieval.first_stage import read_run
+
+    path = tmp_path / "a.run"
+    path.write_text("q1 Q0 d\u20281 1 2.0 x\r\nq1\tQ0\td\x852 2 1.0 x\n", encoding="utf-8")
+    assert read_run(path) == {"q1": {"d\u20281": 2.0, "d\x852": 1.0}}
+
+
+def test_run_files_are_read_as_a_stream(tmp_path):
+    from reranker.retrieval.first_stage import read_run
+
+    path = tmp_path / "big.run"
+    path.write_text(f"q1 Q0 d1{'x' * 150} 1 2.0 tag\n" * 12_000, encoding="utf-8")  # 2 MB, one (query, doc)
+    assert peak_bytes(read_run, path) < 1_000_000
+
+
+def test_unjudged_run_queries_are_skipped_and_counted(tmp_path, caplog):
+    """A run over all queries.jsonl holds queries the split does not judge: skipped, not an error."""
+    from reranker.retrieval.first_stage import read_judged_run, read_run
+
+    path = tmp_path / "all.run"
+    path.write_text("q1 Q0 d1 1 2.0 x\nq7 Q0 d1 1 2.0 x\nq7 Q0 d2 2 1.0 x\nq8 Q0 zz 1 2.0 x\nq1 Q0 d2 2 1.0 x\n")
+    with caplog.at_level(logging.WARNING):
+        assert read_judged_run(path, tiny_beir()) == ({"q1": {"d1": 2.0, "d2": 1.0}}, 2)
+    assert "skipped 3 lines of 2 queries that tiny does not judge" in caplog.text
+    assert read_run(path, tiny_beir()) == {"q1": {"d1": 2.0, "d2": 1.0}}
+    # Unknown documents of a judged query stay an error; a run with no judged query at all is one too.
+    path.write_text("q1 Q0 d1 1 2.0 x\nq1 Q0 nope 2 1.0 x\n")
+    with pytest.raises(DataError, match=r"all\.run:2: document id 'nope' is not in the corpus of tiny"):
+        read_run(path, tiny_beir())
+    path.write_text("q7 Q0 d1 1 2.0 x\n")
+    with pytest.raises(DataError, match=r"all\.run: holds no query judged in tiny \(1 other queries\)"):
+        read_run(path, tiny_beir())
