@@ -91,6 +91,16 @@ def test_local_dataset_folder_with_config_and_split(tmp_path):
     assert source.examples[0].neg == ("n1", "n2")
 
 
+def test_miner_output_folder_is_training_data(tmp_path):
+    """Folders give their *.jsonl files only: the miner's mined.summary.json beside mined.jsonl is not data."""
+    write_jsonl(tmp_path / "round" / "mined.jsonl", [{"query": "q", "pos": ["p"], "neg": ["n"]}])
+    (tmp_path / "round" / "mined.summary.json").write_text('{\n  "pool_size": 9\n}\n')
+    assert [e.query for e in load_source(str(tmp_path / "round"), group_size=2).examples] == ["q"]
+    # Named explicitly, a file is read as JSON lines whatever its suffix.
+    explicit = write_jsonl(tmp_path / "train.json", [{"query": "q2", "pos": ["p"], "neg": ["n"]}])
+    assert [e.query for e in load_source(str(explicit), group_size=2).examples] == ["q2"]
+
+
 def test_save_to_disk_folder_and_bad_row_in_dataset(tmp_path):
     import datasets
 

@@ -13,9 +13,6 @@ from reranker.data.records import GroupExample, SoftExample, is_soft_row, parse_
 
 logger = logging.getLogger(__name__)
 
-JSONL_SUFFIXES = (".jsonl", ".json")
-
-
 @dataclass
 class Source:
     """One training set as the user named it, with its parsed examples and what was skipped."""
@@ -27,7 +24,8 @@ class Source:
 
 
 def _jsonl_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in JSONL_SUFFIXES)
+    # *.jsonl only: a .json beside them is a summary or a config (the miner writes mined.summary.json), not data.
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".jsonl")
 
 
 def _is_hf_dataset_folder(folder: Path) -> bool:
