@@ -1,5 +1,6 @@
 """Faults in users' data files: line separators inside strings, large files, repeated ids, unjudged run queries."""
 
+import json
 import logging
 import tracemalloc
 
@@ -20,6 +21,32 @@ def peak_bytes(read, *args):
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+@pytest.mark.parametrize("reader", ["training data", "pool", "corpus and queries"])
+def test_jsonl_strings_may_hold_unicode_line_separators(tmp_path, reader):
+    """Valid JSON lines holding U+2028, U+2029 or U+0085 in strings were reported as malformed."""
+    from reranker.data.beir import load_beir
+    from reranker.data.sources import load_source
+    from reranker.mining.pool import pool_from_jsonl
+
+    def write(path, rows):  # the characters themselves, not \u escapes
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        return path
+
+    text = "one\u2028two\u2029three\x85four"
+    if reader == "training data":
+        path = write(tmp_path / "train.jsonl", [{"query": text, "pos": [text], "neg": ["n"]}])
+        assert load_source(str(path), group_size=2).examples[0].query == text
+    elif reader == "pool":
+        assert pool_from_jsonl(write(tmp_path / "pool.jsonl", [{"text": text}])).texts == [text]
+    else:
+        write(tmp_path / "corpus.jsonl", [{"_id": "d1", "text": text}])
+        write(tmp_path / "queries.jsonl", [{"_id": "q1", "text": text}])
+        (tmp_path / "qrels").mkdir()
+        (tmp_path / "qrels" / "test.tsv").write_text(HEADER + "q1\td1\t1\n")
+        data = load_beir(tmp_path)
+        assert data.corpus == {"d1": text} and data.queries == {"q1": text}
 
 
 def test_qrels_ids_may_hold_unicode_line_separators(tmp_path):
