@@ -136,7 +136,7 @@ def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
                     line = raw.decode(encoding if number == 1 else following)
                 except UnicodeDecodeError as error:
                     raise DataError(str(path), f"is not valid {encoding} ({error.reason} at byte {error.start} of "
-                                               "the line)", line=number) from None
+                                               "the line): name its encoding with --encoding", line=number) from None
                 yield number, _strip_ending(line)
         return
     with open(path, encoding=encoding, newline="\n") as handle:
@@ -145,7 +145,8 @@ def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
             for number, line in enumerate(handle, start=1):
                 yield number, _strip_ending(line)
         except UnicodeDecodeError as error:
-            raise DataError(str(path), f"is not valid {encoding} ({error.reason}) after line {number}") from None
+            raise DataError(str(path), f"is not valid {encoding} ({error.reason}) after line {number}: name its "
+                                       "encoding with --encoding") from None
 
 
 def _strip_ending(line: str) -> str:
