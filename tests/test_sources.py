@@ -1,4 +1,5 @@
 import logging
+import re
 
 import pytest
 from conftest import write_jsonl
@@ -70,25 +71,61 @@ def test_folder_of_jsonl_files_in_name_order(tmp_path):
     assert [e.query for e in source.examples] == ["first", "second"]
 
 
-def test_local_dataset_folder_with_config_and_split(tmp_path):
-    """Hub ids go through datasets.load_dataset; a local folder with a dataset card exercises the same path."""
+@pytest.fixture
+def no_hub(monkeypatch):
+    """datasets.load_dataset fails the test if called: reaching it may mean a trip to the hub."""
     import datasets
 
-    root = tmp_path / "hubdata"
-    for config, query in (("alpha", "from alpha"), ("beta", "from beta")):
-        for split in ("train", "dev"):
-            rows = [{"query": f"{query} {split}", "pos": ["p"], "neg": ["n1", "n2"]}]
-            datasets.Dataset.from_list(rows).to_parquet(str(root / config / f"{split}.parquet"))
-    (root / "README.md").write_text(
-        "---\nconfigs:\n"
-        "- config_name: alpha\n  data_files:\n  - split: train\n    path: alpha/train.parquet\n"
-        "  - split: dev\n    path: alpha/dev.parquet\n"
-        "- config_name: beta\n  data_files:\n  - split: train\n    path: beta/train.parquet\n"
-        "  - split: dev\n    path: beta/dev.parquet\n---\n"
-    )
-    source = load_source(str(root), group_size=3, sub_data_name="beta", split="dev")
-    assert [e.query for e in source.examples] == ["from beta dev"]
-    assert source.examples[0].neg == ("n1", "n2")
+    def fail(*args, **kwargs):
+        raise AssertionError(f"datasets.load_dataset{args} was called")
+
+    monkeypatch.setattr(datasets, "load_dataset", fail)
+
+
+def test_hub_ids_go_to_load_dataset_with_config_and_split(monkeypatch):
+    import datasets
+
+    calls = []
+
+    def load_dataset(path, name=None, split=None):
+        calls.append((path, name, split))
+        return datasets.Dataset.from_list([{"query": "from the hub", "pos": ["p"], "neg": ["n1", "n2"]}])
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    source = load_source("owner/name", group_size=3, sub_data_name="beta", split="dev")
+    assert calls == [("owner/name", "beta", "dev")]
+    assert [e.query for e in source.examples] == ["from the hub"] and source.examples[0].neg == ("n1", "n2")
+
+
+@pytest.mark.parametrize("spec", [
+    "data/trian.jsonl", "data/trian", "./trian", "../trian", "~/surely-not-here-7f3a", "trian.parquet", "a/b/c",
+    "trian",
+])
+def test_missing_local_paths_fail_at_once_without_the_hub(tmp_path, monkeypatch, no_hub, spec):
+    """A typo used to be sent to the hub: about 23 s of retries, then 'hub unreachable'."""
+    (tmp_path / "data").mkdir()  # so data/trian is a local path with a typo, not the hub dataset data/trian
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=re.escape(spec) + ".* does not exist"):
+        load_source(spec, group_size=2)
+
+
+def test_folder_without_jsonl_is_refused_without_load_dataset(tmp_path, no_hub):
+    """load_dataset read stray .txt files as data (and wrote a copy into the user's datasets cache)."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "notes.txt").write_text("not training data\n")
+    (tmp_path / "d" / "train.parquet").write_bytes(b"")
+    with pytest.raises(DataError, match=r"d: holds no \*\.jsonl files and is not a saved Hugging Face dataset"):
+        load_source(str(tmp_path / "d"), group_size=2)
+
+
+def test_miner_output_folder_is_training_data(tmp_path, no_hub):
+    """Folders give their *.jsonl files only: the miner's mined.summary.json beside mined.jsonl is not data."""
+    write_jsonl(tmp_path / "round" / "mined.jsonl", [{"query": "q", "pos": ["p"], "neg": ["n"]}])
+    (tmp_path / "round" / "mined.summary.json").write_text('{\n  "pool_size": 9\n}\n')
+    assert [e.query for e in load_source(str(tmp_path / "round"), group_size=2).examples] == ["q"]
+    # Named explicitly, a file is read as JSON lines whatever its suffix.
+    explicit = write_jsonl(tmp_path / "train.json", [{"query": "q2", "pos": ["p"], "neg": ["n"]}])
+    assert [e.query for e in load_source(str(explicit), group_size=2).examples] == ["q2"]
 
 
 def test_save_to_disk_folder_and_bad_row_in_dataset(tmp_path):
@@ -98,11 +135,6 @@ def test_save_to_disk_folder_and_bad_row_in_dataset(tmp_path):
                                ).save_to_disk(str(tmp_path / "saved"))
     with pytest.raises(DataError, match=r"saved split 'train':2 field 'pos': is empty"):
         load_source(str(tmp_path / "saved"), group_size=2)
-
-
-def test_missing_source_is_a_clear_error(tmp_path):
-    with pytest.raises(DataError, match="is not a jsonl file, a folder of jsonl files, or a loadable dataset"):
-        load_source(str(tmp_path / "nope.jsonl"), group_size=2)
 
 
 def test_parse_group_keeps_order():

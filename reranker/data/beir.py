@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reranker.common.errors import DataError
-from reranker.common.files import iter_jsonl, read_text
+from reranker.common.files import iter_jsonl, iter_lines
 from reranker.common.hashing import digest_of, file_digest
+from reranker.data.corpus import iter_corpus
 
 logger = logging.getLogger(__name__)
 
@@ -30,15 +31,21 @@ def is_beir_folder(path: str | Path) -> bool:
 
 
 def read_qrels(path: Path) -> dict[str, dict[str, int]]:
-    lines = read_text(path).splitlines()
-    if not lines or tuple(lines[0].strip().split("\t")) != QRELS_HEADER:
-        found = lines[0].strip() if lines else "an empty file"
+    """query id -> document id -> grade, from a header line and `query-id<TAB>corpus-id<TAB>score` lines.
+
+    A pair judged twice keeps its last grade, with a warning that counts them: refusing would block a downloaded
+    benchmark that the user cannot fix, and keeping the last is what a dict-based reader would do anyway."""
+    lines = iter_lines(path)
+    first = next(lines, None)
+    if first is None or tuple(first[1].strip().split("\t")) != QRELS_HEADER:
+        found = first[1].strip() if first else "an empty file"
         raise DataError(str(path), f"expected the header 'query-id<TAB>corpus-id<TAB>score', found {found!r}", line=1)
     qrels: dict[str, dict[str, int]] = {}
-    for number, line in enumerate(lines[1:], start=2):
+    repeated, conflicting, example = 0, 0, None
+    for number, line in lines:
         if not line.strip():
             continue
-        fields = line.rstrip("\n").split("\t")
+        fields = line.split("\t")
         if len(fields) != 3:
             raise DataError(str(path), f"expected 3 tab-separated fields, found {len(fields)}", line=number)
         try:
@@ -46,16 +53,31 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
         except ValueError:
             raise DataError(str(path), f"relevance {fields[2]!r} is not an integer", line=number,
                             field="score") from None
-        qrels.setdefault(fields[0], {})[fields[1]] = score
+        judged = qrels.setdefault(fields[0], {})
+        if fields[1] in judged:
+            repeated += 1
+            conflicting += judged[fields[1]] != score
+            example = example or (fields[0], fields[1], number)
+        judged[fields[1]] = score
+    if repeated:
+        logger.warning("%s: %d (query, document) pairs are judged more than once, %d with different grades; the "
+                       "last grade of each is kept (e.g. query %r, document %r again on line %d)", path, repeated,
+                       conflicting, *example)
     return qrels
 
 
 def load_queries(path: Path) -> dict[str, str]:
-    queries = {}
+    """query id -> text; a query id given twice is refused, naming both lines (as for corpus ids)."""
+    queries: dict[str, str] = {}
+    lines: dict[str, int] = {}
     for line, row in iter_jsonl(path):
         if "_id" not in row or not isinstance(row.get("text"), str):
             raise DataError(str(path), "needs '_id' and a string 'text'", line=line)
-        queries[str(row["_id"])] = row["text"]
+        qid = str(row["_id"])
+        if qid in lines:
+            raise DataError(str(path), f"duplicate id {qid!r}, first on line {lines[qid]}", line=line, field="_id")
+        lines[qid] = line
+        queries[qid] = row["text"]
     return queries
 
 
@@ -67,11 +89,7 @@ def load_beir(folder: str | Path, split: str = "test", qrels_path: str | Path | 
     for what, path in paths.items():
         if not path.is_file():
             raise DataError(str(folder), f"is not a complete BEIR folder: {path} ({what}) is missing")
-    corpus = {}
-    for line, row in iter_jsonl(paths["corpus"]):
-        if "_id" not in row or not isinstance(row.get("text"), str):
-            raise DataError(str(paths["corpus"]), "needs '_id' and a string 'text'", line=line)
-        corpus[str(row["_id"])] = f"{row.get('title') or ''} {row['text']}".strip()
+    corpus = {passage.id: passage.full for passage in iter_corpus(paths["corpus"])}
     all_queries = load_queries(paths["queries"])
     qrels = read_qrels(paths["qrels"])
     unknown = [q for q in qrels if q not in all_queries]

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reranker.common.errors import DataError
-from reranker.common.files import iter_jsonl
 from reranker.common.hashing import texts_digest
 from reranker.common.text import normalize_text
+from reranker.data.corpus import iter_corpus
 
 
 @dataclass
@@ -44,25 +44,13 @@ def pool_from_texts(texts) -> Pool:
 
 
 def pool_from_jsonl(path: str | Path) -> Pool:
-    """`{"text"}` or `{"_id", "title", "text"}` per line; a title is prepended to its text (BEIR convention)."""
-    texts, ids = [], []
-    for line, row in iter_jsonl(path):
-        text = row.get("text")
-        if not isinstance(text, str):
-            raise DataError(str(path), "missing or not a string", line=line, field="text")
-        title = row.get("title") or ""
-        if not isinstance(title, str):
-            raise DataError(str(path), "not a string", line=line, field="title")
-        texts.append(f"{title} {text}".strip() if title else text)
-        if "_id" in row:
-            ids.append(str(row["_id"]))
-    if not texts:
+    """`{"text"}` or `{"_id", "title", "text"}` per line, read as a corpus (data.corpus): a title is prepended to
+    its text, ids are optional but all or none, and duplicate ids are refused."""
+    passages = list(iter_corpus(path, require_ids=False))
+    if not passages:
         raise DataError(str(path), "holds no passages")
-    if ids and len(ids) != len(texts):
-        raise DataError(str(path), "some records have '_id' and some do not", field="_id")
-    if ids and len(set(ids)) != len(ids):
-        raise DataError(str(path), "has duplicate '_id' values", field="_id")
-    return Pool(texts, ids or None)
+    ids = [p.id for p in passages] if passages[0].id is not None else None
+    return Pool([p.full for p in passages], ids)
 
 
 def pool_from_beir(folder: str | Path) -> Pool:

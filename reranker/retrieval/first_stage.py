@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
 
 from reranker.common.errors import DataError
-from reranker.common.files import atomic_write, read_text
+from reranker.common.files import atomic_write, iter_lines
 from reranker.common.hashing import digest_of
 from reranker.data.beir import BeirData
 
@@ -18,27 +19,56 @@ Run = dict[str, dict[str, float]]  # query id -> doc id -> score
 
 
 def read_run(path: str | Path, data: BeirData | None = None, top_k: int | None = None) -> Run:
-    """A TREC run file (`qid Q0 docid rank score tag`); with `data`, unknown query or doc ids are errors."""
+    """A TREC run file (`qid Q0 docid rank score tag`). With `data`, only its judged queries are kept (see
+    read_judged_run) and an unknown document id is an error."""
+    if data is not None:
+        return read_judged_run(path, data, top_k)[0]
+    return _read_run(path, None, top_k)[0]
+
+
+def read_judged_run(path: str | Path, data: BeirData, top_k: int | None = None) -> tuple[Run, int]:
+    """The run of `data`'s judged queries, and how many other queries it held.
+
+    A run made over all of queries.jsonl holds queries that this split does not judge: they are skipped,
+    counted and logged, not an error. A run with no judged query at all is refused (wrong file or split)."""
+    run, skipped = _read_run(path, data, top_k)
+    if skipped and not run:
+        raise DataError(str(path), f"holds no query judged in {data.name} ({skipped} other queries): is it the run "
+                                   "of another dataset or split?")
+    return run, skipped
+
+
+_BLANKS = re.compile(r"[ \t]+")  # ASCII blanks only: str.split() would also cut ids at U+0085 or U+2028
+
+
+def _read_run(path: str | Path, data: BeirData | None, top_k: int | None) -> tuple[Run, int]:
     run: Run = {}
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
+    skipped_queries: dict[str, None] = {}  # in file order, for a stable example in the log
+    skipped_lines = 0
+    for number, line in iter_lines(path):
+        fields = _BLANKS.split(line.strip(" \t"))
+        if fields == [""]:
             continue
-        fields = line.split()
         if len(fields) != 6:
             raise DataError(str(path), f"expected 6 fields 'qid Q0 docid rank score tag', found {len(fields)}",
                             line=number)
         qid, _, did, _, score, _ = fields
         if data is not None and qid not in data.queries:
-            raise DataError(str(path), f"query id {qid!r} is not a judged query of {data.name}", line=number)
+            skipped_queries[qid] = None
+            skipped_lines += 1
+            continue
         if data is not None and did not in data.corpus:
             raise DataError(str(path), f"document id {did!r} is not in the corpus of {data.name}", line=number)
         try:
             run.setdefault(qid, {})[did] = float(score)
         except ValueError:
             raise DataError(str(path), f"score {score!r} is not a number", line=number) from None
+    if skipped_queries and run:
+        logger.warning("%s: skipped %d lines of %d queries that %s does not judge (e.g. %r)", path, skipped_lines,
+                       len(skipped_queries), data.name, next(iter(skipped_queries)))
     if top_k:
         run = {q: dict(sorted(docs.items(), key=lambda kv: -kv[1])[:top_k]) for q, docs in run.items()}
-    return run
+    return run, len(skipped_queries)
 
 
 def write_run(path: str | Path, run: Run, tag: str) -> None:

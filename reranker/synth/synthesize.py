@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from reranker.common.errors import ConfigError, DataError
-from reranker.common.files import iter_jsonl
 from reranker.common.text import random_span
+from reranker.data.corpus import iter_corpus
 
 logger = logging.getLogger(__name__)
 
@@ -26,35 +26,23 @@ DEFAULT_TEMPLATE = Path(__file__).parent / "prompts" / "inpars.txt"
 @dataclass(frozen=True)
 class Document:
     id: str
-    title: str
-    text: str
-
-    @property
-    def full(self) -> str:
-        return f"{self.title} {self.text}".strip() if self.title else self.text
+    title: str  # stripped, for title_pair
+    text: str  # stripped
+    full: str  # title and text as every corpus reader joins them (data.corpus)
 
 
 def load_documents(path: str) -> list[Document]:
     """A pool jsonl ({text} or {_id, title, text}) or a BEIR folder's corpus.jsonl; ids default to line numbers.
 
-    The ids are read as reranker-mine's pool reads them (`_id` only), so a pair's pos_id names its document there."""
+    Read by the corpus reader that reranker-mine's pool uses, so a pair's pos_id and positive text name their
+    document there."""
     source = Path(path)
     if source.is_dir():
         source = source / "corpus.jsonl"
         if not source.is_file():
             raise DataError(str(path), "is a folder without corpus.jsonl (not a BEIR folder)")
-    docs, seen = [], set()
-    for line, row in iter_jsonl(source):
-        text, title = row.get("text"), row.get("title") or ""
-        if not isinstance(text, str):
-            raise DataError(str(source), "missing or not a string", line=line, field="text")
-        if not isinstance(title, str):
-            raise DataError(str(source), "not a string", line=line, field="title")
-        doc_id = str(row.get("_id", f"line-{line}"))
-        if doc_id in seen:
-            raise DataError(str(source), f"duplicate id {doc_id!r}", line=line, field="_id")
-        seen.add(doc_id)
-        docs.append(Document(doc_id, title.strip(), text.strip()))
+    docs = [Document(p.id if p.id is not None else f"line-{p.line}", p.title.strip(), p.text.strip(), p.full)
+            for p in iter_corpus(source, require_ids=False)]
     if not docs:
         raise DataError(str(source), "holds no documents")
     return docs
