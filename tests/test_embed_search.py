@@ -68,3 +68,20 @@ def test_gpu_index_matches_cpu():
     cpu = dense_search(build_index(pool, use_gpu=False), queries, 10)[1]
     gpu = dense_search(build_index(pool, use_gpu=True), queries, 10)[1]
     np.testing.assert_array_equal(cpu, gpu)
+
+
+def test_bm25_language_picks_the_stemmer_and_stop_words():
+    from reranker.common.errors import ConfigError
+    from reranker.mining.arguments import MineArguments
+    from reranker.retrieval.search import BM25
+
+    texts = ["Die Katze schläft auf dem Sofa", "Der Hund und die Hunde laufen", "Ein Vogel singt"]
+    # German stemming matches 'Katzen' to 'Katze' (both 'katz'); English rules leave 'katzen' as it is.
+    assert BM25(texts, language="german").search(["Katzen"], 3)[0][0][0] > 0
+    assert BM25(texts).search(["Katzen"], 3)[0][0][0] == 0
+    # German stop words: 'die' alone matches nothing in German, everything that has it in English (not a stop word).
+    assert BM25(texts, language="german").search(["die"], 3)[0][0][0] == 0
+    assert BM25(texts, language="english").search(["die"], 3)[0][0][0] > 0
+    assert BM25(texts, language="none").search(["hunde"], 3)[0][0][0] > 0
+    with pytest.raises(ConfigError, match="--bm25_language 'klingon' is not a language BM25 can stem"):
+        MineArguments(input_file="a", output_file="b", bm25_language="klingon")

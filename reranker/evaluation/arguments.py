@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from reranker.common.errors import ConfigError
+from reranker.retrieval.search import check_bm25_language
 
 
 def check_depth_curve(depths: list, top_k: int, option: str, top_k_option: str) -> list[int]:
@@ -83,6 +84,11 @@ class EvalArguments:
     expand_per_pair: int = field(default=3, metadata={"help": "With --expand_from: questions per document."})
     bm25_k1: float = field(default=1.2, metadata={"help": "BM25 k1."})
     bm25_b: float = field(default=0.75, metadata={"help": "BM25 b."})
+    bm25_language: str = field(
+        default="english",
+        metadata={"help": "The language of BM25's Snowball stemmer and stop words (german, french, ...; any "
+                          "PyStemmer algorithm), or none: lower-cased words as they are."},
+    )
     dense_model: str | None = field(
         default=None, metadata={"help": "Embedder of the dense first stage. Default: bundled all-MiniLM-L6-v2."}
     )
@@ -107,6 +113,7 @@ class EvalArguments:
     )
 
     def __post_init__(self):
+        check_bm25_language(self.bm25_language, "--bm25_language")
         if isinstance(self.models, str):
             self.models = [self.models]
         if isinstance(self.datasets, str):

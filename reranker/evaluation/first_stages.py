@@ -28,20 +28,21 @@ def base_runs(data: BeirData, args: EvalArguments, needed: set[str]) -> dict[str
     """BM25 and / or dense runs one deeper than top_k (the ArguAna rule may drop the query's own document)."""
     depth = args.top_k + 1
     runs = {}
-    if "bm25" in needed:
-        settings = {"kind": "bm25", "k1": args.bm25_k1, "b": args.bm25_b, "depth": depth}
-        runs["bm25"] = fs.cached_run(args.cache_dir, data, settings,
-                                     lambda: fs.bm25_run(data, depth, args.bm25_k1, args.bm25_b), depth)
-    if "bm25_expanded" in needed:
-        from reranker.data.expansion import (
-            expanded_corpus,  # the scored queries were checked against it (evaluate_beir)
-        )
+    # The language joins the cache key only when it is not the default, so English caches stay valid.
+    bm25 = {"k1": args.bm25_k1, "b": args.bm25_b, "depth": depth,
+            **({"language": args.bm25_language} if args.bm25_language != "english" else {})}
 
-        settings = {"kind": "bm25_expanded", "k1": args.bm25_k1, "b": args.bm25_b, "depth": depth,
-                    "expand_from": file_digest(args.expand_from, 16)}
-        runs["bm25_expanded"] = fs.cached_run(args.cache_dir, data, settings, lambda: fs.bm25_run(
-            replace(data, corpus=expanded_corpus(data.corpus, args.expand_from)), depth, args.bm25_k1, args.bm25_b),
-            depth)
+    def bm25_run(corpus_data: BeirData) -> Run:
+        return fs.bm25_run(corpus_data, depth, args.bm25_k1, args.bm25_b, args.bm25_language)
+
+    if "bm25" in needed:
+        runs["bm25"] = fs.cached_run(args.cache_dir, data, {"kind": "bm25", **bm25}, lambda: bm25_run(data), depth)
+    if "bm25_expanded" in needed:
+        from reranker.data.expansion import expanded_corpus  # the scored queries were checked against it
+
+        settings = {"kind": "bm25_expanded", **bm25, "expand_from": file_digest(args.expand_from, 16)}
+        runs["bm25_expanded"] = fs.cached_run(args.cache_dir, data, settings, lambda: bm25_run(
+            replace(data, corpus=expanded_corpus(data.corpus, args.expand_from))), depth)
     if "dense" in needed:
         from reranker.models.embed_cache import model_fingerprint
 

@@ -9,6 +9,7 @@ from reranker.common.errors import ConfigError
 from reranker.common.precision import resolve_dtype
 from reranker.models.embed import default_pooling
 from reranker.models.loading import bundled_minilm_path
+from reranker.retrieval.search import check_bm25_language
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,11 @@ class MineArguments:
         default="dense", metadata={"help": "dense (the embedder + faiss), bm25 (bm25s), or both (negatives taken "
                                            "alternately from the two rankings, no repeats).",
                                    "choices": ["dense", "bm25", "both"]}
+    )
+    bm25_language: str = field(
+        default="english",
+        metadata={"help": "The language of BM25's Snowball stemmer and stop words (german, french, ...; any "
+                          "PyStemmer algorithm), or none: lower-cased words as they are."},
     )
     index: str = field(
         default="flat", metadata={"help": "faiss index: flat (exact), ivf or hnsw (approximate, large pools).",
@@ -170,6 +176,7 @@ class MineArguments:
         self._check_depths()
 
     def _check_files(self) -> None:
+        check_bm25_language(self.bm25_language, "--bm25_language")
         if not self.input_file or not self.output_file:
             raise ConfigError("--input_file and --output_file are required")
         if self.candidate_pool and self.corpus:

@@ -289,7 +289,7 @@ def bm25_retrieve(args: MineArguments, pool: Pool, queries: list[Query], timer: 
     from reranker.retrieval.search import BM25
 
     t = time.perf_counter()
-    bm25 = BM25(pool.texts)
+    bm25 = BM25(pool.texts, language=args.bm25_language)
     if kept is not None:
         kept["bm25"] = bm25
     t = timer.stage("index", t)
@@ -414,7 +414,7 @@ def embedder_teacher_scores(args: MineArguments, embed_args: EmbedArguments, poo
     if weight and "bm25" not in vectors:  # the dense retriever alone: index the pool for the teacher's BM25 part
         from reranker.retrieval.search import BM25
 
-        vectors["bm25"] = BM25(pool.texts)
+        vectors["bm25"] = BM25(pool.texts, language=args.bm25_language)
     bm25 = vectors.get("bm25")
     from reranker.retrieval.fusion import minmax_array  # as reranker-eval normalises scores before fusing them
     outside = list(dict.fromkeys(p for q in queries for p in q.example.pos if normalize_text(p) not in pool.by_key))

@@ -84,11 +84,11 @@ def _to_run(qids: list[str], doc_ids: list[str], scores: np.ndarray, rows: np.nd
             for qid, row_ids, row_scores in zip(qids, rows, scores, strict=True)}
 
 
-def bm25_run(data: BeirData, depth: int, k1: float, b: float) -> Run:
+def bm25_run(data: BeirData, depth: int, k1: float, b: float, language: str = "english") -> Run:
     from reranker.retrieval.search import BM25
 
     doc_ids = list(data.corpus)
-    bm25 = BM25([data.corpus[d] for d in doc_ids], k1=k1, b=b)
+    bm25 = BM25([data.corpus[d] for d in doc_ids], k1=k1, b=b, language=language)
     qids = list(data.queries)
     scores, rows = bm25.search([data.queries[q] for q in qids], depth)
     return _to_run(qids, doc_ids, scores, rows)

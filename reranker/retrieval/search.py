@@ -82,22 +82,50 @@ def dense_search(index, queries: np.ndarray, depth: int, chunk_size: int = 4096)
     return scores, rows
 
 
-class BM25:
-    """bm25s with English stopwords and Snowball stemming (k1, b as in Anserini's defaults)."""
+def bm25_languages() -> list[str]:
+    """The languages BM25 can stem (PyStemmer's Snowball algorithms), and "none": no stemming, no stop words."""
+    import Stemmer
 
-    def __init__(self, texts: list[str], k1: float = 1.2, b: float = 0.75):
+    return [*Stemmer.algorithms(), "none"]
+
+
+def check_bm25_language(language: str, option: str) -> None:
+    from reranker.common.errors import ConfigError
+
+    if language not in bm25_languages():
+        raise ConfigError(f"{option} {language!r} is not a language BM25 can stem; choose one of "
+                          f"{', '.join(bm25_languages())}")
+
+
+def stopwords_of(language: str) -> list[str]:
+    """bm25s's stop-word list for a language; none for a language it has no list for (stemming still applies)."""
+    import bm25s.stopwords as lists
+
+    name = {"english": "EN", "porter": "EN"}.get(language, language.upper())
+    return list(getattr(lists, f"STOPWORDS_{name}", ()))
+
+
+class BM25:
+    """bm25s with a language's stop words and Snowball stemmer (English by default; k1, b as in Anserini's
+    defaults). `language="none"` indexes the lower-cased words as they are."""
+
+    def __init__(self, texts: list[str], k1: float = 1.2, b: float = 0.75, language: str = "english"):
         import bm25s
         import Stemmer
 
+        if language not in bm25_languages():
+            raise ValueError(f"BM25 language {language!r} is not one of {', '.join(bm25_languages())}")
         logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs index building at DEBUG through ours
         self._bm25s = bm25s
-        self.stemmer = Stemmer.Stemmer("english")
+        self.stemmer = None if language == "none" else Stemmer.Stemmer(language)
+        self.stopwords = [] if language == "none" else stopwords_of(language)
         self.size = len(texts)
         self.retriever = bm25s.BM25(k1=k1, b=b)
         self.retriever.index(self._tokenize(texts), show_progress=False)
 
-    def _tokenize(self, texts: list[str]):
-        return self._bm25s.tokenize(texts, stopwords="en", stemmer=self.stemmer, show_progress=False)
+    def _tokenize(self, texts: list[str], return_ids: bool = True):
+        return self._bm25s.tokenize(texts, stopwords=self.stopwords, stemmer=self.stemmer, show_progress=False,
+                                    return_ids=return_ids)
 
     def search(self, queries: list[str], depth: int) -> tuple[np.ndarray, np.ndarray]:
         depth = min(depth, self.size)
@@ -106,7 +134,6 @@ class BM25:
 
     def score_rows(self, query: str, rows: list[int]) -> list[float]:
         """BM25 scores of given pool rows for one query (for positives outside the retrieved list)."""
-        tokens = self._bm25s.tokenize([query], stopwords="en", stemmer=self.stemmer, show_progress=False,
-                                      return_ids=False)[0]
+        tokens = self._tokenize([query], return_ids=False)[0]
         all_scores = self.retriever.get_scores(tokens)
         return [float(all_scores[r]) for r in rows]
