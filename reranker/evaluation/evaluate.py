@@ -11,6 +11,7 @@ from pathlib import Path
 from reranker.common.errors import ConfigError, DataError
 from reranker.common.hashing import file_digest
 from reranker.data.beir import is_beir_folder, load_beir, load_queries
+from reranker.data.beir_hub import is_hub_layout, materialize
 from reranker.data.records import parse_group
 from reranker.data.runs import Run
 from reranker.data.sources import iter_rows
@@ -59,6 +60,8 @@ def load_all(args: EvalArguments) -> list[tuple[str, object, dict]]:
     if args.dev_qrels and len(args.datasets) != 1:
         raise ConfigError("--dev_qrels names the dev queries of one BEIR folder; give exactly one --datasets")
     for spec in args.datasets:
+        if is_hub_layout(spec):  # a hub id such as BeIR/scifact: read once into a local BEIR folder
+            spec = str(materialize(spec, [args.split]))
         if is_beir_folder(spec):
             data = load_beir(spec, args.split)
             user_runs = {path: fs.read_run(path, data) for path in run_files}

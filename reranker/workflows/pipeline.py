@@ -66,6 +66,10 @@ class PipelineConfig:
             if not raw.get(required):
                 raise ConfigError(f"{path}: '{required}' is required")
         config = cls(**raw)
+        from reranker.data.beir_hub import is_hub_layout, materialize
+
+        if isinstance(config.beir, str) and is_hub_layout(config.beir):  # BeIR/scifact: a local copy, made once
+            config.beir = str(materialize(config.beir, [config.train_split, config.test_split]))
         config.validate(path)
         return config
 
