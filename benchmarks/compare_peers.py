@@ -6,7 +6,7 @@ batch, learning rate, warm-up, token budgets and bf16), and all three rerank the
 queries. Ours trains with its default recipe (fresh-head learning rate, dev ranking and best checkpoint); the
 peers with theirs. One table: nDCG@10, MRR@10, training pairs/s and wall time.
 
-    python benchmarks/compare_peers.py --config configs/scifact.yaml            # the README's full comparison
+    python benchmarks/compare_peers.py --config configs/scifact.yaml   # the full comparison (results/peers.md)
     python benchmarks/compare_peers.py --config configs/scifact.yaml --quick    # under 15 minutes on 2 cores
 """
 

@@ -1,8 +1,8 @@
 """Whether bf16 is fast where we run: autocast to bf16 on a CPU without bf16 instructions is emulated.
 
-Measured with all-MiniLM-L6-v2 on 2 cores (256-token texts, batches of 32): on an AMD EPYC with AVX2 only, bf16
-autocast encodes 2.2 texts/s against 15.3 in fp32, 7x slower; on a CPU with AVX512-BF16 it is about 2x faster
-than fp32. So "bf16" is a good default only where the hardware has it, and "auto" picks it only there.
+On a CPU with AVX2 only, bf16 autocast is emulated and several times slower than fp32; on a CPU with
+AVX512-BF16 (or AMX) it is faster than fp32 (docs/precision.md has the measurements). So "bf16" is a good
+default only where the hardware has it, and "auto" picks it only there.
 """
 
 from __future__ import annotations
@@ -92,5 +92,5 @@ def warn_slow_bf16(option: str, device_type: str, native: bool | None = None) ->
     if device_type == "cpu" and native is False and not _warned:
         _warned.add(option)
         logger.warning("%s: this CPU has no bf16 instructions (no avx512_bf16, amx_bf16 or ARM bf16 in "
-                       "/proc/cpuinfo), so bf16 is emulated and several times slower than fp32 (7x measured for "
-                       "MiniLM on an AVX2 CPU). Use fp32, or 'auto' to pick bf16 only where it is fast.", option)
+                       "/proc/cpuinfo), so bf16 is emulated and several times slower than fp32. Use fp32, or "
+                       "'auto' to pick bf16 only where it is fast.", option)

@@ -35,8 +35,8 @@ class EmbedArguments:
     embed_batch_size: int = field(default=64, metadata={"help": "Texts per encoder batch."})
     embed_dtype: str = field(
         default="fp32",
-        metadata={"help": "fp32, bf16 (about 2x faster on CPUs with AVX512-BF16, and on GPUs; 7x slower than fp32 on "
-                          "a CPU without bf16 instructions), fp16 (GPU), or auto: bf16 where the device has it, "
+        metadata={"help": "fp32, bf16 (faster on CPUs with AVX512-BF16, and on GPUs; several times slower than fp32 "
+                          "on a CPU without bf16 instructions), fp16 (GPU), or auto: bf16 where the device has it, "
                           "else fp32.", "choices": ["fp32", "bf16", "fp16", "auto"]},
     )
     trust_remote_code: bool = field(default=False, metadata={"help": "Run code shipped inside the checkpoint."})

@@ -155,9 +155,9 @@ def keep_ranked_positives(pool: Pool, queries: list[Query], rankings: list, dept
 def retrieved_share(args: MineArguments, queries: list[Query], rankings: list, summary: dict) -> None:
     """How many labelled positives each retriever finds in its top --search_depth, in the summary and the log.
 
-    A reranker reorders its first stage's top candidates. When most positives lie outside them (nfcorpus: 84% of
-    the judged pairs are outside BM25's top 100), groups of such a positive and the retriever's top documents ask
-    the model to rank against the first stage, and training sits at chance."""
+    A reranker reorders its first stage's top candidates. When most positives lie outside them (as on corpora
+    with many judged documents per query, such as nfcorpus), groups of such a positive and the retriever's top
+    documents ask the model to rank against the first stage, and training sits at chance."""
     names = [name for name in ("dense", "bm25") if args.retriever in (name, "both")]
     total = sum(len(q.positive_rows) for q in queries)
     if not total:
@@ -175,8 +175,8 @@ def retrieved_share(args: MineArguments, queries: list[Query], rankings: list, s
     if share < 0.5 and not args.positive_depth:
         logger.warning("Only %.1f%% of the %d positive documents are in a retriever's top %d. Groups of a "
                        "positive the first stage does not retrieve and its top documents ask the model to rank "
-                       "against that first stage; --positive_depth keeps the positives it ranks (see the README "
-                       "on nfcorpus)", 100 * share, total, args.search_depth)
+                       "against that first stage; --positive_depth keeps the positives it ranks (docs/mining.md)",
+                       100 * share, total, args.search_depth)
 
 
 def crop_negatives(queries: list[Query], selections: list[Selection], negatives: list[list[str]],
@@ -355,8 +355,8 @@ def interleave(selections: tuple[Selection, ...], n: int) -> Selection:
     return merged
 
 
-# A neighbour's vote is its cosine to the query to this power: the closest few of the K count most. On nfcorpus's
-# carved dev queries 4 beat 1 at every K from 5 to 50 (README, "Similar queries' labels as a teacher").
+# A neighbour's vote is its cosine to the query to this power: the closest few of the K count most (chosen on
+# nfcorpus's carved dev queries against a power of 1; results/nfcorpus-ablations.md).
 NEIGHBOR_POWER = 4
 
 

@@ -88,12 +88,11 @@ def first_best(means: np.ndarray) -> np.ndarray:
 def choose(table: np.ndarray, grid, rule: str = "bagged", bags: int = BAGS, seed: int = 0):
     """The weight a rule picks from a grid table (grid_table's rows and columns).
 
-    argmax: the grid weight with the best mean over the dev queries. On a few dozen queries its choice swings
-    with a handful of them (on SciFact's 80 dev queries, one model was given 0.20 of the weight and another
-    0.70), so the default is bagged: the mean of the argmax weights of `bags` bootstrap resamples of the queries
-    (seeded). Each grid weight pulls in proportion to the share of resamples that pick it, so a choice that rests
-    on a few queries is pulled back. A weight may be a tuple (GRID2); the mean of points of the simplex stays on
-    it.
+    argmax: the grid weight with the best mean over the dev queries. On a few dozen queries its choice swings with
+    a handful of them (two seeds of one recipe can get very different weights), so the default is bagged: the mean
+    of the argmax weights of `bags` bootstrap resamples of the queries (seeded). Each grid weight pulls in
+    proportion to the share of resamples that pick it, so a choice that rests on a few queries is pulled back. A
+    weight may be a tuple (GRID2); the mean of points of the simplex stays on it.
     """
     if rule not in TUNING:
         raise ValueError(f"unknown fusion tuning rule {rule!r}; choose from {', '.join(TUNING)}")

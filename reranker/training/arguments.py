@@ -121,8 +121,8 @@ class RerankerTrainingArguments(TrainingArguments):
         default="probe",
         metadata={"help": "How a fresh classification head starts: probe (its scoring layer fitted to the group "
                           "softmax loss on the frozen features of --head_init_groups training groups before training, "
-                          "whatever --loss is; on SciFact's dev queries it helped in each of four seed-averaged "
-                          "comparisons, by 0.004 to 0.018 nDCG@10, see the README) or random (the model class's own "
+                          "whatever --loss is; it helped in each of our seed-averaged comparisons on dev queries, see "
+                          "results/ablations.md) or random (the model class's own "
                           "init). A checkpoint that already has a head keeps it; InRanker data starts at random.",
                   "choices": ["probe", "random"]},
     )

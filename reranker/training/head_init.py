@@ -2,10 +2,10 @@
 
 A new head on an embedding checkpoint scores every passage alike, so the group loss starts at chance, ln(group
 size), and the encoder's gradient (which flows through the head's small random weights) is weak and
-directionless: runs sit on that plateau for 50-200 steps, and how long varies with the seed. Fitting the last
+directionless: runs sit on that plateau for many steps, and how long varies with the seed. Fitting the last
 linear layer on the frozen features of a few training groups first gives the encoder a data-derived direction
-from step one (on SciFact the probe alone ranks no better than chance out of sample, yet runs leave the plateau
-sooner; the README's seed ablation). Only the head's starting point changes; the model stays a plain
+from step one: the probe alone need not rank well, yet runs leave the plateau sooner (results/ablations.md,
+the seed ablation). Only the head's starting point changes; the model stays a plain
 sequence-classification model.
 """
 
