@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench check-wheel clean
 
 # Reinstall when the dependency list or the constraints change. The constraints pin torch to the CPU build;
 # without them pip would pull several GB of CUDA packages.
@@ -24,6 +24,11 @@ lint: setup
 
 test: lint
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+
+# A wheel of this tree in a new virtual environment: each command's --help, and the pipeline on a tiny BEIR folder
+# outside the checkout (what a user gets from pip install).
+check-wheel: setup
+	PYTHON=$(abspath $(BIN)/python) bash scripts/check_wheel.sh
 
 bench: setup
 	$(BIN)/python benchmarks/train_throughput.py

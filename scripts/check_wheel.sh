@@ -12,7 +12,8 @@ echo "check_wheel: building in $work" >&2
 "$PYTHON" -m build --wheel --outdir "$work/dist" "$here" >"$work/build.log" 2>&1 || { tail -20 "$work/build.log"; exit 1; }
 wheel="$(ls "$work"/dist/*.whl)"
 "$PYTHON" -m venv "$work/venv"
-"$work/venv/bin/python" -m pip install --quiet -c "$here/constraints-cpu.txt" "$wheel"
+"$work/venv/bin/python" -m pip install --quiet -c "$here/constraints-cpu.txt" "$wheel" >"$work/install.log" 2>&1 \
+    || { grep -v "is ignored" "$work/install.log" | tail -20; exit 1; }
 
 cd "$work"  # outside the checkout: nothing of it is importable from here
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"

@@ -58,3 +58,16 @@ def test_launchers_find_a_python_or_say_how_to_set_one(tmp_path):
     result = subprocess.run(["bash", "-c", f"source {ROOT}/scripts/nproc.sh; find_python {checkout}"],
                             env={**base, "PYTHON": "/opt/my/python"}, capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "/opt/my/python"
+
+
+def test_stage_logs_keep_each_progress_bar_once(tmp_path):
+    """A stage's progress bars redraw with carriage returns: its log keeps each line's last state."""
+    import sys
+
+    from reranker.workflows.stages import run_logged
+
+    log = tmp_path / "stage.log"
+    run_logged([sys.executable, "-c", "import sys; sys.stdout.write('10%\\r50%\\r100%\\nnext line\\nno newline')"],
+               log)
+    lines = log.read_text().splitlines()
+    assert lines[-3:] == ["100%", "next line", "no newline"] and "\r" not in log.read_text()
