@@ -1,0 +1,172 @@
+"""The commands' manners: other spellings of our options (FlagEmbedding's), unknown options (one line, exit code 2),
+--help everywhere."""
+
+import sys
+
+import pytest
+import yaml
+
+from reranker.cli import common as cli
+from reranker.cli import eval as eval_cli
+from reranker.cli import iterate as iterate_cli
+from reranker.cli import mine as mine_cli
+from reranker.cli import pipeline as pipeline_cli
+from reranker.cli import synth as synth_cli
+from reranker.cli import train as train_cli
+from reranker.evaluation.arguments import EvalArguments
+from reranker.mining.arguments import EmbedArguments, MineArguments
+from reranker.training.arguments import DataArguments, ModelArguments, RerankerTrainingArguments
+from reranker.workflows.iterate import IterateConfig
+from reranker.workflows.pipeline import PipelineConfig
+
+COMMANDS = {"reranker-train": train_cli, "reranker-mine": mine_cli, "reranker-eval": eval_cli,
+            "reranker-synth": synth_cli, "reranker-pipeline": pipeline_cli, "reranker-iterate": iterate_cli}
+
+
+def parse_train(model, *extra):
+    return cli.parse((ModelArguments, DataArguments, RerankerTrainingArguments),
+                     ["--model_name_or_path", str(model), "--train_data", "t.jsonl", "--output_dir", "o",
+                      "--use_cpu", *extra])
+
+
+def parse_mine(model, *extra):
+    return cli.parse((EmbedArguments, MineArguments), ["--input_file", "i.jsonl", "--output_file", "o.jsonl",
+                                                       *(["--model_name_or_path", str(model)] if model else []),
+                                                       *extra], "reranker-mine")
+
+
+def parse_eval(model, *extra):
+    return cli.parse((EvalArguments,), ["--datasets", "d", "--dense_model", str(model), *extra], "reranker-eval")
+
+
+# --- FlagEmbedding's option names ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alias, ours, value, expected", [
+    ("embedder_name_or_path", "model_name_or_path", None, None),
+    ("pooling_method", "pooling", "cls", "cls"),
+    ("query_instruction_for_retrieval", "query_instruction", "Represent: ", "Represent: "),
+    ("embedder_query_max_length", "query_max_len", "32", 32),
+    ("embedder_passage_max_length", "passage_max_len", "128", 128),
+    ("embedder_batch_size", "embed_batch_size", "16", 16),
+])
+def test_flagembedding_miner_options(tiny_model, alias, ours, value, expected):
+    value = str(tiny_model) if value is None else value
+    embed, _ = parse_mine(None, f"--{alias}", value, *([] if alias == "pooling_method" else ["--pooling", "mean"]))
+    assert getattr(embed, ours) == (str(tiny_model) if expected is None else expected)
+    with pytest.raises(cli.UsageError, match=f"--{alias} and --{ours} set the same option|--{ours} and --{alias}"):
+        parse_mine(tiny_model, f"--{ours}", value, f"--{alias}", value, "--pooling", "mean")
+
+
+def test_flagembedding_use_fp16(tiny_model):
+    embed, _ = parse_mine(tiny_model, "--use_fp16", "--pooling", "mean")
+    assert embed.embed_dtype == "fp16"
+    embed, _ = parse_mine(tiny_model, "--use_fp16", "False", "--pooling", "mean")
+    assert embed.embed_dtype == "fp32"
+    (args,) = parse_eval(tiny_model, "--use_fp16", "true", "--dense_pooling", "mean")
+    assert args.dtype == "fp16"
+
+
+@pytest.mark.parametrize("alias, ours, value, expected", [
+    ("embedder_name_or_path", "dense_model", None, None),
+    ("pooling_method", "dense_pooling", "cls", "cls"),
+    ("query_instruction_for_retrieval", "query_instruction", "Represent: ", "Represent: "),
+    ("embedder_query_max_length", "dense_query_max_len", "32", 32),
+    ("embedder_passage_max_length", "dense_passage_max_len", "128", 128),
+    ("reranker_max_length", "rerank_max_length", "320", 320),
+])
+def test_flagembedding_eval_options(tiny_model, alias, ours, value, expected):
+    value = str(tiny_model) if value is None else value
+    pooling = [] if alias == "pooling_method" else ["--dense_pooling", "mean"]
+    argv = ["--datasets", "d", f"--{alias}", value, *pooling]
+    if alias != "embedder_name_or_path":
+        argv += ["--dense_model", str(tiny_model)]
+    (args,) = cli.parse((EvalArguments,), argv, "reranker-eval")
+    assert getattr(args, ours) == (str(tiny_model) if expected is None else expected)
+
+
+def test_knowledge_distillation_is_the_distill_loss(tiny_model):
+    assert parse_train(tiny_model, "--knowledge_distillation")[2].loss == "distill"
+    assert parse_train(tiny_model, "--knowledge_distillation", "True")[2].loss == "distill"
+    assert parse_train(tiny_model, "--knowledge_distillation", "false")[2].loss == "softmax_ce"
+    with pytest.raises(cli.UsageError, match="--knowledge_distillation and --loss set the same option"):
+        parse_train(tiny_model, "--knowledge_distillation", "--loss", "distill")
+    with pytest.raises(cli.UsageError, match="takes true or false"):
+        cli.rewrite_config({"knowledge_distillation": "maybe"}, "reranker-train", "c.yaml")
+
+
+@pytest.mark.parametrize("option", ["query_instruction_for_rerank", "passage_instruction_for_rerank"])
+def test_rerank_instructions_are_refused_with_the_reason(tiny_model, option):
+    with pytest.raises(cli.UsageError, match=f"--{option} \\(FlagEmbedding\\) has no equivalent here: a model "
+                                             "trained with an instruction must be scored with it"):
+        parse_train(tiny_model, f"--{option}", "Instruct: ")
+
+
+def test_alias_spellings_and_config_files(tiny_model, tmp_path):
+    embed, _ = parse_mine(None, f"--embedder-name-or-path={tiny_model}", "--pooling-method", "mean")
+    assert embed.model_name_or_path == str(tiny_model) and embed.pooling == "mean"
+    config = tmp_path / "mine.yaml"
+    config.write_text(yaml.safe_dump({"input_file": "i", "output_file": "o", "embedder_name_or_path": str(tiny_model),
+                                      "pooling_method": "mean", "use_fp16": True}))
+    embed, mine_args = cli.parse((EmbedArguments, MineArguments), [str(config)], "reranker-mine")
+    assert (embed.model_name_or_path, embed.pooling, embed.embed_dtype) == (str(tiny_model), "mean", "fp16")
+    config.write_text(yaml.safe_dump({"input_file": "i", "output_file": "o", "pooling": "cls",
+                                      "pooling_method": "mean"}))
+    with pytest.raises(cli.UsageError, match="--pooling and --pooling_method set the same option"):
+        cli.parse((EmbedArguments, MineArguments), [str(config)], "reranker-mine")
+    config.write_text(yaml.safe_dump({"input_file": "i", "output_file": "o", "negative_numbr": 3}))
+    with pytest.raises(cli.UsageError, match=r"unknown option --negative_numbr in .*mine\.yaml \(did you mean "
+                                             r"--negative_number\?\)"):
+        cli.parse((EmbedArguments, MineArguments), [str(config)], "reranker-mine")
+
+
+# --- unknown options, --help ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command, argv, message", [
+    ("reranker-train", ["--max_step", "3"], "unknown option --max_step (did you mean --max_steps?)"),
+    ("reranker-train", ["stray", "--max_steps", "1"], "unexpected argument 'stray'"),
+    ("reranker-train", ["--max_steps", "x"], "argument --max_steps/--max-steps: invalid int value: 'x'"),
+    ("reranker-mine", ["--negative_numbr", "3"], "unknown option --negative_numbr (did you mean --negative_number?)"),
+    ("reranker-mine", ["--negative"], "unknown option --negative (did you mean --negative_number?)"),  # no prefixes
+    ("reranker-eval", ["--datasets", "d", "--frist_stage", "bm25"],
+     "unknown option --frist_stage (did you mean --first_stage?)"),
+    ("reranker-synth", ["--methd", "crop"], "unknown option --methd (did you mean --method?)"),
+    ("reranker-pipeline", ["c.yaml", "--overwrite"], "unknown option --overwrite"),
+    ("reranker-iterate", [], "expected one config file: reranker-iterate CONFIG (see reranker-iterate --help)"),
+])
+def test_usage_errors_are_one_line_and_exit_2(monkeypatch, capsys, command, argv, message):
+    monkeypatch.setattr(sys, "argv", [command, *argv])
+    assert COMMANDS[command].entry() == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == f"{command}: error: {message}"
+    assert "Traceback" not in err and "usage:" not in err
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_has_help(capsys, command):
+    with pytest.raises(SystemExit) as exit_:
+        COMMANDS[command].main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: {command}")
+
+
+@pytest.mark.parametrize("module, config", [(pipeline_cli, PipelineConfig), (iterate_cli, IterateConfig)])
+def test_driver_help_describes_every_config_key(capsys, module, config):
+    from dataclasses import fields
+
+    assert set(module.KEYS) == {f.name for f in fields(config)}
+    with pytest.raises(SystemExit):
+        module.main(["-h"])
+    out = capsys.readouterr().out
+    assert all(f"\n  {f.name} (" in out for f in fields(config))
+
+
+def test_alias_list_in_help(capsys):
+    with pytest.raises(SystemExit):
+        mine_cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert "--embedder_name_or_path" in out and "--pooling_method" in out
+
+
