@@ -1,10 +1,14 @@
 """The commands' manners: other spellings of our options (FlagEmbedding's), unknown options (one line, exit code 2),
---help everywhere."""
+--help everywhere, progress bars off, and --encoding."""
 
 import sys
 
 import pytest
+import tqdm.std
 import yaml
+from conftest import write_jsonl
+from test_mining import mine
+from test_train import args as train_args
 
 from reranker.cli import common as cli
 from reranker.cli import eval as eval_cli
@@ -13,6 +17,8 @@ from reranker.cli import mine as mine_cli
 from reranker.cli import pipeline as pipeline_cli
 from reranker.cli import synth as synth_cli
 from reranker.cli import train as train_cli
+from reranker.common import files
+from reranker.common.errors import ConfigError
 from reranker.evaluation.arguments import EvalArguments
 from reranker.mining.arguments import EmbedArguments, MineArguments
 from reranker.training.arguments import DataArguments, ModelArguments, RerankerTrainingArguments
@@ -21,6 +27,13 @@ from reranker.workflows.pipeline import PipelineConfig
 
 COMMANDS = {"reranker-train": train_cli, "reranker-mine": mine_cli, "reranker-eval": eval_cli,
             "reranker-synth": synth_cli, "reranker-pipeline": pipeline_cli, "reranker-iterate": iterate_cli}
+
+
+@pytest.fixture
+def restore_progress(monkeypatch):
+    """Whatever a test turns off, the next test's progress bars and environment are as before."""
+    monkeypatch.setattr(tqdm.std.tqdm, "__init__", tqdm.std.tqdm.__dict__["__init__"])
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
 
 
 def parse_train(model, *extra):
@@ -149,7 +162,7 @@ def test_every_command_has_help(capsys, command):
         COMMANDS[command].main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"usage: {command}")
+    assert out.startswith(f"usage: {command}") and "--encoding" in out
 
 
 @pytest.mark.parametrize("module, config", [(pipeline_cli, PipelineConfig), (iterate_cli, IterateConfig)])
@@ -170,3 +183,46 @@ def test_alias_list_in_help(capsys):
     assert "--embedder_name_or_path" in out and "--pooling_method" in out
 
 
+# --- progress bars -------------------------------------------------------------------------------------------------
+
+
+def test_tqdm_disable_silences_the_trainer(tiny_model, train_file, tmp_path, capfd, monkeypatch, restore_progress):
+    train_cli.main(train_args(tiny_model, train_file, tmp_path / "a", "--max_steps", "2"))
+    assert "\r" in capfd.readouterr().err  # the bars this switch turns off
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    train_cli.main(train_args(tiny_model, train_file, tmp_path / "b", "--max_steps", "2"))
+    assert "\r" not in capfd.readouterr().err
+
+
+def test_disable_tqdm_silences_every_command(tiny_model_master, tmp_path, capfd, restore_progress):
+    # The embedder's bars are created with disable=False, which wins over TQDM_DISABLE alone.
+    dense = ("--model_name_or_path", tiny_model_master, "--pooling", "mean", "--no_cache")
+    mine(tmp_path, *dense)
+    assert "\r" in capfd.readouterr().err
+    mine(tmp_path, *dense, "--overwrite", "--disable_tqdm")
+    assert "\r" not in capfd.readouterr().err
+
+
+# --- --encoding --------------------------------------------------------------------------------------------------
+
+
+def test_encoding_is_taken_out_and_passed_on(tiny_model, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(files, "set_encoding", calls.append, raising=False)
+    parse_mine(tiny_model, "--encoding", "latin-1", "--pooling", "mean")
+    parse_mine(tiny_model, "--pooling", "mean", "--encoding=cp1252")
+    config = tmp_path / "c.json"
+    config.write_text('{"input_file": "i", "output_file": "o", "pooling": "mean", "encoding": "utf-16"}')
+    cli.parse((EmbedArguments, MineArguments), [str(config), "--encoding", "latin-1"], "reranker-mine")
+    pipeline = write_jsonl(tmp_path / "p.yaml", [])
+    assert cli.config_argument([str(pipeline), "--encoding", "koi8-r"], "reranker-pipeline") == str(pipeline)
+    assert calls == ["latin-1", "cp1252", "latin-1", "utf-16", "koi8-r"]
+    with pytest.raises(cli.UsageError, match="--encoding needs a value"):
+        parse_mine(tiny_model, "--pooling", "mean", "--encoding")
+
+
+def test_encoding_without_support_is_a_clear_error(tiny_model, monkeypatch):
+    monkeypatch.delattr(files, "set_encoding", raising=False)
+    with pytest.raises(ConfigError, match="--encoding is not supported by this version: reranker.common.files has "
+                                          "no set_encoding"):
+        parse_mine(tiny_model, "--encoding", "latin-1", "--pooling", "mean")

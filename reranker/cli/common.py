@@ -1,5 +1,5 @@
 """What the entry points share: argument parsing (config files, other spellings of our options, unknown options),
-logging set-up, and exit codes.
+the options every command takes (--encoding, --disable_tqdm), logging set-up, and exit codes.
 
 Other spellings live here, in one table per command, and are rewritten to our option names before
 HfArgumentParser sees the command line or a config file: FlagEmbedding's names where they mean exactly what ours
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import json
 import logging
+import os
 import sys
 import textwrap
 from collections.abc import Callable
@@ -111,6 +113,41 @@ COMMAND_OF = {"RerankerTrainingArguments": "reranker-train", "MineArguments": "r
 def setup_logging() -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO if dist.is_main_process() else logging.WARNING)
+
+
+# --- the options every command takes -------------------------------------------------------------------------
+
+
+def set_encoding(name: str, prog: str) -> None:
+    """--encoding: the encoding of user files that are not UTF-8 (reranker.common.files decides how it is used)."""
+    from reranker.common import files
+
+    setter = getattr(files, "set_encoding", None)
+    if setter is None:
+        raise UsageError(prog, "--encoding is not supported by this version: reranker.common.files has no "
+                               "set_encoding (files that are not UTF-8 are decoded by detection)")
+    setter(name)
+
+
+def disable_progress_bars() -> None:
+    """Turn every progress bar of this process off, and of its children (TQDM_DISABLE=1 in their environment).
+
+    tqdm reads TQDM_DISABLE once, when it is imported, and a call's own disable=False wins over it; so the switch
+    is applied where every bar starts: each tqdm (the Trainer's, ours, the hub's) is created disabled."""
+    import tqdm.std
+
+    os.environ["TQDM_DISABLE"] = "1"
+    init = tqdm.std.tqdm.__init__
+    if getattr(init, "quiet", False):
+        return
+
+    @functools.wraps(init)
+    def quiet(self, *args, **kwargs):
+        kwargs["disable"] = True
+        init(self, *args, **kwargs)
+
+    quiet.quiet = True
+    tqdm.std.tqdm.__init__ = quiet
 
 
 # --- the command line as items ---------------------------------------------------------------------------------
@@ -265,8 +302,12 @@ class _Parser(HfArgumentParser):
         raise UsageError(self.prog, message)
 
 
-def epilog(command: str) -> str:
-    lines = [f"Options may also come from one .json or .yaml config file with the same names: {command} CONFIG."]
+def epilog(command: str, has_disable_tqdm: bool) -> str:
+    lines = [f"Options may also come from one .json or .yaml config file with the same names: {command} CONFIG.",
+             "", "Options of every command:",
+             "  --encoding NAME   the encoding of user files that are not UTF-8 (e.g. latin-1)",
+             "  --disable_tqdm    no progress bars" + (" (the Trainer's option, ours too)" * has_disable_tqdm),
+             "  TQDM_DISABLE=1 in the environment turns the progress bars off as well."]
     aliases = ALIASES.get(command, [])
     if aliases:
         lines += ["", "Other spellings accepted (one given with the option it stands for is an error):"]
@@ -294,6 +335,34 @@ def _unknown(prog: str, token: str, known: list[str], where: str = "") -> UsageE
     return UsageError(prog, f"unknown option --{name}{where}{hint}")
 
 
+def _pop_common(options: dict, parser_names: set[str], prog: str) -> None:
+    """--encoding and --disable_tqdm, taken out (disable_tqdm left in where the command has its own field)."""
+    if "encoding" in options:
+        set_encoding(str(options.pop("encoding")), prog)
+    if "disable_tqdm" in options:
+        on = _as_bool(options["disable_tqdm"], "disable_tqdm", prog)
+        if "disable_tqdm" not in parser_names:
+            del options["disable_tqdm"]
+        if on:
+            disable_progress_bars()
+
+
+def _common_from_argv(argv: list[str], parser_names: set[str], prog: str) -> list[str]:
+    """The command line without --encoding (applied) and --disable_tqdm (applied; left in for the Trainer)."""
+    out = []
+    for item in split_items(argv):
+        if item.name in ("encoding", "disable_tqdm"):
+            value, rest = _take_value(item, item.name == "disable_tqdm", prog)
+            options = {item.name: value}
+            _pop_common(options, parser_names, prog)
+            out += (item.tokens() if options else rest)
+        else:
+            out += item.tokens()
+    if os.environ.get("TQDM_DISABLE", "").strip().lower() in TRUE:
+        disable_progress_bars()
+    return out
+
+
 def _read_config(path: str) -> dict:
     import yaml
 
@@ -314,13 +383,15 @@ def parse(dataclasses: tuple, argv: list[str] | None, command: str | None = None
     command = command or COMMAND_OF.get(dataclasses[-1].__name__, "reranker")
     parser = _Parser(dataclasses, prog=command, allow_abbrev=False, formatter_class=_Formatter)
     names = set(_option_names(parser))
-    parser.epilog = epilog(command)
+    parser.epilog = epilog(command, "disable_tqdm" in names)
     argv = sys.argv[1:] if argv is None else list(argv)
+    argv = _common_from_argv(argv, names, command)
     if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
         path = argv[0]
         if not Path(path).is_file():
             raise FileNotFoundError(f"config {path} does not exist")
         config = _read_config(path)
+        _pop_common(config, names, command)
         config = rewrite_config(config, command, path)
         known = [f.name for dc in dataclasses for f in fields(dc) if f.init]
         for key in config:
@@ -367,16 +438,19 @@ def describe_config(cls, helps: dict[str, str]) -> str:
 
 
 def config_argument(argv: list[str] | None, command: str, help_text: str = "") -> str:
-    """The drivers' one argument: an existing config file. `--help` prints `help_text` (what the config holds)."""
+    """The drivers' one argument: an existing config file. `--help` prints `help_text` (what the config holds).
+    --disable_tqdm reaches the stages, which are subprocesses, through TQDM_DISABLE; --encoding applies to the
+    driver's own reading (the data stage)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    usage = f"usage: {command} CONFIG (a .yaml or .json file)"
+    usage = f"usage: {command} CONFIG (a .yaml or .json file) [--encoding NAME] [--disable_tqdm]"
     if any(token in ("-h", "--help") for token in argv):
         paragraphs = [p if p.startswith(" ") else textwrap.fill(p, 100) for p in help_text.split("\n\n")]
         print("\n\n".join([usage, *paragraphs]).rstrip(), flush=True)
         raise SystemExit(0)
+    argv = _common_from_argv(argv, set(), command)
     for token in argv:
         if token.startswith("-"):
-            raise _unknown(command, token, ["help"])
+            raise _unknown(command, token, ["help", "encoding", "disable_tqdm"])
     if len(argv) != 1:
         raise UsageError(command, f"expected one config file: {command} CONFIG (see {command} --help)")
     if not Path(argv[0]).is_file():
