@@ -1,6 +1,7 @@
-"""The commands' manners: other spellings of our options (FlagEmbedding's), unknown options (one line, exit code 2),
---help everywhere, progress bars off, and --encoding."""
+"""The commands' manners: other spellings of our options (FlagEmbedding's, our deprecated ones), unknown options
+(one line, exit code 2), --help everywhere, progress bars off, and --encoding."""
 
+import logging
 import sys
 
 import pytest
@@ -133,6 +134,37 @@ def test_alias_spellings_and_config_files(tiny_model, tmp_path):
         cli.parse((EmbedArguments, MineArguments), [str(config)], "reranker-mine")
 
 
+# --- one spelling per concept ------------------------------------------------------------------------------------
+
+
+def test_split_is_spelt_split_in_train_as_in_eval(tiny_model, caplog):
+    assert parse_train(tiny_model, "--split", "dev")[1].split == "dev"
+    with caplog.at_level(logging.WARNING):
+        data = parse_train(tiny_model, "--data_split", "dev")[1]
+    assert data.split == "dev" and data.data_split == "dev"
+    assert "reranker-train: --data_split is deprecated; use --split" in caplog.text
+    with pytest.raises(cli.UsageError, match="--split and --data_split set the same option"):
+        parse_train(tiny_model, "--split", "a", "--data_split", "b")
+
+
+def test_no_cache_is_spelt_no_cache_in_mine_and_eval(tiny_model, caplog):
+    (args,) = parse_eval(tiny_model, "--no_cache", "--dense_pooling", "mean")
+    assert args.cache_dir is None
+    (args,) = parse_eval(tiny_model, "--no_cache", "false", "--dense_pooling", "mean")
+    assert args.cache_dir == "~/.cache/reranker/runs"
+    with caplog.at_level(logging.WARNING):
+        (args,) = parse_eval(tiny_model, "--cache_dir", "none", "--dense_pooling", "mean")
+    assert args.cache_dir is None and "--cache_dir none is deprecated; use --no_cache" in caplog.text
+    with pytest.raises(cli.UsageError, match="--no_cache and --cache_dir set the same option"):
+        parse_eval(tiny_model, "--no_cache", "--cache_dir", "x", "--dense_pooling", "mean")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        _, mine_args = parse_mine(tiny_model, "--pooling", "mean", "--cache_dir", "None")
+    assert mine_args.no_cache and "--cache_dir None is deprecated; use --no_cache" in caplog.text
+    _, mine_args = parse_mine(tiny_model, "--pooling", "mean", "--cache_dir", "somewhere")
+    assert mine_args.cache_dir == "somewhere" and not mine_args.no_cache
+
+
 # --- unknown options, --help ---------------------------------------------------------------------------------------
 
 
@@ -180,7 +212,7 @@ def test_alias_list_in_help(capsys):
     with pytest.raises(SystemExit):
         mine_cli.main(["--help"])
     out = capsys.readouterr().out
-    assert "--embedder_name_or_path" in out and "--pooling_method" in out
+    assert "--embedder_name_or_path" in out and "--cache_dir none" in out and "use --no_cache" in out
 
 
 # --- progress bars -------------------------------------------------------------------------------------------------

@@ -70,6 +70,10 @@ class Alias:
     note: str = ""
 
 
+def _is_none(value) -> bool:
+    return isinstance(value, str) and value.lower() == "none"
+
+
 FLAGEMBEDDING_MINER = {  # FlagEmbedding's scripts/hn_mine.py: the embedder
     "embedder_name_or_path": "model_name_or_path", "pooling_method": "pooling",
     "query_instruction_for_retrieval": "query_instruction", "embedder_query_max_length": "query_max_len",
@@ -87,6 +91,7 @@ REFUSED = [Alias(name, None, "FlagEmbedding", note=NO_RERANK_INSTRUCTION)
 
 ALIASES: dict[str, list[Alias]] = {
     "reranker-train": [
+        Alias("data_split", "split", "deprecated"),
         Alias("knowledge_distillation", "loss", "FlagEmbedding", flag=True,
               translate=lambda on: "distill" if on else DROP, note="true: --loss distill (on teacher scores)"),
         *REFUSED,
@@ -95,11 +100,16 @@ ALIASES: dict[str, list[Alias]] = {
         *(Alias(name, ours, "FlagEmbedding") for name, ours in FLAGEMBEDDING_MINER.items()),
         Alias("use_fp16", "embed_dtype", "FlagEmbedding", flag=True, translate=lambda on: "fp16" if on else DROP,
               note="true: --embed_dtype fp16"),
+        # `--cache_dir none` turns the cache off in reranker-eval; here it made a folder named none.
+        Alias("cache_dir", "no_cache", "deprecated", when=_is_none, translate=lambda _: True, note="use --no_cache"),
     ],
     "reranker-eval": [
         *(Alias(name, ours, "FlagEmbedding") for name, ours in FLAGEMBEDDING_EVAL.items()),
         Alias("use_fp16", "dtype", "FlagEmbedding", flag=True, translate=lambda on: "fp16" if on else DROP,
               note="true: --dtype fp16"),
+        Alias("no_cache", "cache_dir", "shared", flag=True, translate=lambda on: "none" if on else DROP,
+              note="no run cache (reranker-mine's spelling)"),
+        Alias("cache_dir", "cache_dir", "deprecated", when=_is_none, note="use --no_cache"),
         *REFUSED,
     ],
     "reranker-synth": [],
