@@ -18,7 +18,7 @@ logger = logging.getLogger("reranker.eval")
 
 def main(argv: list[str] | None = None) -> list[dict]:
     cli.setup_logging()
-    (args,) = cli.parse((EvalArguments,), argv)
+    (args,) = cli.parse((EvalArguments,), argv, "reranker-eval")
     for stage in args.first_stage:
         if stage not in STAGES and not Path(stage).is_file():
             raise FileNotFoundError(f"first stage {stage!r} is neither bm25, dense, hybrid nor an existing run file")

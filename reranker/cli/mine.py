@@ -16,7 +16,7 @@ logger = logging.getLogger("reranker.mine")
 
 def main(argv: list[str] | None = None) -> dict | None:
     cli.setup_logging()
-    embed_args, mine_args = cli.parse((EmbedArguments, MineArguments), argv)
+    embed_args, mine_args = cli.parse((EmbedArguments, MineArguments), argv, "reranker-mine")
     try:
         summary = mine(embed_args, mine_args)
     finally:

@@ -10,10 +10,32 @@ from reranker.workflows.pipeline import PipelineConfig, run_pipeline
 
 logger = logging.getLogger("reranker.pipeline")
 
+# What each key of the config does (the defaults come from PipelineConfig itself; a test checks both list the same
+# keys).
+KEYS = {
+    "beir": "BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) to train and evaluate on.",
+    "output_dir": "Where the data, the model, the logs and report/ go; a re-run skips the stages that are done.",
+    "train_split": "qrels split whose queries are trained on (and the dev queries carved from).",
+    "test_split": "qrels split the evaluation reports; never trained or tuned on.",
+    "dev_queries": "Train queries held out as dev queries: ranked during training (the best checkpoint is kept) "
+                   "and used to tune the fusion weights in evaluation.",
+    "dev_depth": "BM25 candidates per dev query ranked during training.",
+    "seed": "Seed of the dev split (the stages take their own seeds in their sections).",
+    "expand_documents": "Before each document the reranker reads this many training queries that judged it, "
+                        "in training, dev and evaluation alike (0: off).",
+    "mine": "reranker-mine options (see reranker-mine --help), e.g. retriever, range_for_sampling.",
+    "train": "reranker-train options (see reranker-train --help), e.g. max_steps, learning_rate.",
+    "eval": "reranker-eval options (see reranker-eval --help), e.g. first_stage, top_k.",
+}
+HELP = ("Runs the data, mine, train and eval stages on a BEIR folder, each as its own command; its config, a .yaml "
+        "or .json file, holds:\n\n" + common.describe_config(PipelineConfig, KEYS)
+        + "\n\nThe pipeline sets the stages' inputs and outputs itself (mine: input_file, output_file, corpus; "
+          "train: train_data, output_dir, dev_file; eval: models, datasets, split, output_dir, dev_qrels).")
+
 
 def main(argv: list[str] | None = None) -> dict:
     common.setup_logging()
-    path = common.config_argument(argv, "reranker-pipeline")
+    path = common.config_argument(argv, "reranker-pipeline", HELP)
     return run_pipeline(PipelineConfig.load(path), path)
 
 

@@ -15,7 +15,7 @@ logger = logging.getLogger("reranker.synth")
 
 def main(argv: list[str] | None = None) -> dict:
     cli.setup_logging()
-    (args,) = cli.parse((SynthArguments,), argv)
+    (args,) = cli.parse((SynthArguments,), argv, "reranker-synth")
     summary = synthesize(args)
     logger.info("Wrote %s:\n%s", args.output_file, json.dumps(summary, indent=2))
     return summary

@@ -109,7 +109,7 @@ class EvalArguments:
                           "datasets that document is the query itself)."},
     )
     cache_dir: str | None = field(
-        default="~/.cache/reranker/runs", metadata={"help": "Cache of first-stage runs ('none' to disable)."}
+        default="~/.cache/reranker/runs", metadata={"help": "Cache of first-stage runs; --no_cache turns it off."}
     )
 
     def __post_init__(self):

@@ -62,7 +62,8 @@ class DataArguments:
     sub_data_name: str | None = field(
         default=None, metadata={"help": "Dataset configuration name for hub / dataset-folder sources."}
     )
-    data_split: str = field(default="train", metadata={"help": "Split to read from hub / dataset-folder sources."})
+    split: str = field(default="train", metadata={"help": "Split to read from hub / dataset-folder sources "
+                                                           "(--data_split: its old spelling, deprecated)."})
     train_group_size: int = field(
         default=8, metadata={"help": "Passages per query in a group: one positive and train_group_size - 1 negatives."}
     )
@@ -76,6 +77,11 @@ class DataArguments:
     passage_max_len: int = field(
         default=256, metadata={"help": "Token budget of each passage; longer passages are cut."}
     )
+
+    @property
+    def data_split(self) -> str:
+        """The old name of `split`, still read by reranker/training/train.py."""
+        return self.split
 
     def __post_init__(self):
         # A config file may give a single source or weight as a scalar; on the command line nargs makes lists.
