@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
 from transformers import set_seed
 
-from reranker.common import dist
 from reranker.common.errors import ConfigError
 from reranker.common.files import write_json
 from reranker.data.collator import GroupCollator, pair_budget, truncation_report
@@ -25,33 +23,12 @@ from reranker.training import dev_eval
 from reranker.training.arguments import DataArguments, ModelArguments, RerankerTrainingArguments
 from reranker.training.dev_eval import load_dev
 from reranker.training.head_init import init_head_from_probe
+from reranker.training.output_dir import check_output_dir, clear_previous_run
 from reranker.training.trainer import RerankerTrainer, autocast_dtype
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
 TRUNCATION_SAMPLE = 2000
-
-
-def check_output_dir(args: RerankerTrainingArguments) -> None:
-    """Refuse to write over a model or checkpoints a user already has, unless asked or resuming."""
-    out = Path(args.output_dir)
-    if not out.is_dir() or args.resume_from_checkpoint:
-        return
-    checkpoints = sorted(p for p in out.glob("checkpoint-*") if p.is_dir())
-    if args.overwrite_output_dir:
-        # Old checkpoints would mix with the new run's in rotation and in a later resume.
-        if checkpoints and dist.is_main_process():
-            logger.warning("--overwrite_output_dir: removing %d old checkpoints in %s", len(checkpoints), out)
-            for checkpoint in checkpoints:
-                shutil.rmtree(checkpoint)
-        return
-    existing = [name for name in MODEL_FILES if (out / name).exists()] + [p.name for p in checkpoints]
-    if existing:
-        raise FileExistsError(
-            f"output_dir {out} already holds {', '.join(existing[:3])}; pass --overwrite_output_dir to replace it "
-            "or --resume_from_checkpoint to continue a run"
-        )
 
 
 def log_truncation(dataset: GroupDataset, tokenizer, data_args: DataArguments, seed: int) -> None:
@@ -69,7 +46,8 @@ def log_truncation(dataset: GroupDataset, tokenizer, data_args: DataArguments, s
 def run_training(model_args: ModelArguments, data_args: DataArguments, training_args: RerankerTrainingArguments,
                  callbacks: list | None = None) -> RerankerTrainer:
     """Load and validate all data, train, and save the final model with its tokenizer."""
-    check_output_dir(training_args)
+    out = Path(training_args.output_dir)
+    check_output_dir(out, training_args.overwrite_output_dir, bool(training_args.resume_from_checkpoint))
     set_seed(training_args.seed)
 
     # All data is validated before the model is loaded: a bad line fails in seconds, not after an hour.
@@ -125,6 +103,10 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
         mixing=data_args.mixing,
         data_weights=data_args.data_weights,
     )
+    if training_args.overwrite_output_dir and not training_args.resume_from_checkpoint:
+        # Only now, with the data, the options and the model all loaded, does the new run replace the old one.
+        clear_previous_run(out)
+        trainer.accelerator.wait_for_everyone()
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model()  # rank zero writes; the Trainer checks should_save
     if trainer.is_world_process_zero():

@@ -1,0 +1,68 @@
+"""The output folder of a run: refusing to write over a model, and clearing the previous run's files only when the
+new run is about to write (after its data, options and model have all been checked and loaded)."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import shutil
+from pathlib import Path
+
+from reranker.common import dist
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
+# What a finished run leaves beside its checkpoints: the model, its tokenizer, and our reports on it. Removed when a
+# new run overwrites the folder, so that an interrupted new run never leaves the old model looking like its result.
+PREVIOUS_RUN_FILES = (
+    "config.json", "generation_config.json", "model.safetensors", "model-*.safetensors", "*.safetensors.index.json",
+    "pytorch_model*.bin", "*.bin.index.json", "adapter_config.json", "adapter_model.*", "tokenizer*",
+    "special_tokens_map.json", "added_tokens.json", "vocab.*", "merges.txt", "*.model", "chat_template.*",
+    "training_args.bin", "trainer_state.json", "dev_metrics.json", "README.md",
+)
+# Folders a save writes into before renaming them into place (reranker/training/trainer.py); the leading underscore
+# keeps them out of the Trainer's uploads with --push_to_hub.
+STAGING_PREFIX = "_saving-"
+
+
+def checkpoints(out: Path) -> list[Path]:
+    return sorted(p for p in out.glob("checkpoint-*") if p.is_dir())
+
+
+def check_output_dir(out: Path, overwrite: bool, resuming: bool) -> None:
+    """Refuse to write over a model or checkpoints a user already has, unless asked to or resuming. Removes
+    nothing: that waits until the new run is about to write (`clear_previous_run`)."""
+    if not out.is_dir() or resuming or overwrite:
+        return
+    existing = [name for name in MODEL_FILES if (out / name).exists()] + [p.name for p in checkpoints(out)]
+    if existing:
+        raise FileExistsError(
+            f"output_dir {out} already holds {', '.join(existing[:3])}; pass --overwrite_output_dir to replace it "
+            "or --resume_from_checkpoint to continue a run"
+        )
+
+
+def previous_run_files(out: Path) -> list[Path]:
+    """The checkpoints, unfinished saves and final model files of an earlier run in `out`."""
+    found = checkpoints(out) + sorted(p for p in out.glob(f"{STAGING_PREFIX}*") if p.is_dir())
+    found += sorted(p for p in out.iterdir()
+                    if p.is_file() and any(fnmatch.fnmatch(p.name, pattern) for pattern in PREVIOUS_RUN_FILES))
+    return found
+
+
+def clear_previous_run(out: Path) -> None:
+    """--overwrite_output_dir: remove the previous run (rank zero only). Old checkpoints would mix with the new
+    run's in rotation and in a later resume; an old final model would look like the new run's result."""
+    if not out.is_dir() or not dist.is_main_process():
+        return
+    old = previous_run_files(out)
+    if not old:
+        return
+    logger.warning("--overwrite_output_dir: removing the previous run in %s (%s)", out,
+                   ", ".join(p.name for p in old[:6]) + (", ..." if len(old) > 6 else ""))
+    for path in old:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()

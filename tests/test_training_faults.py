@@ -1,0 +1,65 @@
+"""Faults around the output folder: overwriting, interrupted saves, resuming, and options checked before loading."""
+
+from __future__ import annotations
+
+import pytest
+from transformers import TrainerCallback
+
+import run
+from reranker.common.errors import DataError
+
+
+class Crash(RuntimeError):
+    pass
+
+
+class CrashAfterSave(TrainerCallback):
+    """Stands for a kill right after the checkpoint of `step` was written."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise Crash(f"killed after the checkpoint of step {self.step}")
+
+
+def train_args(model, data, out, *extra) -> list[str]:
+    return ["--model_name_or_path", str(model), "--train_data", str(data), "--output_dir", str(out),
+            "--train_group_size", "3", "--per_device_train_batch_size", "2", "--query_max_len", "16",
+            "--passage_max_len", "24", "--use_cpu", "--logging_steps", "1", "--seed", "3", "--max_steps", "2",
+            "--save_steps", "1", *extra]
+
+
+def names(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_overwrite_keeps_the_old_run_when_the_new_data_is_bad(tiny_model, train_file, tmp_path):
+    out = tmp_path / "out"
+    run.main(train_args(tiny_model, train_file, out))
+    before = names(out)
+    assert "checkpoint-1" in before and "model.safetensors" in before
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "q", "pos": ["p"], "neg": "not a list"}\n')
+    with pytest.raises(DataError, match="bad.jsonl:1"):
+        run.main(train_args(tiny_model, bad, out, "--overwrite_output_dir"))
+    with pytest.raises(DataError, match="trian.jsonl"):  # a typo in the file name
+        run.main(train_args(tiny_model, tmp_path / "trian.jsonl", out, "--overwrite_output_dir"))
+    assert names(out) == before
+
+
+def test_interrupted_overwrite_leaves_no_old_model_looking_current(tiny_model, train_file, tmp_path):
+    out = tmp_path / "out"
+    run.main(train_args(tiny_model, train_file, out, "--save_strategy", "no"))
+    (out / "dev_metrics.json").write_text("{}")
+    (out / "README.md").write_text("the old run's card\n")
+    with pytest.raises(Crash):
+        run.main(train_args(tiny_model, train_file, out, "--overwrite_output_dir", "--max_steps", "3"),
+                 callbacks=[CrashAfterSave(1)])
+    left = names(out)
+    assert "checkpoint-1" in left
+    for old in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "training_args.bin",
+                "trainer_state.json", "dev_metrics.json", "README.md"):
+        assert old not in left, old
+
