@@ -6,7 +6,7 @@ import pytest
 from transformers import TrainerCallback
 
 import run
-from reranker.common.errors import DataError
+from reranker.common.errors import ConfigError, DataError
 
 
 class Crash(RuntimeError):
@@ -63,3 +63,47 @@ def test_interrupted_overwrite_leaves_no_old_model_looking_current(tiny_model, t
                 "trainer_state.json", "dev_metrics.json", "README.md"):
         assert old not in left, old
 
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Options are checked before the model loads: loading it fails the test."""
+    from reranker.training import train as train_module
+
+    def fail(*a, **k):
+        raise AssertionError("the model must not load before the options are checked")
+
+    monkeypatch.setattr(train_module, "load_model", fail)
+
+
+@pytest.mark.parametrize("option, value, match", [
+    ("--learning_rate", "-1e-3", "--learning_rate must not be negative"),
+    ("--head_learning_rate", "-1", "--head_learning_rate must not be negative"),
+    ("--resume_from_checkpoint", "True", "no checkpoint in .*out to resume from"),
+])
+def test_bad_options_fail_before_loading_and_create_nothing(tiny_model, train_file, tmp_path, no_model_load,
+                                                            option, value, match):
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=match):
+        run.main(train_args(tiny_model, train_file, out, f"{option}={value}"))  # "=": argparse reads -1 as a flag
+    assert not out.exists()
+
+
+def test_missing_output_dir_is_an_error(tiny_model, train_file, tmp_path, no_model_load, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = train_args(tiny_model, train_file, "unused")
+    del argv[argv.index("--output_dir"):argv.index("--output_dir") + 2]
+    with pytest.raises(ConfigError, match="--output_dir is required"):
+        run.main(argv)
+    assert names(tmp_path) == ["model", "train.jsonl"]  # no ./trainer_output
+
+
+def test_resume_true_continues_from_the_last_checkpoint(tiny_model, train_file, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(Crash):
+        run.main(train_args(tiny_model, train_file, out, "--max_steps", "3"), callbacks=[CrashAfterSave(2)])
+    trainer = run.main(train_args(tiny_model, train_file, out, "--max_steps", "3", "--resume_from_checkpoint", "true"))
+    assert trainer.args.resume_from_checkpoint == str(out / "checkpoint-2")
+    assert trainer.state.global_step == 3
+    with pytest.raises(FileNotFoundError, match="--resume_from_checkpoint .*nowhere does not exist"):
+        run.main(train_args(tiny_model, train_file, out, "--resume_from_checkpoint", str(tmp_path / "nowhere")))

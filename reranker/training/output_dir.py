@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from reranker.common import dist
+from reranker.common.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,28 @@ STAGING_PREFIX = "_saving-"
 
 def checkpoints(out: Path) -> list[Path]:
     return sorted(p for p in out.glob("checkpoint-*") if p.is_dir())
+
+
+def last_checkpoint(out: Path) -> Path | None:
+    """The newest finished checkpoint: trainer_state.json is its last file, so a save cut short is passed over."""
+    done = [p for p in checkpoints(out) if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
+    return max(done, key=lambda p: int(p.name.split("-")[-1])) if done else None
+
+
+def resolve_resume(value: str | bool | None, out: Path) -> str | None:
+    """--resume_from_checkpoint: true means the last checkpoint in output_dir (as the Trainer reads True), false
+    none; anything else is a checkpoint folder, which must exist. Checked before anything loads."""
+    if value is None or value is False or str(value).lower() == "false":
+        return None
+    if value is True or str(value).lower() == "true":
+        found = last_checkpoint(out) if out.is_dir() else None
+        if found is None:
+            raise ConfigError(f"--resume_from_checkpoint true: there is no checkpoint in {out} to resume from")
+        logger.info("--resume_from_checkpoint true: resuming from %s", found)
+        return str(found)
+    if not Path(value).is_dir():
+        raise FileNotFoundError(f"--resume_from_checkpoint {value} does not exist (or is not a folder)")
+    return str(value)
 
 
 def check_output_dir(out: Path, overwrite: bool, resuming: bool) -> None:
