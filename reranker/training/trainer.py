@@ -38,6 +38,21 @@ class RerankerTrainer(Trainer):
             if self.args.loss == "softmax_ce" else None
         self.add_callback(HealthCallback(monitor))
 
+    def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs, *args, **kwargs):
+        """Resuming a run that had reached max_steps trains nothing more.
+
+        The Trainer checks the step budget only after a step, so resuming from the last checkpoint of a finished
+        run took one more (a checkpoint-(max_steps + 1) and a loss logged for it). Starting past the last epoch
+        runs no step; the end of training (the best model reloaded, the final save) happens as usual.
+        """
+        epochs_trained, steps_in_epoch = super()._init_training_state(
+            max_steps, num_update_steps_per_epoch, num_train_epochs, *args, **kwargs)
+        if self.state.global_step >= max_steps:
+            logger.info("The checkpoint is at step %d of --max_steps %d: nothing left to train",
+                        self.state.global_step, max_steps)
+            return num_train_epochs, 0
+        return epochs_trained, steps_in_epoch
+
     def create_optimizer(self, model=None):
         """The Trainer's optimizer, with the freshly initialised parameters in groups of their own learning rate.
 
