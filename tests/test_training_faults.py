@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
+from conftest import write_jsonl
 from transformers import TrainerCallback
 
 import run
+from reranker import Reranker
 from reranker.common.errors import ConfigError, DataError
+from reranker.models.loading import load_model
 
 
 class Crash(RuntimeError):
@@ -107,3 +113,83 @@ def test_resume_true_continues_from_the_last_checkpoint(tiny_model, train_file, 
     assert trainer.state.global_step == 3
     with pytest.raises(FileNotFoundError, match="--resume_from_checkpoint .*nowhere does not exist"):
         run.main(train_args(tiny_model, train_file, out, "--resume_from_checkpoint", str(tmp_path / "nowhere")))
+
+
+@pytest.fixture
+def kill_weight_write(monkeypatch):
+    """Stands for a kill while the weights are written (config.json is already on disk): set ["at"] to the
+    number of the weight write that dies."""
+    import transformers.modeling_utils as modeling_utils
+
+    real = modeling_utils.safe_save_file
+    calls = {"n": 0, "at": None}
+
+    def save(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == calls["at"]:
+            raise Crash("killed while writing the weights")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(modeling_utils, "safe_save_file", save)
+    return calls
+
+
+def test_a_killed_checkpoint_save_leaves_no_checkpoint(tiny_model, train_file, tmp_path, kill_weight_write):
+    out = tmp_path / "out"
+    kill_weight_write["at"] = 2  # the checkpoint of step 2
+    with pytest.raises(Crash):
+        run.main(train_args(tiny_model, train_file, out))
+    assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-1"]
+    assert (out / "checkpoint-1" / "model.safetensors").is_file()
+
+
+def test_a_killed_final_save_leaves_no_half_model(tiny_model, train_file, tmp_path, kill_weight_write):
+    out = tmp_path / "out"
+    kill_weight_write["at"] = 1
+    with pytest.raises(Crash):
+        run.main(train_args(tiny_model, train_file, out, "--save_strategy", "no"))
+    assert not (out / "config.json").exists()
+    with pytest.raises(ConfigError, match=r"out is not a complete model folder: no config\.json, no weights"):
+        Reranker(str(out))
+
+
+def test_incomplete_model_folders_are_refused_in_one_line(tiny_model, train_file, tmp_path):
+    half = tmp_path / "checkpoint-7"
+    half.mkdir()
+    shutil.copy(tiny_model / "config.json", half)
+    shutil.copy(tiny_model / "tokenizer.json", half)
+    what = r"checkpoint-7 is not a complete model folder: no weights \(model\.safetensors"
+    with pytest.raises(ConfigError, match=what):
+        Reranker(str(half))
+    with pytest.raises(ConfigError, match=what):
+        load_model(str(half), None)
+    for option in ("--resume_from_checkpoint", "--model_name_or_path"):
+        with pytest.raises(ConfigError, match=what):
+            run.main([*train_args(tiny_model, train_file, tmp_path / "out"), option, str(half)])
+    shutil.copy(tiny_model / "model.safetensors", half)  # weights, but no Trainer state: nothing to resume
+    with pytest.raises(ConfigError, match="checkpoint-7 has no trainer_state.json"):
+        run.main([*train_args(tiny_model, train_file, tmp_path / "out"), "--resume_from_checkpoint", str(half)])
+    assert not (tmp_path / "out").exists()
+
+
+DEV = [{"query": "what is the capital of france", "candidates": [{"id": "a", "text": "berlin is in germany"},
+                                                                 {"id": "b", "text": "paris is the capital"}],
+        "relevance": {"b": 1}},
+       {"query": "why is the sky blue", "candidates": [{"id": "c", "text": "the sky is blue because of light"},
+                                                       {"id": "d", "text": "a cat"}], "relevance": {"c": 1}}]
+
+
+def test_rotation_and_best_checkpoint_survive_staged_saves(tiny_model, train_file, tmp_path):
+    import json
+
+    out = tmp_path / "out"
+    trainer = run.main(train_args(tiny_model, train_file, out, "--max_steps", "4", "--save_total_limit", "2",
+                                  "--dev_file", str(write_jsonl(tmp_path / "dev.jsonl", DEV))))
+    best = trainer.state.best_model_checkpoint
+    assert trainer.args.load_best_model_at_end and best in {str(out / f"checkpoint-{s}") for s in range(1, 5)}
+    kept = {p.name for p in out.glob("checkpoint-*")}
+    assert len(kept) <= 3 and "checkpoint-4" in kept and Path(best).name in kept  # the limit, the last, the best
+    assert not list(out.glob("_saving-*"))
+    for checkpoint in kept:  # each checkpoint's saved state names real folders, never the staging one
+        state = json.loads((out / checkpoint / "trainer_state.json").read_text())
+        assert state["best_model_checkpoint"] is None or Path(state["best_model_checkpoint"]).parent == out

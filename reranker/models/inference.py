@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from reranker.common.precision import resolve_dtype
-from reranker.models.loading import check_fits, load_model, load_tokenizer, position_limit
+from reranker.models.loading import check_fits, check_model_folder, load_model, load_tokenizer, position_limit
 
 DEFAULT_MAX_LENGTH = 512
 DTYPES = {None: None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -31,6 +31,7 @@ class Reranker:
             raise ValueError(f"dtype must be one of {[*DTYPES, 'auto']}, got {dtype!r}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = resolve_dtype(dtype, "reranker dtype", self.device.type)
+        check_model_folder(model_name_or_path)  # before the tokenizer: a half-written folder may hold one
         self.tokenizer = load_tokenizer(model_name_or_path, trust_remote_code)
         self.model = load_model(model_name_or_path, self.tokenizer, trust_remote_code).to(self.device).eval()
         self.dtype = DTYPES[dtype]

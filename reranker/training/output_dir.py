@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import os
 import shutil
 from pathlib import Path
 
 from reranker.common import dist
 from reranker.common.errors import ConfigError
+from reranker.models.loading import check_model_folder, missing_model_files
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +33,14 @@ def checkpoints(out: Path) -> list[Path]:
     return sorted(p for p in out.glob("checkpoint-*") if p.is_dir())
 
 
+def is_finished_checkpoint(folder: Path) -> bool:
+    return (folder / "trainer_state.json").is_file() and not missing_model_files(folder)
+
+
 def last_checkpoint(out: Path) -> Path | None:
-    """The newest finished checkpoint: trainer_state.json is its last file, so a save cut short is passed over."""
-    done = [p for p in checkpoints(out) if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
+    """The newest finished checkpoint (saved whole, with the Trainer's state); an older run's half-written one is
+    passed over."""
+    done = [p for p in checkpoints(out) if p.name.split("-")[-1].isdigit() and is_finished_checkpoint(p)]
     return max(done, key=lambda p: int(p.name.split("-")[-1])) if done else None
 
 
@@ -50,6 +57,10 @@ def resolve_resume(value: str | bool | None, out: Path) -> str | None:
         return str(found)
     if not Path(value).is_dir():
         raise FileNotFoundError(f"--resume_from_checkpoint {value} does not exist (or is not a folder)")
+    check_model_folder(value)
+    if not (Path(value) / "trainer_state.json").is_file():
+        raise ConfigError(f"--resume_from_checkpoint: {value} has no trainer_state.json, so it is not a Trainer "
+                          "checkpoint to resume; start a new run from it with --model_name_or_path instead")
     return str(value)
 
 
@@ -89,3 +100,41 @@ def clear_previous_run(out: Path) -> None:
             shutil.rmtree(path)
         else:
             path.unlink()
+
+
+# Weight files, shards included: what publish() moves last and clears when a save brings other ones.
+WEIGHT_PATTERNS = ("model*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "*.bin.index.json",
+                   "adapter_model.*")
+
+
+def is_weights(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in WEIGHT_PATTERNS)
+
+
+def discard(path: Path) -> None:
+    """Remove what a save cut short left behind (rank zero, before the same save runs again)."""
+    if path.is_dir():
+        logger.warning("Removing %s, left by a save that did not finish", path)
+        shutil.rmtree(path)
+
+
+def move_into_place(staged: Path, target: Path) -> None:
+    """Rename a whole staged folder (a checkpoint) to its name; one rename, so it appears complete or not at all."""
+    if target.exists():  # a checkpoint of the same step, from a run resumed before it
+        shutil.rmtree(target)
+    os.replace(staged, target)
+
+
+def publish(staging: Path, target: Path) -> None:
+    """Move the files of a staged final save into `target`, the weights last: a save cut short leaves the folder
+    without weights (refused by the loaders), never a new config beside old weights. Weights of another layout
+    (an old pytorch_model.bin beside a new model.safetensors) are removed first."""
+    new = sorted(p.name for p in staging.iterdir())
+    for old in target.iterdir():
+        if old.is_file() and is_weights(old.name) and old.name not in new:
+            old.unlink()
+    for name in sorted(new, key=is_weights):
+        if (target / name).is_dir():
+            shutil.rmtree(target / name)
+        os.replace(staging / name, target / name)
+    staging.rmdir()
