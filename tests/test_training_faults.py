@@ -193,3 +193,17 @@ def test_rotation_and_best_checkpoint_survive_staged_saves(tiny_model, train_fil
     for checkpoint in kept:  # each checkpoint's saved state names real folders, never the staging one
         state = json.loads((out / checkpoint / "trainer_state.json").read_text())
         assert state["best_model_checkpoint"] is None or Path(state["best_model_checkpoint"]).parent == out
+
+
+def test_a_model_older_than_a_checkpoint_beside_it_is_refused(tiny_model, train_file, tmp_path):
+    out = tmp_path / "out"
+    run.main(train_args(tiny_model, train_file, out))  # finished at step 2
+    with pytest.raises(Crash):  # continued to 4 steps, killed after the checkpoint of step 3
+        run.main(train_args(tiny_model, train_file, out, "--max_steps", "4", "--resume_from_checkpoint", "true"),
+                 callbacks=[CrashAfterSave(3)])
+    stale = r"out holds the model of step 2, but its checkpoint-3 is newer"
+    with pytest.raises(ConfigError, match=stale):
+        Reranker(str(out))
+    with pytest.raises(ConfigError, match=stale):
+        load_model(str(out), None)
+    Reranker(str(out / "checkpoint-3"))  # the newest weights load

@@ -49,6 +49,29 @@ def check_model_folder(path: str) -> None:
     if missing:
         raise ConfigError(f"{folder} is not a complete model folder: no {', no '.join(missing)} (a save cut short? "
                           "use another checkpoint or train again)")
+    check_not_superseded(folder)
+
+
+def saved_step(folder: Path) -> int | None:
+    """The training step a folder's trainer_state.json records (the final save writes it with the weights)."""
+    state = folder / "trainer_state.json"
+    return json.loads(state.read_text()).get("global_step") if state.is_file() else None
+
+
+def check_not_superseded(folder: Path) -> None:
+    """A training output folder whose final model is older than a whole checkpoint beside it holds the result of
+    an earlier run, and a later run on the same folder was interrupted: loading it would score the old model as
+    if it were the new one."""
+    step = saved_step(folder)
+    if step is None:
+        return
+    newer = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
+             and int(p.name.split("-")[-1]) > step and not missing_model_files(p)]
+    if newer:
+        latest = max(newer, key=lambda p: int(p.name.split("-")[-1]))
+        raise ConfigError(f"{folder} holds the model of step {step}, but its {latest.name} is newer: a later run on "
+                          f"this folder did not finish. Load {latest}, or finish the run (--resume_from_checkpoint "
+                          "true)")
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):

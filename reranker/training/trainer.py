@@ -120,6 +120,8 @@ class RerankerTrainer(Trainer):
         super().save_model(str(staging), _internal_call=True)  # the push, if asked for, once the files are in place
         self.accelerator.wait_for_everyone()
         if self.args.should_save and staging.is_dir():  # sharded FSDP states write no model here
+            # The step travels with the weights: the loaders compare it with the checkpoints beside them.
+            self.state.save_to_json(str(staging / "trainer_state.json"))
             publish(staging, target)
         self.accelerator.wait_for_everyone()
         if self.args.push_to_hub and not _internal_call:
