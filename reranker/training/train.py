@@ -31,6 +31,19 @@ logger = logging.getLogger(__name__)
 TRUNCATION_SAMPLE = 2000
 
 
+def training_budgets(tokenizer, data_args: DataArguments) -> dict[str, int]:
+    """The token budgets training cuts pairs to, saved in config.json under "reranker" with every checkpoint and
+    the final model; Reranker(path) and reranker-eval cut pairs the same way unless told otherwise.
+
+    In config.json rather than a file of our own: save_pretrained writes it with every save (checkpoints, the
+    final model, --push_to_hub, a later save by any Hugging Face tool), before the weights, so the budgets can
+    never be missing from or disagree with a complete folder; other tools ignore the key (sentence-transformers
+    keeps its CrossEncoder settings there the same way).
+    """
+    return {"query_max_len": data_args.query_max_len, "passage_max_len": data_args.passage_max_len,
+            "max_length": pair_budget(tokenizer, data_args.query_max_len, data_args.passage_max_len)}
+
+
 def log_truncation(dataset: GroupDataset, tokenizer, data_args: DataArguments, seed: int) -> None:
     n = len(dataset)
     picks = np.random.default_rng(seed).choice(n, size=min(n, TRUNCATION_SAMPLE), replace=False)
@@ -84,6 +97,7 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
     check_fits(model.config, pair_budget(tokenizer, data_args.query_max_len, data_args.passage_max_len),
                f"--query_max_len {data_args.query_max_len} + --passage_max_len {data_args.passage_max_len} + the "
                "special tokens")
+    model.config.reranker = training_budgets(tokenizer, data_args)
     log_truncation(dataset, tokenizer, data_args, training_args.seed)
     collator = GroupCollator(tokenizer, data_args.query_max_len, data_args.passage_max_len)
     if training_args.head_init == "probe" and not training_args.resume_from_checkpoint:
