@@ -12,6 +12,7 @@ from reranker.evaluation.arguments import EvalArguments
 from reranker.evaluation.evaluate import STAGES, evaluate, load_rerankers
 from reranker.evaluation.report import bar_chart, markdown_table, write_results
 from reranker.retrieval.first_stage import write_run
+from reranker.training import model_card
 
 logger = logging.getLogger("reranker.eval")
 
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             write_run(output_dir / "runs" / name, run, tag)
         write_results(output_dir, rows, asdict(args))
         chart = bar_chart(output_dir, rows)
+        for model in args.models:  # only local folders whose card reranker-train wrote
+            model_card.record_evaluation(model, rows, args.split, args.top_k)
         logger.info("Wrote %s/results.json, run files under %s/runs%s", output_dir, output_dir,
                     f" and {chart}" if chart else "")
     return rows

