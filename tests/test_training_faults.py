@@ -6,7 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import write_jsonl
+from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 import run
@@ -190,6 +192,8 @@ def test_rotation_and_best_checkpoint_survive_staged_saves(tiny_model, train_fil
     kept = {p.name for p in out.glob("checkpoint-*")}
     assert len(kept) <= 3 and "checkpoint-4" in kept and Path(best).name in kept  # the limit, the last, the best
     assert not list(out.glob("_saving-*"))
+    final, kept_best = load_file(out / "model.safetensors"), load_file(Path(best) / "model.safetensors")
+    assert all(torch.equal(final[name], kept_best[name]) for name in final)  # the best one was loaded at the end
     for checkpoint in kept:  # each checkpoint's saved state names real folders, never the staging one
         state = json.loads((out / checkpoint / "trainer_state.json").read_text())
         assert state["best_model_checkpoint"] is None or Path(state["best_model_checkpoint"]).parent == out
