@@ -1,5 +1,6 @@
-"""The output folder of a run: refusing to write over a model, and clearing the previous run's files only when the
-new run is about to write (after its data, options and model have all been checked and loaded)."""
+"""The output folder of a run: refusing to write over a model, finding the checkpoint to resume, clearing the
+previous run's files only when the new run is about to write (after its data, options and model have all been
+checked and loaded), and putting staged saves into place (the trainer writes every save to a staging folder)."""
 
 from __future__ import annotations
 
