@@ -42,3 +42,35 @@ def test_long_query_does_not_crash_and_bf16_runs(reranker, tiny_model):
 def test_missing_model_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="no-such-model' does not exist locally"):
         Reranker(str(tmp_path / "no-such-model"))
+
+
+def test_training_budgets_are_the_default_truncation(tiny_model, train_file, tmp_path):
+    import json
+
+    import run
+    from reranker.data.collator import cut_to_budget
+    from reranker.evaluation.arguments import EvalArguments
+    from reranker.evaluation.evaluate import load_rerankers
+
+    out = tmp_path / "out"
+    run.main(["--model_name_or_path", str(tiny_model), "--train_data", str(train_file), "--output_dir", str(out),
+              "--train_group_size", "3", "--per_device_train_batch_size", "2", "--query_max_len", "5",
+              "--passage_max_len", "7", "--max_steps", "1", "--save_steps", "1", "--use_cpu"])
+    for folder in (out, out / "checkpoint-1"):
+        saved = json.loads((folder / "config.json").read_text())["reranker"]
+        assert saved == {"query_max_len": 5, "passage_max_len": 7, "max_length": 15}  # + [CLS] and two [SEP]
+    trained = Reranker(str(out))
+    assert trained.max_length == 15
+    # Each side cut to its own budget, as the training collator cut it (not 15 tokens shared longest-first).
+    query, passage = "what is the capital of france " * 3, "paris is the capital of france and a big city " * 3
+    (cut_query,), _ = cut_to_budget(trained.tokenizer, [query], 5)
+    (cut_passage,), _ = cut_to_budget(trained.tokenizer, [passage], 7)
+    wide = Reranker(str(out), max_length=64)  # an explicit length wins: one budget for the pair
+    assert wide.max_length == 64
+    assert trained.compute_score((query, passage)) == pytest.approx(wide.compute_score((cut_query, cut_passage)),
+                                                                     abs=1e-5)
+    assert wide.compute_score((query, passage)) != pytest.approx(trained.compute_score((query, passage)), abs=1e-5)
+    args = EvalArguments(models=[str(out)], datasets=[str(train_file)])
+    assert args.rerank_max_length is None  # read from the model
+    assert load_rerankers(args)["out"].max_length == 15
+    assert Reranker(str(tiny_model)).max_length == 512  # a model we did not train: as before

@@ -42,3 +42,21 @@ def test_resume_matches_uninterrupted(tiny_model, tmp_path):
     # And the weights did move, so the comparison means something.
     start = load_file(tiny_model / "model.safetensors")
     assert not torch.allclose(start["classifier.weight"], a["classifier.weight"])
+
+
+def test_resuming_a_finished_run_trains_no_further_step(tiny_model, tmp_path):
+    # 12 queries, batch 2: the run ends mid-epoch (where the Trainer took one more step on resume).
+    data = write_jsonl(tmp_path / "train.jsonl", group_rows(2))
+    out = tmp_path / "out"
+    argv = ["--model_name_or_path", str(tiny_model), "--train_data", str(data), "--train_group_size", "3",
+            "--per_device_train_batch_size", "2", "--max_steps", "3", "--save_steps", "3", "--logging_steps", "1",
+            "--learning_rate", "5e-3", "--use_cpu", "--seed", "11", "--output_dir", str(out)]
+    run.main(argv)
+    finished = load_file(out / "model.safetensors")
+    trainer = run.main([*argv, "--resume_from_checkpoint", str(out / "checkpoint-3")])
+    assert trainer.state.global_step == 3
+    assert [e["step"] for e in trainer.state.log_history if "loss" in e] == [1, 2, 3]
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3"]
+    resumed = load_file(out / "model.safetensors")
+    for name in finished:
+        torch.testing.assert_close(finished[name], resumed[name], msg=name)

@@ -209,3 +209,18 @@ def test_argument_checks(tiny_model, train_file, tmp_path):
     with pytest.raises(ConfigError, match="no effect with --mixing concat"):
         run.main(args(tiny_model, [train_file, train_file], tmp_path / "o", "--data_weights", "1", "2",
                       "--mixing", "concat"))
+
+
+def test_library_train_api(tiny_model, train_file, tmp_path):
+    import reranker
+
+    out = tmp_path / "out"
+    options = {"model_name_or_path": str(tiny_model), "train_data": str(train_file), "output_dir": str(out),
+               "max_steps": 2, "train_group_size": 4, "per_device_train_batch_size": 3, "use_cpu": True,
+               "save_strategy": "no", "query_max_len": 16, "passage_max_len": 24}
+    trainer = reranker.train(**options)
+    assert trainer.state.global_step == 2
+    assert isinstance(Reranker(str(out)).compute_score(("why is the sky blue", "light is scattered")), float)
+    with pytest.raises(ConfigError, match="unknown training option.*: max_step$"):
+        reranker.train(**{**options, "output_dir": str(tmp_path / "typo"), "max_step": 2})
+    assert not (tmp_path / "typo").exists()

