@@ -94,3 +94,35 @@ def warn_slow_bf16(option: str, device_type: str, native: bool | None = None) ->
         logger.warning("%s: this CPU has no bf16 instructions (no avx512_bf16, amx_bf16 or ARM bf16 in "
                        "/proc/cpuinfo), so bf16 is emulated and several times slower than fp32. Use fp32, or "
                        "'auto' to pick bf16 only where it is fast.", option)
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def autocast_dtype(name: str | None):
+    """The torch dtype autocast runs in for a precision name (None and "fp32": no autocast)."""
+    import torch
+
+    if name not in (None, *PRECISIONS):
+        raise ValueError(f"precision must be one of {[*PRECISIONS, 'auto']}, got {name!r}")
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(name)
+
+
+def autocast(device_type: str, dtype):
+    """A context that runs the forward in `dtype` (a torch dtype, or None: full precision)."""
+    import contextlib
+
+    import torch
+
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type, dtype=dtype)
+
+
+def inference_dtype(name: str | None, device_type: str, what: str):
+    """The autocast dtype of a scoring or embedding model: 'auto' resolved for the device, fp16 refused on a CPU."""
+    if name not in (None, "auto", *PRECISIONS):
+        raise ValueError(f"{what} must be one of {[*PRECISIONS, 'auto']}, got {name!r}")
+    name = resolve_dtype(name, what, device_type)
+    if name == "fp16" and device_type == "cpu":
+        raise ValueError(f"{what}: fp16 on CPU is slow and imprecise; use fp32, or bf16 / auto on a CPU with bf16 "
+                         "instructions")
+    return autocast_dtype(name)

@@ -8,17 +8,14 @@ spreads work over a multiprocessing pool where we shard across torchrun ranks.
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer
 
-from reranker.common.precision import resolve_dtype
+from reranker.common.precision import autocast, inference_dtype
 
 POOLINGS = ("cls", "mean")
-DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Embedder:
@@ -28,12 +25,8 @@ class Embedder:
                  normalize: bool = True, trust_remote_code: bool = False):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        if dtype not in DTYPES and dtype != "auto":
-            raise ValueError(f"dtype must be one of {[*DTYPES, 'auto']}, got {dtype!r}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        dtype = resolve_dtype(dtype, "embedder dtype", self.device.type)
-        if dtype == "fp16" and self.device.type == "cpu":
-            raise ValueError("fp16 on CPU is slow and imprecise; use fp32, or bf16 on a CPU with bf16 instructions")
+        self.dtype = inference_dtype(dtype, self.device.type, "embedder dtype")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
             self.model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
@@ -41,14 +34,11 @@ class Embedder:
             raise FileNotFoundError(f"embedder {model_name_or_path!r} could not be loaded: {error}") from None
         self.model.to(self.device).eval()
         self.pooling = pooling
-        self.dtype = DTYPES[dtype]
         self.normalize = normalize
         self.dim = self.model.config.hidden_size
 
     def _autocast(self):
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
+        return autocast(self.device.type, self.dtype)
 
     def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.pooling == "cls":

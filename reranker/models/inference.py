@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from reranker.common.precision import resolve_dtype
+from reranker.common.precision import autocast, inference_dtype
 from reranker.data.collator import cut_to_budget
 from reranker.models.loading import check_fits, check_model_folder, load_model, load_tokenizer, position_limit
 
 DEFAULT_MAX_LENGTH = 512
-DTYPES = {None: None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Reranker:
@@ -30,16 +28,11 @@ class Reranker:
     def __init__(self, model_name_or_path: str, device: str | None = None, dtype: str | None = None,
                  max_length: int | None = None, trust_remote_code: bool = False,
                  max_length_option: str = "max_length"):
-        if dtype not in DTYPES and dtype != "auto":
-            raise ValueError(f"dtype must be one of {[*DTYPES, 'auto']}, got {dtype!r}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        dtype = resolve_dtype(dtype, "reranker dtype", self.device.type)
+        self.dtype = inference_dtype(dtype, self.device.type, "reranker dtype")
         check_model_folder(model_name_or_path)  # before the tokenizer: a half-written folder may hold one
         self.tokenizer = load_tokenizer(model_name_or_path, trust_remote_code)
         self.model = load_model(model_name_or_path, self.tokenizer, trust_remote_code).to(self.device).eval()
-        self.dtype = DTYPES[dtype]
-        if self.dtype is torch.float16 and self.device.type == "cpu":
-            raise ValueError("fp16 on CPU is slow and imprecise; use dtype='auto' on CPU")
         # (query, passage) token budgets of a model we trained (config.json "reranker"): used unless a length is given.
         self.budgets: tuple[int, int] | None = None
         trained = getattr(self.model.config, "reranker", None) or {}
@@ -54,9 +47,7 @@ class Reranker:
         self.max_length = max_length
 
     def _autocast(self):
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
+        return autocast(self.device.type, self.dtype)
 
     @torch.inference_mode()
     def compute_score(self, pairs: Sequence[tuple[str, str]] | tuple[str, str], batch_size: int = 32,

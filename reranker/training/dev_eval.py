@@ -7,12 +7,12 @@ A dev file is jsonl, one query per line, its candidates in first-stage order (be
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 
 import torch
 
+from reranker.common import precision
 from reranker.common.errors import DataError
 from reranker.common.files import iter_jsonl
 from reranker.data.collator import GroupCollator
@@ -85,7 +85,7 @@ def score_dev(model, collator: GroupCollator, dev: list[DevQuery], pairs_per_bat
     model.eval()
     pairs = [(q, i) for q in dev for i in range(len(q.doc_ids))]
     run: dict[str, dict[str, float]] = {}
-    autocast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
+    autocast = precision.autocast(device.type, autocast_dtype)
     try:
         for start in range(0, len(pairs), pairs_per_batch):
             chunk = pairs[start:start + pairs_per_batch]

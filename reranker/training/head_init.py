@@ -11,12 +11,12 @@ sequence-classification model.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 import numpy as np
 import torch
 
+from reranker.common import precision
 from reranker.training.losses import chance_loss, softmax_ce
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def probe_features(model, layer: torch.nn.Module, batches, device, autocast_dtyp
     hook = layer.register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0].detach().float().cpu()))
     was_training = model.training
     model.eval()
-    autocast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
+    autocast = precision.autocast(device.type, autocast_dtype)
     features = []
     try:
         with torch.no_grad(), autocast:

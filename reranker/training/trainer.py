@@ -12,6 +12,7 @@ import torch
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
+from reranker.common import precision
 from reranker.data.groups import GroupDataset, MixingSampler
 from reranker.training import dev_eval, losses, model_card
 from reranker.training.health import CollapseMonitor, HealthCallback
@@ -22,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 def autocast_dtype(args) -> torch.dtype | None:
     """The autocast precision the training arguments ask for (None: full precision)."""
-    return torch.bfloat16 if args.bf16 else (torch.float16 if args.fp16 else None)
+    return precision.autocast_dtype("bf16" if args.bf16 else ("fp16" if args.fp16 else None))
 
 
 class RerankerTrainer(Trainer):
