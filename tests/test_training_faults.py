@@ -52,7 +52,7 @@ def test_overwrite_keeps_the_old_run_when_the_new_data_is_bad(tiny_model, train_
     bad.write_text('{"query": "q", "pos": ["p"], "neg": "not a list"}\n')
     with pytest.raises(DataError, match="bad.jsonl:1"):
         run.main(train_args(tiny_model, bad, out, "--overwrite_output_dir"))
-    with pytest.raises(DataError, match="trian.jsonl"):  # a typo in the file name
+    with pytest.raises(FileNotFoundError, match="trian.jsonl"):  # a typo in the file name
         run.main(train_args(tiny_model, tmp_path / "trian.jsonl", out, "--overwrite_output_dir"))
     assert names(out) == before
 
