@@ -113,7 +113,10 @@ class RerankerTrainingArguments(TrainingArguments):
     loss: str = field(
         default="softmax_ce",
         metadata={"help": "softmax_ce (group cross-entropy, positive first), bce (pointwise), distill (KL to "
-                          "teacher scores, mixed with softmax_ce by distill_alpha), inranker (soft labels).",
+                          "teacher scores, mixed with softmax_ce by distill_alpha), inranker (InRanker records: mean "
+                          "squared error to the teacher's zero-centred (false, true) logits), inranker_bce (InRanker "
+                          "records: binary cross-entropy to the teacher's P(true), the earlier inranker, kept for "
+                          "comparison).",
                   "choices": list(LOSSES)},
     )
     distill_temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the distill loss."})
