@@ -15,6 +15,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# "auto" precision resolves to fp32 here on every CPU, so figures compared across code paths match; the tests of
+# the auto choice itself clear this.
+os.environ.setdefault("RERANKER_AUTO_DTYPE", "fp32")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

@@ -228,7 +228,7 @@ def test_tqdm_disable_silences_the_trainer(tiny_model, train_file, tmp_path, cap
 
 def test_disable_tqdm_silences_every_command(tiny_model_master, tmp_path, capfd, restore_progress):
     # The embedder's bars are created with disable=False, which wins over TQDM_DISABLE alone.
-    dense = ("--model_name_or_path", tiny_model_master, "--pooling", "mean", "--no_cache",
+    dense = ("--model_name_or_path", tiny_model_master, "--pooling", "mean", "--no_cache", "--retriever", "dense",
              "--range_for_sampling", "0-5")
     mine(tmp_path, *dense)
     assert "\r" in capfd.readouterr().err

@@ -29,6 +29,7 @@ def test_peers_train_in_the_configs_precision(monkeypatch):
     from reranker.common import precision
 
     tool = load_tool()
+    monkeypatch.delenv(precision.AUTO_ENV, raising=False)
     monkeypatch.setattr(precision, "default_device_type", lambda: "cpu")
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
     assert tool.shared_options({"auto_bf16": True}, 10)["bf16"] is False

@@ -164,8 +164,8 @@ def test_head_learning_rate_groups(tiny_model, train_file, tmp_path, caplog):
     groups = trainer.optimizer.param_groups
     fresh = {id(p) for p in trainer.model.classifier.parameters()}
     head = [g for g in groups if any(id(p) in fresh for p in g["params"])]
-    # weight (decayed) and bias (not): two groups, both at 10 x the encoder's rate by default, nothing else in them
-    assert len(head) == 2 and all(g["initial_lr"] == pytest.approx(1e-3) for g in head)
+    # weight (decayed) and bias (not): two groups, both at 30 x the encoder's rate by default, nothing else in them
+    assert len(head) == 2 and all(g["initial_lr"] == pytest.approx(3e-3) for g in head)
     assert all(id(p) in fresh for g in head for p in g["params"])
     body = [g for g in groups if all(g is not h for h in head)]
     assert body and all(g["initial_lr"] == pytest.approx(1e-4) for g in body)

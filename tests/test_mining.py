@@ -129,7 +129,7 @@ def test_dense_mining_is_deterministic_and_cached(tiny_model_master, tmp_path, m
     monkeypatch.setattr(embed.Embedder, "encode", lambda self, texts, *a, **k: calls.append(len(texts)) or
                         original(self, texts, *a, **k))
     args = ["--model_name_or_path", tiny_model_master, "--pooling", "mean", "--range_for_sampling", "0-9",
-            "--negative_number", "2"]
+            "--negative_number", "2", "--retriever", "dense"]
     first, summary = mine(tmp_path, *args)
     assert summary["embedding_cache"] == "miss" and 9 in calls
     calls.clear()
@@ -149,7 +149,7 @@ def test_default_pool_is_the_inputs_texts(tiny_model_master, tmp_path):
     inp = write_jsonl(tmp_path / "in.jsonl", records)
     summary = hn_mine.main(["--model_name_or_path", str(tiny_model_master), "--input_file", str(inp),
                             "--output_file", str(tmp_path / "o.jsonl"), "--range_for_sampling", "0-10",
-                            "--negative_number", "3", "--no_cache"])
+                            "--negative_number", "3", "--no_cache", "--retriever", "dense"])
     assert summary["pool_size"] == 18 and summary["embedding_cache"] == "off"
     for row, rec in zip(map(json.loads, (tmp_path / "o.jsonl").read_text().splitlines()), records, strict=True):
         assert len(row["neg"]) == 3 and rec["pos"][0] not in row["neg"]
@@ -238,7 +238,8 @@ def test_positive_scores_only_when_the_relative_filter_reads_them(tiny_model_mas
     rows, filtered = mine(tmp_path, *args, "--fn_relative_threshold", "0.5", name="filtered.jsonl")
     assert len(calls) == 2 and filtered["filtered_false_negatives"] > 0
     assert "France has many cities; its capital draws tourists." not in rows[0]["neg"]
-    dense_args = ["--model_name_or_path", tiny_model_master, "--range_for_sampling", "0-9", "--negative_number", "2"]
+    dense_args = ["--model_name_or_path", tiny_model_master, "--range_for_sampling", "0-9", "--negative_number", "2",
+                  "--retriever", "dense"]
     _, dense_plain = mine(tmp_path, *dense_args, name="dense_plain.jsonl")
     assert "score_positives" not in dense_plain["timings_s"] and dense_plain["filtered_false_negatives"] == 0
     # A tiny fraction of the positive's cosine: every candidate that scores above it is dropped, so no query

@@ -25,6 +25,7 @@ def test_cpu_flags(tmp_path, text, expected):
 def cpu(monkeypatch):
     """Pretend the CPU has (True), lacks (False) or hides (None) bf16 instructions; warnings start afresh."""
     monkeypatch.setattr(precision, "_warned", set())
+    monkeypatch.delenv(precision.AUTO_ENV, raising=False)  # conftest pins auto to fp32 for the other tests
     monkeypatch.setattr(precision, "default_device_type", lambda: "cpu")  # the same on a machine with a GPU
 
     def set_native(value):
@@ -95,3 +96,11 @@ def test_models_take_auto(cpu, tiny_model):
     assert Embedder(str(tiny_model), dtype="auto", device="cpu").dtype is torch.bfloat16
     with pytest.raises(ValueError, match="dtype must be one of"):
         Reranker(str(tiny_model), dtype="fp8")
+
+
+def test_auto_can_be_pinned_for_a_process_tree(cpu, monkeypatch):
+    cpu(True)
+    monkeypatch.setenv(precision.AUTO_ENV, "fp32")
+    assert precision.resolve_dtype("auto", "--dtype", "cpu") == "fp32"
+    monkeypatch.setenv(precision.AUTO_ENV, "nonsense")  # not a precision: ignored, the hardware decides
+    assert precision.resolve_dtype("auto", "--dtype", "cpu") == "bf16"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -17,6 +18,10 @@ logger = logging.getLogger(__name__)
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 CPUINFO = Path("/proc/cpuinfo")
 
+
+# What "auto" resolves to can be pinned for a whole process tree (fp32 or bf16), e.g. to reproduce an fp32 run
+# on a machine with bf16 instructions; the test suite pins fp32 so that its figures match on every CPU.
+AUTO_ENV = "RERANKER_AUTO_DTYPE"
 
 def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str] | None:
     """The first processor's instruction flags from /proc/cpuinfo; None where there is no such file (not Linux)."""
@@ -68,6 +73,10 @@ def resolve_dtype(dtype: str, option: str, device_type: str | None = None) -> st
     device_type = device_type or default_device_type()
     native = native_bf16(device_type)
     if dtype == "auto":
+        forced = os.environ.get(AUTO_ENV)
+        if forced in ("fp32", "bf16"):
+            logger.info("%s: auto -> %s (%s=%s)", option, forced, AUTO_ENV, forced)
+            return forced
         chosen = "bf16" if native else "fp32"
         logger.info("%s: auto -> %s (%s)", option, chosen, describe(device_type, native))
         return chosen

@@ -64,7 +64,10 @@ def _draw(rng: np.random.Generator, available: int, need: int) -> list[int]:
 def soft_group(example: SoftExample) -> Group:
     # The teacher's probability of "relevant": softmax over its (true, false) logits.
     label = float(1.0 / (1.0 + np.exp(example.false_logit - example.true_logit)))
-    return Group(query=example.query, passages=(example.passage,), soft_label=label)
+    # The logits themselves too: the faithful InRanker loss reads them, and P(true) rounds to 1 in float32 once
+    # the teacher's margin passes about 16.
+    return Group(query=example.query, passages=(example.passage,), soft_label=label,
+                 teacher_scores=(example.false_logit, example.true_logit))
 
 
 class GroupDataset(Dataset):

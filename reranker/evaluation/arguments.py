@@ -103,7 +103,7 @@ class EvalArguments:
                           "training); for other models 512, or fewer where the model holds fewer."},
     )
     batch_size: int = field(default=64, metadata={"help": "Pairs (or texts) per batch."})
-    dtype: str = field(default="fp32", metadata={"help": "fp32, bf16 or fp16 for rerankers and the embedder, or auto: "
+    dtype: str = field(default="auto", metadata={"help": "fp32, bf16 or fp16 for rerankers and the embedder, or auto: "
                                                          "bf16 where the device has it natively, else fp32 (bf16 on a "
                                                          "CPU without bf16 instructions is several times slower).",
                                                  "choices": ["fp32", "bf16", "fp16", "auto"]})

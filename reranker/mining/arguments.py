@@ -34,7 +34,7 @@ class EmbedArguments:
     passage_max_len: int = field(default=256, metadata={"help": "Token budget of passages when embedding."})
     embed_batch_size: int = field(default=64, metadata={"help": "Texts per encoder batch."})
     embed_dtype: str = field(
-        default="fp32",
+        default="auto",
         metadata={"help": "fp32, bf16 (faster on CPUs with AVX512-BF16, and on GPUs; several times slower than fp32 "
                           "on a CPU without bf16 instructions), fp16 (GPU), or auto: bf16 where the device has it, "
                           "else fp32.", "choices": ["fp32", "bf16", "fp16", "auto"]},
@@ -65,14 +65,17 @@ class MineArguments:
                                         "given): every pos and neg text of the input, as FlagEmbedding does."}
     )
     range_for_sampling: str = field(
-        default="10-100",
+        default="2-60",
         metadata={"help": "a-b: sample negatives from retrieval ranks a (inclusive) to b (exclusive), 0-based "
-                          "as in FlagEmbedding."},
+                          "as in FlagEmbedding (whose default is 10-100). 2-60, just below the top, measured best "
+                          "for rerankers of BM25 (docs/mining.md, 'Defaults')."},
     )
     negative_number: int = field(default=15, metadata={"help": "Negatives per query."})
     retriever: str = field(
-        default="dense", metadata={"help": "dense (the embedder + faiss), bm25 (bm25s), or both (negatives taken "
-                                           "alternately from the two rankings, no repeats).",
+        default="bm25", metadata={"help": "bm25 (bm25s), dense (the embedder + faiss) or both (negatives taken "
+                                          "alternately from the two rankings, no repeats). Mine with the first "
+                                          "stage the reranker will sit behind: BM25's own negatives measured best "
+                                          "for reranking BM25 (docs/mining.md, 'Defaults').",
                                    "choices": ["dense", "bm25", "both"]}
     )
     bm25_language: str = field(
@@ -122,7 +125,7 @@ class MineArguments:
     )
     rerank_batch_size: int = field(default=64, metadata={"help": "Pairs per batch of --rerank_model."})
     rerank_max_length: int = field(default=320, metadata={"help": "Token budget of a --rerank_model pair."})
-    rerank_dtype: str = field(default="fp32", metadata={"help": "fp32, bf16, fp16 or auto for --rerank_model.",
+    rerank_dtype: str = field(default="auto", metadata={"help": "fp32, bf16, fp16 or auto for --rerank_model.",
                                                         "choices": ["fp32", "bf16", "fp16", "auto"]})
     teacher_model: str | None = field(
         default=None, metadata={"help": "Cross-encoder that scores every positive and negative (pos_scores / "
@@ -159,7 +162,7 @@ class MineArguments:
     )
     teacher_batch_size: int = field(default=32, metadata={"help": "Pairs per teacher batch."})
     teacher_max_length: int = field(default=512, metadata={"help": "Token budget of a teacher pair."})
-    teacher_dtype: str = field(default="fp32", metadata={"help": "fp32, bf16, fp16 or auto for the teacher.",
+    teacher_dtype: str = field(default="auto", metadata={"help": "fp32, bf16, fp16 or auto for the teacher.",
                                                          "choices": ["fp32", "bf16", "fp16", "auto"]})
     seed: int = field(default=42, metadata={"help": "Seed of the negative sampling."})
     cache_dir: str = field(

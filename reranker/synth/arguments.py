@@ -40,7 +40,7 @@ class SynthArguments:
     temperature: float = field(default=1.0, metadata={"help": "inpars: sampling temperature."})
     top_p: float = field(default=1.0, metadata={"help": "inpars: nucleus sampling mass."})
     batch_size: int = field(default=8, metadata={"help": "inpars: prompts per generate call."})
-    dtype: str = field(default="fp32", metadata={"help": "inpars: fp32, bf16, fp16 or auto (bf16 where the device "
+    dtype: str = field(default="auto", metadata={"help": "inpars: fp32, bf16, fp16 or auto (bf16 where the device "
                                                           "has it natively, else fp32) for the generator.",
                                                   "choices": ["fp32", "bf16", "fp16", "auto"]})
     trust_remote_code: bool = field(default=False, metadata={"help": "Run code shipped inside the generator."})
@@ -55,7 +55,7 @@ class SynthArguments:
     keep_top: int = field(default=0, metadata={"help": "Filter: keep this many pairs (instead of a fraction)."})
     filter_model: str | None = field(default=None, metadata={"help": "Filter reranker: a cross-encoder folder."})
     filter_batch_size: int = field(default=32, metadata={"help": "Filter reranker: pairs per batch."})
-    filter_dtype: str = field(default="fp32", metadata={"help": "Filter reranker: fp32, bf16, fp16 or auto.",
+    filter_dtype: str = field(default="auto", metadata={"help": "Filter reranker: fp32, bf16, fp16 or auto.",
                                                          "choices": ["fp32", "bf16", "fp16", "auto"]})
 
     def __post_init__(self):

@@ -123,10 +123,16 @@ class RerankerTrainingArguments(TrainingArguments):
     distill_alpha: float = field(
         default=1.0, metadata={"help": "distill loss = alpha * KL + (1 - alpha) * softmax_ce. 1.0: pure distillation."}
     )
+    learning_rate: float = field(
+        default=1e-4,
+        metadata={"help": "Learning rate of the encoder. The default is the one that measured best for a fresh "
+                          "MiniLM head on our studies (docs/training.md, 'Defaults'); TrainingArguments' 5e-5 "
+                          "leaves a fresh head at chance for long."},
+    )
     head_learning_rate: float | None = field(
         default=None,
         metadata={"help": "Learning rate of the parameters the checkpoint lacks (a fresh classification head). "
-                          "Default: 10 x --learning_rate when there are such parameters; 0 or the same value as "
+                          "Default: 30 x --learning_rate when there are such parameters; 0 or the same value as "
                           "--learning_rate to treat them like the rest."},
     )
     head_init: str = field(
@@ -154,11 +160,13 @@ class RerankerTrainingArguments(TrainingArguments):
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into an output_dir that already holds a model or checkpoints."}
     )
-    auto_bf16: bool = field(
-        default=False,
+    auto_bf16: bool | None = field(
+        default=None,
         metadata={"help": "Train in bf16 where the device computes it natively (a GPU with bf16, a CPU with "
-                          "AVX512-BF16 or AMX), in fp32 elsewhere; the choice is logged. Plain --bf16 on a CPU "
-                          "without bf16 instructions is emulated, several times slower than fp32, and warned about."},
+                          "AVX512-BF16 or AMX), in fp32 elsewhere; the choice is logged. The default: on, unless "
+                          "--bf16 or --fp16 is given (then off); --auto_bf16 false trains in fp32. Plain --bf16 on "
+                          "a CPU without bf16 instructions is emulated, several times slower than fp32, and warned "
+                          "about."},
     )
     # Defaults that differ from TrainingArguments, each for a reason:
     remove_unused_columns: bool = field(
@@ -221,6 +229,8 @@ class RerankerTrainingArguments(TrainingArguments):
             logger.info("No CUDA device found: training on the CPU")
             self.use_cpu = True
         device_type = "cpu" if self.use_cpu else "cuda"
+        if self.auto_bf16 is None:  # the default: auto, unless a precision was asked for
+            self.auto_bf16 = not (self.bf16 or self.fp16)
         if self.auto_bf16:
             if self.bf16 or self.fp16:
                 raise ConfigError("--auto_bf16 chooses the precision itself: drop --bf16 / --fp16")

@@ -24,7 +24,7 @@ from reranker.data.collator import GroupCollator, pair_budget, truncation_report
 from reranker.data.groups import GroupDataset
 from reranker.data.sources import load_source
 from reranker.models.loading import bundled_minilm_path, check_fits, load_model, load_tokenizer
-from reranker.training import dev_eval, model_card
+from reranker.training import dev_eval, losses, model_card
 from reranker.training.arguments import DataArguments, ModelArguments, RerankerTrainingArguments
 from reranker.training.dev_eval import load_dev
 from reranker.training.head_init import init_head_from_probe
@@ -74,12 +74,13 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
                for spec in data_args.train_data]
     dataset = GroupDataset(sources, data_args.train_group_size, seed=training_args.seed,
                            positives=data_args.positives_per_group)
-    if dataset.kind == "soft" and training_args.loss != "inranker":
+    if dataset.kind == "soft" and training_args.loss not in losses.INRANKER_LOSSES:
         raise ConfigError(
             f"the training data is in the InRanker format; use --loss inranker, not {training_args.loss}"
         )
-    if dataset.kind == "group" and training_args.loss == "inranker":
-        raise ConfigError("--loss inranker needs InRanker records {query, contents, true_logit, false_logit}")
+    if dataset.kind == "group" and training_args.loss in losses.INRANKER_LOSSES:
+        raise ConfigError(f"--loss {training_args.loss} needs InRanker records {{query, contents, true_logit, "
+                          "false_logit}")
     if training_args.loss == "distill" and any(
         e.pos_scores is None for s in sources for e in s.examples
     ):

@@ -157,7 +157,7 @@ def mine_stage(config: PipelineConfig, stages: Stages, where: Layout, env: dict)
     """2. Hard negatives. Keyed on the training records themselves: a change of dev_depth alone does not redo
     mining and training."""
     mined = where.data / "mined.jsonl"
-    options = {"range_for_sampling": "10-100", "negative_number": 15, "seed": config.seed, **config.mine}
+    options = {"seed": config.seed, **config.mine}  # the miner's own defaults otherwise
     key = key_of("mine", file_digest(where.data / "train.jsonl"), file_key(Path(config.beir) / "corpus.jsonl"),
                  options)
 
