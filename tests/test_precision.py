@@ -5,7 +5,6 @@ import logging
 import pytest
 
 from reranker.common import precision
-from reranker.common.errors import ConfigError
 
 X86_AVX2 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx avx2 fma\n\nprocessor\t: 1\n"
 X86_BF16 = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n"
@@ -74,8 +73,11 @@ def test_arguments_resolve_auto(cpu, caplog):
     cpu(True)
     assert EvalArguments(datasets=["x"], dtype="auto").dtype == "bf16"
     assert RerankerTrainingArguments(output_dir="unused", auto_bf16=True, use_cpu=True).bf16 is True
-    with pytest.raises(ConfigError, match="--auto_bf16 chooses the precision itself"):
-        RerankerTrainingArguments(output_dir="unused", auto_bf16=True, bf16=True, use_cpu=True)
+    # auto is the default; a precision asked for wins over it, and --auto_bf16 false is fp32.
+    assert RerankerTrainingArguments(output_dir="unused", use_cpu=True).bf16 is True
+    explicit = RerankerTrainingArguments(output_dir="unused", bf16=True, use_cpu=True)
+    assert explicit.bf16 is True and explicit.auto_bf16 is False
+    assert RerankerTrainingArguments(output_dir="unused", auto_bf16=False, use_cpu=True).bf16 is False
     cpu(False)
     caplog.clear()
     assert RerankerTrainingArguments(output_dir="unused", bf16=True, use_cpu=True).bf16 is True

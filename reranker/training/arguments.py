@@ -160,8 +160,8 @@ class RerankerTrainingArguments(TrainingArguments):
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into an output_dir that already holds a model or checkpoints."}
     )
-    auto_bf16: bool | None = field(
-        default=None,
+    auto_bf16: bool = field(
+        default=True,
         metadata={"help": "Train in bf16 where the device computes it natively (a GPU with bf16, a CPU with "
                           "AVX512-BF16 or AMX), in fp32 elsewhere; the choice is logged. The default: on, unless "
                           "--bf16 or --fp16 is given (then off); --auto_bf16 false trains in fp32. Plain --bf16 on "
@@ -229,11 +229,10 @@ class RerankerTrainingArguments(TrainingArguments):
             logger.info("No CUDA device found: training on the CPU")
             self.use_cpu = True
         device_type = "cpu" if self.use_cpu else "cuda"
-        if self.auto_bf16 is None:  # the default: auto, unless a precision was asked for
-            self.auto_bf16 = not (self.bf16 or self.fp16)
+        if self.auto_bf16 and (self.bf16 or self.fp16):  # a precision asked for wins over the default
+            logger.info("--%s given: --auto_bf16 is off", "bf16" if self.bf16 else "fp16")
+            self.auto_bf16 = False
         if self.auto_bf16:
-            if self.bf16 or self.fp16:
-                raise ConfigError("--auto_bf16 chooses the precision itself: drop --bf16 / --fp16")
             self.bf16 = resolve_dtype("auto", "--auto_bf16", device_type) == "bf16"
         elif self.bf16:
             warn_slow_bf16("--bf16", device_type)
