@@ -1,6 +1,6 @@
 """Model families and their scorers: which family a checkpoint is, and the one object that turns pairs into model
-inputs and model outputs into one score per pair (base.py has the contract). May import reranker.common,
-reranker.data and reranker.models.loading.
+inputs and model outputs into one score per pair (base.py has the contract). May import reranker.common and
+reranker.data.
 
     scorer = scorer_for(config, tokenizer)            # the family read from the checkpoint (or its saved metadata)
     inputs = scorer.encode(queries, passages, 64, 256)
