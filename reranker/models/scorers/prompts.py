@@ -104,18 +104,14 @@ def split_budgets(overhead: int, max_length: int) -> tuple[int, int]:
 
 
 def encode_prompts(tokenizer, prompt: Prompt, queries: list[str], passages: list[str], query_max_len: int,
-                   passage_max_len: int, keep_trailing: bool, pad_to_multiple_of: int | None = None) -> dict:
-    """Each side cut to its budget, put in the prompt, tokenized as one text, padded on the tokenizer's side.
-
-    `keep_trailing`: whether the tokens the tokenizer appends (T5's EOS) stay; a decoder reads the token after the
-    prompt, so nothing may follow it.
-    """
+                   passage_max_len: int, lead: list[int], tail: list[int],
+                   pad_to_multiple_of: int | None = None) -> dict:
+    """Each side cut to its budget, put in the prompt, tokenized as one text between the `lead` and `tail` special
+    tokens, padded on the tokenizer's side."""
     unique = list(dict.fromkeys(queries))
     cut = dict(zip(unique, cut_to_budget(tokenizer, unique, query_max_len)[0], strict=True))
     passages = cut_to_budget(tokenizer, passages, passage_max_len)[0]
     texts = [prompt.render(cut[q], p) for q, p in zip(queries, passages, strict=True)]
-    lead, trail = special_ids(tokenizer)
-    tail = trail if keep_trailing else []
     rows = [lead + ids + tail for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     return pad(rows, tokenizer.pad_token_id, tokenizer.padding_side, pad_to_multiple_of)
 
@@ -131,13 +127,6 @@ def pad(rows: list[list[int]], pad_id: int, side: str, multiple: int | None = No
         ids[i, span] = torch.tensor(row, dtype=torch.long)
         mask[i, span] = 1
     return {"input_ids": ids, "attention_mask": mask}
-
-
-def template_overhead(tokenizer, prompt: Prompt, keep_trailing: bool) -> int:
-    """Tokens of the prompt around empty texts, special tokens included."""
-    lead, trail = special_ids(tokenizer)
-    ids = tokenizer(prompt.render("", ""), add_special_tokens=False)["input_ids"]
-    return len(lead) + len(ids) + (len(trail) if keep_trailing else 0)
 
 
 class PromptScorer(Scorer):
@@ -177,6 +166,11 @@ class PromptScorer(Scorer):
         self.token_ids = [answer_token_id(tokenizer, self.true_token, "--true_token")]
         if self.false_token is not None:
             self.token_ids.append(answer_token_id(tokenizer, self.false_token, "--false_token"))
+        self.lead, trail = special_ids(tokenizer)
+        self.tail = trail if self.keep_trailing else []
+        # The prompt's own tokens around empty texts, special tokens included.
+        self.overhead = len(self.lead) + len(tokenizer(self.prompt.render("", ""), add_special_tokens=False)
+                                             ["input_ids"]) + len(self.tail)
 
     def encode(self, queries: list[str], passages: list[str], query_max_len: int | None = None,
                passage_max_len: int | None = None, max_length: int | None = None,
@@ -184,12 +178,12 @@ class PromptScorer(Scorer):
         if query_max_len is None or passage_max_len is None:
             if max_length is None:
                 raise ValueError("encode needs the query and passage budgets, or a max_length to share")
-            query_max_len, passage_max_len = split_budgets(self.pair_length(0, 0), max_length)
+            query_max_len, passage_max_len = split_budgets(self.overhead, max_length)
         return encode_prompts(self.tokenizer, self.prompt, queries, passages, query_max_len, passage_max_len,
-                              self.keep_trailing, pad_to_multiple_of)
+                              self.lead, self.tail, pad_to_multiple_of)
 
     def pair_length(self, query_max_len: int, passage_max_len: int) -> int:
-        return query_max_len + passage_max_len + template_overhead(self.tokenizer, self.prompt, self.keep_trailing)
+        return query_max_len + passage_max_len + self.overhead
 
     def answer_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """The score from the answer tokens' logits [n, 1 or 2], in float32."""
