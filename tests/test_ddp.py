@@ -1,4 +1,7 @@
-"""Two CPU processes under torchrun (gloo) through scripts/train.sh: same weights on both ranks, loss unscaled."""
+"""Two CPU processes under torchrun (gloo) through scripts/train.sh: same weights on both ranks, loss unscaled.
+
+Also for the decoder family, whose scorer reads the body's hidden states through the model's own forward: the
+gradients must still be synced by the DDP wrapper."""
 
 import json
 import os
@@ -9,6 +12,7 @@ import pytest
 import torch
 from conftest import ROOT, group_rows, write_jsonl
 from safetensors.torch import load_file
+from tiny import build_tiny_family_model
 
 DRIVER = """
 import os, sys, torch
@@ -21,9 +25,11 @@ torch.save(trainer.model.state_dict(), os.path.join({dump!r}, f"rank{{rank}}.pt"
 
 
 @pytest.mark.slow
-def test_two_process_ddp_matches_single_process(tiny_model, tmp_path):
+@pytest.mark.parametrize("family", ["encoder", "decoder"])
+def test_two_process_ddp_matches_single_process(tiny_model, tmp_path, family):
+    model = tiny_model if family == "encoder" else build_tiny_family_model(tmp_path / "decoder", "decoder")
     data = write_jsonl(tmp_path / "train.jsonl", group_rows(2))
-    common = ["--model_name_or_path", str(tiny_model), "--train_data", str(data), "--train_group_size", "3",
+    common = ["--model_name_or_path", str(model), "--train_data", str(data), "--train_group_size", "3",
               "--max_steps", "4", "--learning_rate", "0.5", "--optim", "sgd", "--seed", "5", "--logging_steps", "1",
               "--save_strategy", "no", "--query_max_len", "16", "--passage_max_len", "24", "--use_cpu"]
     # SGD, not Adam: its update is linear in the gradient, so a loss scaled by the world size would double the

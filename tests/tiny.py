@@ -85,3 +85,59 @@ def build_tiny_lm(folder: Path, kind: str = "causal", seed: int = 0, train_steps
         optimizer.zero_grad()
     model.save_pretrained(folder)
     return folder
+
+
+PROMPT_WORDS = """query document relevant true false yes no instruct system user assistant judge whether meets
+requirements based provided note only im_start im_end think given web search retrieve relevant passages that
+answer b""".split()
+
+
+def build_tiny_word_tokenizer(folder: Path, family: str):
+    """A word-level tokenizer that knows WORDS, the prompts' words and the answers true/false/yes/no as single
+    tokens. seq2seq: T5's conventions (<pad> = 0, </s> = 1 appended to every text); decoder: a <s> prepended and
+    no pad token at all, as many causal LMs ship."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "</s>", "<unk>", "<s>"]
+    vocab = list(dict.fromkeys(specials + WORDS + PROMPT_WORDS + list(string.ascii_lowercase + string.digits
+                                                                      + string.punctuation)))
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    if family == "seq2seq":
+        backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>",
+                                            unk_token="<unk>")
+    else:
+        backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 3)])
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="</s>", bos_token="<s>",
+                                            unk_token="<unk>")
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def build_tiny_family_model(folder: Path, family: str, seed: int = 0, vocab_size: int | None = None) -> Path:
+    """A tiny T5 (family "seq2seq") or Llama-style causal LM ("decoder") with its word-level tokenizer, random
+    weights, no dropout; `vocab_size` larger than the tokenizer's makes the output embedding that big."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tiny_word_tokenizer(folder, family)
+    vocab = max(vocab_size or 0, len(tokenizer))
+    torch.manual_seed(seed)
+    if family == "seq2seq":
+        config = T5Config(vocab_size=vocab, d_model=32, d_kv=16, d_ff=64, num_layers=2, num_decoder_layers=1,
+                          num_heads=2, dropout_rate=0.0, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+        model = T5ForConditionalGeneration(config)
+    elif family == "decoder":
+        config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                             num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                             bos_token_id=3, eos_token_id=1, tie_word_embeddings=False)
+        model = LlamaForCausalLM(config)
+    else:
+        raise ValueError(f"no tiny {family} model")
+    model.save_pretrained(folder)
+    return folder

@@ -10,6 +10,7 @@ from pathlib import Path
 from reranker.cli import common as cli
 from reranker.evaluation.arguments import EvalArguments
 from reranker.evaluation.evaluate import STAGES, evaluate, load_rerankers
+from reranker.evaluation.first_stages import system_name
 from reranker.evaluation.report import bar_chart, chart_title, markdown_table, write_results
 from reranker.retrieval.first_stage import write_run
 from reranker.training import model_card
@@ -31,12 +32,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         output_dir = Path(args.output_dir)
         for name, (run, tag) in runs.items():
             write_run(output_dir / "runs" / name, run, tag)
-        write_results(output_dir, rows, asdict(args))
+        # How each model scored (family, template, answer tokens): a number means little without it.
+        scoring = {name: reranker.scorer.summary() for name, reranker in rerankers.items()}
+        write_results(output_dir, rows, {**asdict(args), "scoring": scoring})
         title = chart_title(args.split, args.top_k, any("first_stage" in r for r in rows),
                             any("pairs" in r for r in rows))
         chart = bar_chart(output_dir, rows, title)
         for model in args.models:  # only local folders whose card reranker-train wrote
-            model_card.record_evaluation(model, rows, args.split, args.top_k)
+            model_card.record_evaluation(model, rows, args.split, args.top_k,
+                                         rerankers[system_name(model)].scorer.describe())
         logger.info("Wrote %s/results.json, run files under %s/runs%s", output_dir, output_dir,
                     f" and {chart}" if chart else "")
     return rows

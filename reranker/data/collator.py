@@ -30,11 +30,32 @@ def pair_budget(tokenizer, query_max_len: int, passage_max_len: int) -> int:
     return query_max_len + passage_max_len + tokenizer.num_special_tokens_to_add(pair=True)
 
 
+def encode_pairs(tokenizer, queries: list[str], passages: list[str], query_max_len: int | None,
+                 passage_max_len: int | None, max_length: int, pad_to_multiple_of: int | None = None):
+    """(query, passage) as a real pair for a cross-encoder, padded to the longest: each side first cut to its own
+    budget (when given), then the pair cut longest-first to `max_length` (a safety net when budgets are given).
+
+    Queries are cut separately so a long query costs only its budget: never a crash, never the passage.
+    """
+    if query_max_len is not None:
+        unique = list(dict.fromkeys(queries))
+        cut = dict(zip(unique, cut_to_budget(tokenizer, unique, query_max_len)[0], strict=True))
+        queries = [cut[q] for q in queries]
+    if passage_max_len is not None:
+        passages = cut_to_budget(tokenizer, passages, passage_max_len)[0]
+    return tokenizer(
+        queries, passages,
+        # longest_first never fails, whatever the query's length (only_second would raise).
+        truncation="longest_first", max_length=max_length,
+        padding=True, pad_to_multiple_of=pad_to_multiple_of, return_tensors="pt",
+    )
+
+
 @dataclass
 class GroupCollator:
     """Turns a list of `Group`s into model inputs plus the targets the loss needs.
 
-    Output: tokenized pairs in group order (scores reshape to [n_groups, group_size], positive first),
+    Output: the model inputs of the pairs in group order (scores reshape to [n_groups, group_size], positive first),
     `teacher_scores` [n_groups, group_size] when every group has them, `soft_labels` [n_groups, 1] for
     InRanker records.
     """
@@ -43,6 +64,10 @@ class GroupCollator:
     query_max_len: int = 64
     passage_max_len: int = 256
     pad_to_multiple_of: int | None = 8
+    # The model family's scorer (reranker.models.scorers) builds the inputs: anything with
+    # encode(queries, passages, query_max_len, passage_max_len, pad_to_multiple_of=...). None: the encoder's
+    # (query, passage) pairs, encoded here.
+    scorer: object | None = None
 
     def _max_length(self) -> int:
         budget = pair_budget(self.tokenizer, self.query_max_len, self.passage_max_len)
@@ -52,17 +77,12 @@ class GroupCollator:
     def __call__(self, groups: list[Group]) -> dict:
         queries = [g.query for g in groups for _ in g.passages]
         passages = [p for g in groups for p in g.passages]
-        # Queries are cut separately so a long query costs only its budget: never a crash, never the passage.
-        unique_queries = list(dict.fromkeys(g.query for g in groups))
-        cut_queries = dict(zip(unique_queries, cut_to_budget(self.tokenizer, unique_queries, self.query_max_len)[0],
-                               strict=True))
-        passages = cut_to_budget(self.tokenizer, passages, self.passage_max_len)[0]
-        batch = self.tokenizer(
-            [cut_queries[q] for q in queries], passages,
-            truncation="longest_first",  # a safety net only: both sides already fit their budgets
-            max_length=self._max_length(),
-            padding=True, pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt",
-        )
+        if self.scorer is None:
+            batch = encode_pairs(self.tokenizer, queries, passages, self.query_max_len, self.passage_max_len,
+                                 self._max_length(), self.pad_to_multiple_of)
+        else:
+            batch = self.scorer.encode(queries, passages, self.query_max_len, self.passage_max_len,
+                                       pad_to_multiple_of=self.pad_to_multiple_of)
         features = dict(batch)
         if all(g.teacher_scores is not None for g in groups):
             features["teacher_scores"] = torch.tensor([g.teacher_scores for g in groups], dtype=torch.float32)

@@ -1,4 +1,4 @@
-"""Scoring query-passage pairs with a trained cross-encoder: the API evaluation and mining build on."""
+"""Scoring query-passage pairs with a trained reranker of any family: the API evaluation and mining build on."""
 
 from __future__ import annotations
 
@@ -9,14 +9,27 @@ import torch
 from tqdm.auto import tqdm
 
 from reranker.common.precision import autocast, inference_dtype
-from reranker.data.collator import cut_to_budget
-from reranker.models.loading import check_fits, check_model_folder, load_model, load_tokenizer, position_limit
+from reranker.models.loading import (
+    check_fits,
+    check_model_folder,
+    load_config,
+    load_model,
+    load_tokenizer,
+    position_limit,
+)
+from reranker.models.scorers import ScorerOptions, saved_metadata, scorer_for
 
 DEFAULT_MAX_LENGTH = 512
 
 
 class Reranker:
-    """A cross-encoder checkpoint (any AutoModelForSequenceClassification with one logit) for inference.
+    """A reranker checkpoint for inference: a cross-encoder (one-logit AutoModelForSequenceClassification), a
+    seq2seq model answering true/false (monoT5) or a causal LM answering yes/no.
+
+    The family, prompt and answer tokens of a model trained here come from its config.json; any other checkpoint's
+    family is read from its architecture, with its family's default prompt. `model_family` and the prompt options
+    (`template`, `prefix`, `body`, `suffix`, `instruction`, `true_token`, `false_token`, `score_mode`, as in
+    ScorerOptions) override them.
 
     `dtype` "bf16"/"fp16" runs the forward under autocast; on CPU, bf16 roughly doubles MiniLM throughput
     where the processor has AVX512-BF16 and is several times slower than fp32 where it has not. "auto": bf16
@@ -27,15 +40,19 @@ class Reranker:
 
     def __init__(self, model_name_or_path: str, device: str | None = None, dtype: str | None = None,
                  max_length: int | None = None, trust_remote_code: bool = False,
-                 max_length_option: str = "max_length"):
+                 max_length_option: str = "max_length", model_family: str | None = None, **scorer_options):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.dtype = inference_dtype(dtype, self.device.type, "reranker dtype")
         check_model_folder(model_name_or_path)  # before the tokenizer: a half-written folder may hold one
         self.tokenizer = load_tokenizer(model_name_or_path, trust_remote_code)
-        self.model = load_model(model_name_or_path, self.tokenizer, trust_remote_code).to(self.device).eval()
+        config = load_config(model_name_or_path, trust_remote_code)
+        self.scorer = scorer_for(config, self.tokenizer, model_family, ScorerOptions(**scorer_options))
+        self.scorer.check_precision(dtype, "reranker dtype")  # "auto" never picks fp16
+        self.dtype = inference_dtype(dtype, self.device.type, "reranker dtype")
+        self.model = load_model(model_name_or_path, self.tokenizer, trust_remote_code, self.scorer.auto_class,
+                                **self.scorer.model_kwargs).to(self.device).eval()
         # (query, passage) token budgets of a model we trained (config.json "reranker"): used unless a length is given.
         self.budgets: tuple[int, int] | None = None
-        trained = getattr(self.model.config, "reranker", None) or {}
+        trained = saved_metadata(self.model.config)
         if max_length is None and trained.get("max_length"):
             max_length = trained["max_length"]
             self.budgets = (trained["query_max_len"], trained["passage_max_len"])
@@ -46,6 +63,10 @@ class Reranker:
             check_fits(self.model.config, max_length, f"{max_length_option} for {model_name_or_path}")
         self.max_length = max_length
 
+    @property
+    def family(self) -> str:
+        return self.scorer.family
+
     def _autocast(self):
         return autocast(self.device.type, self.dtype)
 
@@ -53,7 +74,8 @@ class Reranker:
     def compute_score(self, pairs: Sequence[tuple[str, str]] | tuple[str, str], batch_size: int = 32,
                       max_length: int | None = None, normalize: bool = False,
                       show_progress: bool = False) -> list[float] | float:
-        """Relevance logits (or sigmoid probabilities with normalize=True) in the order of `pairs`.
+        """Relevance scores (or sigmoid probabilities with normalize=True: monoT5's P(true) for the seq2seq family)
+        in the order of `pairs`.
 
         Pairs are scored longest first, in batches of similar length, so padding is small; one tokenizer call
         per batch. A single (query, passage) tuple returns a single float.
@@ -63,6 +85,7 @@ class Reranker:
         if max_length and max_length != self.max_length:
             check_fits(self.model.config, max_length, "max_length")
         by_budgets = self.budgets is not None and max_length in (None, self.max_length)
+        budgets = self.budgets if by_budgets else (None, None)
         max_length = max_length or self.max_length
         order = np.argsort([-(len(q) + len(p)) for q, p in items], kind="stable")
         scores = np.empty(len(items), dtype=np.float32)
@@ -70,27 +93,15 @@ class Reranker:
         for start in tqdm(starts, desc="Scoring", disable=not show_progress, unit="batch"):
             idx = order[start:start + batch_size]
             queries, passages = [items[i][0] for i in idx], [items[i][1] for i in idx]
-            if by_budgets:
-                queries, passages = self._cut(queries, passages)
-            batch = self.tokenizer(
-                queries, passages, padding=True,
-                # longest_first never fails, whatever the query's length (only_second would raise).
-                truncation="longest_first", max_length=max_length, return_tensors="pt",
-            ).to(self.device)
+            batch = self.scorer.encode(queries, passages, *budgets, max_length=max_length)
+            batch = {k: v.to(self.device) for k, v in batch.items()}
             with self._autocast():
-                logits = self.model(**batch).logits.view(-1).float()
+                logits = self.scorer.scores(self.model, batch).float()
             scores[idx] = logits.cpu().numpy()
         if normalize:
             scores = 1.0 / (1.0 + np.exp(-scores))
         result = scores.tolist()
         return result[0] if single else result
-
-    def _cut(self, queries: list[str], passages: list[str]) -> tuple[list[str], list[str]]:
-        """Each side cut to its training budget, as the training collator cuts it."""
-        query_len, passage_len = self.budgets
-        unique = list(dict.fromkeys(queries))
-        cut = dict(zip(unique, cut_to_budget(self.tokenizer, unique, query_len)[0], strict=True))
-        return [cut[q] for q in queries], cut_to_budget(self.tokenizer, passages, passage_len)[0]
 
     def rerank(self, query: str, passages: Sequence[str], top_k: int | None = None,
                batch_size: int = 32) -> list[dict]:

@@ -1,4 +1,5 @@
-"""Loading a plain AutoModelForSequenceClassification(num_labels=1) and its tokenizer."""
+"""Loading a checkpoint as its family's plain Hugging Face class (a one-logit AutoModelForSequenceClassification by
+default), its config and its tokenizer; checks that a folder is whole and that a pair fits the model."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from reranker.common.errors import ConfigError
 
@@ -84,8 +85,9 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError(f"{path}: a fast tokenizer (tokenizer.json) is needed to cut texts to their token budgets")
     if tokenizer.pad_token is None:
-        # Decoder-style checkpoints ship without one; padding with EOS/UNK is the usual, harmless choice because
-        # the attention mask hides the padding.
+        # Decoder-style checkpoints ship without one; padding with EOS/UNK is the usual, harmless choice (Tevatron's
+        # pad fix) because the attention mask hides the padding, and the decoder family's scorer finds each row's
+        # last real token from that mask, never from the pad id.
         fallback = tokenizer.eos_token or tokenizer.unk_token
         if fallback is None:
             raise ConfigError(f"{path}: tokenizer has no pad, eos or unk token to pad with")
@@ -94,11 +96,20 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
     return tokenizer
 
 
-def load_model(path: str, tokenizer, trust_remote_code: bool = False):
-    """The checkpoint as a cross-encoder with one logit; a new head is initialised when it has none."""
+def load_config(path: str, trust_remote_code: bool = False):
+    """The checkpoint's config alone (what decides its family), before any weights are read."""
     check_model_folder(path)
-    model, info = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=1, trust_remote_code=trust_remote_code, output_loading_info=True
+    return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+
+
+def load_model(path: str, tokenizer, trust_remote_code: bool = False, auto_class=None, **model_kwargs):
+    """The checkpoint as `auto_class` (its family's class, e.g. AutoModelForCausalLM); by default as a cross-encoder
+    with one logit. A head the checkpoint lacks is initialised fresh."""
+    check_model_folder(path)
+    if auto_class is None:
+        auto_class, model_kwargs = AutoModelForSequenceClassification, {"num_labels": 1, **model_kwargs}
+    model, info = auto_class.from_pretrained(
+        path, trust_remote_code=trust_remote_code, output_loading_info=True, **model_kwargs
     )
     # The parameters the checkpoint did not have (a fresh classification head): the trainer may give them their
     # own learning rate. Kept on the Python object only; nothing of it is saved.

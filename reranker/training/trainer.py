@@ -14,8 +14,10 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from reranker.common import precision
 from reranker.data.groups import GroupDataset, MixingSampler
+from reranker.models.scorers import Scorer
+from reranker.models.scorers.encoder import EncoderScorer
 from reranker.training import dev_eval, losses, model_card
-from reranker.training.health import CollapseMonitor, HealthCallback
+from reranker.training.health import CollapseMonitor, HealthCallback, check_finite_scores
 from reranker.training.output_dir import STAGING_PREFIX, discard, move_into_place, publish
 
 logger = logging.getLogger(__name__)
@@ -31,13 +33,16 @@ def autocast_dtype(args) -> torch.dtype | None:
 
 
 class RerankerTrainer(Trainer):
-    """Trains a plain sequence-classification model with a group-wise ranking loss.
+    """Trains a plain Hugging Face model of any family with a group-wise ranking loss.
 
+    The model's family shows only in `scorer` (pairs -> inputs -> one score per pair; default: the encoder's).
     The group size comes from the dataset (the data's format and --train_group_size), never from the model.
     """
 
-    def __init__(self, *args, mixing: str = "mixed", data_weights: list[float] | None = None, **kwargs):
+    def __init__(self, *args, mixing: str = "mixed", data_weights: list[float] | None = None,
+                 scorer: Scorer | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.scorer = scorer or EncoderScorer(self.processing_class)
         self.mixing = mixing
         self.data_weights = data_weights
         self._staging_dir: str | None = None  # set while a checkpoint is written into its staging folder
@@ -174,8 +179,8 @@ class RerankerTrainer(Trainer):
         dtype = autocast_dtype(self.args)
         start = time.perf_counter()
         # The training collator: dev pairs are cut to the same token budgets as training pairs.
-        run = dev_eval.score_dev(self.model, self.data_collator, dev, self.args.per_device_eval_batch_size,
-                                 self.args.device, dtype)
+        run = dev_eval.score_dev(self.model, self.scorer, self.data_collator, dev,
+                                 self.args.per_device_eval_batch_size, self.args.device, dtype)
         raw = dev_eval.dev_metrics(dev, run)
         metrics = {f"{metric_key_prefix}_{k}": v for k, v in raw.items()}
         metrics[f"{metric_key_prefix}_runtime"] = round(time.perf_counter() - start, 2)
@@ -204,10 +209,11 @@ class RerankerTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         teacher_scores = inputs.pop("teacher_scores", None)
         soft_labels = inputs.pop("soft_labels", None)
-        outputs = model(**inputs)
         group_size = self.train_dataset.group_size
-        scores = outputs.logits.view(-1, group_size)
+        scores = self.scorer.scores(model, inputs).view(-1, group_size)
+        # A non-finite score can leave the loss finite (BCE of -inf against 0), so the scores are checked themselves.
+        check_finite_scores(scores, self.state.global_step)
         loss = losses.compute(self.args.loss, scores, teacher_scores=teacher_scores, soft_labels=soft_labels,
                               temperature=self.args.distill_temperature, alpha=self.args.distill_alpha,
                               positives=self.train_dataset.positives)
-        return (loss, outputs) if return_outputs else loss
+        return (loss, {"scores": scores}) if return_outputs else loss
