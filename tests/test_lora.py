@@ -1,4 +1,4 @@
-"""LoRA: options, the layers adapted per family, adapter-only saves, resume, loading on the recorded base."""
+"""LoRA: options, the layers adapted per family, adapter-only saves, resume, loading on the recorded base, merging."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from transformers import TrainerCallback
 import eval as eval_cli
 import run
 from reranker import Reranker
+from reranker.cli import merge as merge_cli
 from reranker.common.errors import ConfigError
 from reranker.models import lora
+from reranker.models import merge as merge_module
 from reranker.training.arguments import ModelArguments
 
 pytest.importorskip("peft")
@@ -174,3 +176,72 @@ def test_resume_from_an_adapter_checkpoint_matches_uninterrupted(decoder, data, 
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("family", ["decoder", "encoder"])
+def test_merge_equals_unmerged_and_loads_in_reranker(family, decoder, tiny_model, data, tmp_path):
+    model = decoder if family == "decoder" else tiny_model
+    adapter = tmp_path / "adapter"
+    run.main(lora_args(model, data, adapter, "--save_strategy", "no"))
+    reranker = Reranker(str(adapter))
+    unmerged = reranker.compute_score(PAIRS)
+    with reranker.model.disable_adapter():
+        base = reranker.compute_score(PAIRS)
+    assert max(abs(u - b) for u, b in zip(unmerged, base, strict=True)) > 1e-3  # the adapter changes the scores
+    out = merge_cli.main([str(adapter), "--output_dir", str(tmp_path / "merged")])
+    files = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= files and not ADAPTER_FILES & files
+    saved = json.loads((out / "config.json").read_text())["reranker"]
+    assert saved["family"] == family and saved["query_max_len"] == 16 and "base_fingerprint" not in saved
+    merged = Reranker(str(out))
+    assert merged.family == family and not hasattr(merged.model, "peft_config")
+    assert merged.compute_score(PAIRS) == pytest.approx(unmerged, abs=1e-4)
+
+
+def test_merge_reloads_the_base_in_the_training_dtype(decoder, data, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(decoder, dtype=torch.bfloat16).save_pretrained(decoder)  # a bf16 base
+    adapter = tmp_path / "adapter"
+    run.main(lora_args(decoder, data, adapter, "--save_strategy", "no"))
+    assert json.loads((adapter / "reranker_config.json").read_text())["dtype"] == "bf16"
+    out = merge_cli.main([str(adapter), "--output_dir", str(tmp_path / "merged")])
+    assert {v.dtype for v in load_file(out / "model.safetensors").values()} == {torch.bfloat16}
+    assert Reranker(str(out)).compute_score(PAIRS) == pytest.approx(Reranker(str(adapter)).compute_score(PAIRS),
+                                                                    abs=merge_module.TOLERANCE["bf16"])
+
+
+def test_merge_refuses_another_base_and_leaves_nothing(decoder, data, tmp_path):
+    adapter = tmp_path / "adapter"
+    run.main(lora_args(decoder, data, adapter, "--save_strategy", "no", "--max_steps", "1"))
+    other = build_tiny_family_model(tmp_path / "other", "decoder", seed=1)  # same architecture, other weights
+    out = tmp_path / "merged"
+    with pytest.raises(ConfigError, match="is not the base model the LoRA adapter .* was trained on"):
+        merge_cli.main([str(adapter), "--output_dir", str(out), "--base_model", str(other)])
+    with pytest.raises(ConfigError, match="is not the base model"):
+        Reranker(str(adapter), base_model=str(other))
+    # A base moved elsewhere: refused at its recorded place, accepted where it is now (same fingerprint).
+    moved = str(shutil.move(decoder, tmp_path / "moved"))
+    with pytest.raises(ConfigError, match="which is not on this machine.*base_model=COPY"):
+        Reranker(str(adapter))
+    assert merge_cli.main(["--adapter_dir", str(adapter), "--output_dir", str(out), "--base_model", moved]) == out
+    assert Reranker(str(out)).compute_score(PAIRS) == pytest.approx(
+        Reranker(str(adapter), base_model=moved).compute_score(PAIRS), abs=1e-4)
+
+
+def test_merge_that_disagrees_on_the_probe_writes_nothing(decoder, data, tmp_path, monkeypatch):
+    adapter = tmp_path / "adapter"
+    run.main(lora_args(decoder, data, adapter, "--save_strategy", "no", "--max_steps", "1"))
+    real = merge_module.probe_scores
+    calls = []
+
+    def probe(model, scorer, metadata):  # the second call scores the merged model: make it disagree
+        calls.append(1)
+        return real(model, scorer, metadata) + (0.1 if len(calls) == 2 else 0.0)
+
+    monkeypatch.setattr(merge_module, "probe_scores", probe)
+    out = tmp_path / "merged"
+    with pytest.raises(ConfigError, match="merged model scores the probe pairs up to 0.1 away"):
+        merge_module.merge_adapter(str(adapter), str(out))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "llama", "train.jsonl"]
+
