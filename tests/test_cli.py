@@ -14,6 +14,7 @@ from test_train import args as train_args
 from reranker.cli import common as cli
 from reranker.cli import eval as eval_cli
 from reranker.cli import iterate as iterate_cli
+from reranker.cli import merge as merge_cli
 from reranker.cli import mine as mine_cli
 from reranker.cli import pipeline as pipeline_cli
 from reranker.cli import synth as synth_cli
@@ -27,7 +28,8 @@ from reranker.workflows.iterate import IterateConfig
 from reranker.workflows.pipeline import PipelineConfig
 
 COMMANDS = {"reranker-train": train_cli, "reranker-mine": mine_cli, "reranker-eval": eval_cli,
-            "reranker-synth": synth_cli, "reranker-pipeline": pipeline_cli, "reranker-iterate": iterate_cli}
+            "reranker-synth": synth_cli, "reranker-pipeline": pipeline_cli, "reranker-iterate": iterate_cli,
+            "reranker-merge": merge_cli}
 
 
 @pytest.fixture

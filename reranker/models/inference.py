@@ -8,7 +8,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from reranker.common.errors import ConfigError
 from reranker.common.precision import autocast, inference_dtype
+from reranker.models import lora
 from reranker.models.loading import (
     check_fits,
     check_model_folder,
@@ -36,20 +38,35 @@ class Reranker:
     where the device has it natively, else fp32. `max_length` is the pair's token budget; by default a model
     trained here is read as it was trained (query and passage each cut to the budgets saved in its config.json),
     any other model to 512 tokens or its own limit.
+
+    A LoRA adapter folder (reranker-train --use_lora) is applied to the base model it records, refused if that base
+    is missing or its weights are not the ones trained on; `base_model` names a moved copy (checked the same way).
     """
 
     def __init__(self, model_name_or_path: str, device: str | None = None, dtype: str | None = None,
                  max_length: int | None = None, trust_remote_code: bool = False,
-                 max_length_option: str = "max_length", model_family: str | None = None, **scorer_options):
+                 max_length_option: str = "max_length", model_family: str | None = None,
+                 base_model: str | None = None, **scorer_options):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         check_model_folder(model_name_or_path)  # before the tokenizer: a half-written folder may hold one
         self.tokenizer = load_tokenizer(model_name_or_path, trust_remote_code)
-        config = load_config(model_name_or_path, trust_remote_code)
+        adapter = lora.is_adapter_folder(model_name_or_path)
+        if adapter:  # a LoRA adapter: the base it was trained on (checked), with the adapter's metadata
+            weights, metadata = lora.adapter_base(model_name_or_path, base_model)
+            config = load_config(weights, trust_remote_code)
+            config.reranker = metadata
+        elif base_model is not None:
+            raise ConfigError(f"base_model applies to a LoRA adapter folder; {model_name_or_path} is a full model")
+        else:
+            weights, config = model_name_or_path, load_config(model_name_or_path, trust_remote_code)
         self.scorer = scorer_for(config, self.tokenizer, model_family, ScorerOptions(**scorer_options))
         self.scorer.check_precision(dtype, "reranker dtype")  # "auto" never picks fp16
         self.dtype = inference_dtype(dtype, self.device.type, "reranker dtype")
-        self.model = load_model(model_name_or_path, self.tokenizer, trust_remote_code, self.scorer.auto_class,
-                                **self.scorer.model_kwargs).to(self.device).eval()
+        model = load_model(weights, self.tokenizer, trust_remote_code, self.scorer.auto_class,
+                           **self.scorer.model_kwargs)
+        if adapter:
+            model = lora.apply_adapter(model, model_name_or_path, metadata)
+        self.model = model.to(self.device).eval()
         # (query, passage) token budgets of a model we trained (config.json "reranker"): used unless a length is given.
         self.budgets: tuple[int, int] | None = None
         trained = saved_metadata(self.model.config)

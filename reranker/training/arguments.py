@@ -12,12 +12,15 @@ from reranker.common.errors import ConfigError
 from reranker.common.precision import resolve_dtype, warn_slow_bf16
 from reranker.data.groups import MIXING_MODES
 from reranker.models.loading import bundled_minilm_path, check_model_folder
+from reranker.models.lora import is_adapter_folder, require_peft
 from reranker.models.scorers import FAMILIES, SCORE_MODES, TEMPLATES, ScorerOptions
 from reranker.training.losses import LOSSES
 from reranker.training.output_dir import resolve_resume
 
 logger = logging.getLogger(__name__)
 
+# --use_lora's defaults (None in ModelArguments, so that a LoRA option given without --use_lora is caught).
+LORA_DEFAULTS = {"lora_rank": 16, "lora_alpha": 32.0, "lora_dropout": 0.05}
 # What a dev ranking reports (reranker/training/dev_eval.py), the choices of --metric_for_best_model with --dev_file.
 DEV_METRICS = ("nDCG@10", "MRR@10")
 
@@ -82,6 +85,29 @@ class ModelArguments:
                           "Default: the template's.", "choices": list(SCORE_MODES)},
     )
 
+    use_lora: bool = field(
+        default=False,
+        metadata={"help": "Train LoRA adapters (needs the lora extra: pip install 'rerank-toolkit[lora]') instead of "
+                          "every weight; each checkpoint and the final output hold the adapter, the tokenizer and "
+                          "reranker_config.json (the scoring metadata and the base model it needs). Reranker(path) "
+                          "loads it on its base; reranker-merge makes a plain checkpoint of it (docs/models.md)."},
+    )
+    lora_rank: int | None = field(default=None, metadata={"help": "--use_lora: the adapters' rank. Default: 16."})
+    lora_alpha: float | None = field(
+        default=None, metadata={"help": "--use_lora: the adapters' scale is alpha / rank. Default: 32."}
+    )
+    lora_dropout: float | None = field(
+        default=None, metadata={"help": "--use_lora: dropout on the adapters' input. Default: 0.05."}
+    )
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "--use_lora: the layers that get adapters, by name (space- or comma-separated), e.g. "
+                          "q_proj v_proj. Default: every linear layer of the body (Llama/Qwen: q_proj, k_proj, "
+                          "v_proj, o_proj, gate_proj, up_proj, down_proj; T5: q, k, v, o, wi (wi_0, wi_1), wo; BERT: "
+                          "query, key, value, dense), never the output embedding; an encoder's classification head "
+                          "is trained whole.", "nargs": "+"},
+    )
+
     def scorer_options(self) -> ScorerOptions:
         """The prompt options given on the command line (None where not given)."""
         return ScorerOptions(template=self.template, prefix=self.template_prefix, body=self.template_body,
@@ -94,6 +120,34 @@ class ModelArguments:
             logger.info("No --model_name_or_path given: using the bundled all-MiniLM-L6-v2 at %s",
                         self.model_name_or_path)
         check_model_folder(self.model_name_or_path)
+        if is_adapter_folder(self.model_name_or_path):
+            raise ConfigError(f"--model_name_or_path {self.model_name_or_path} is a LoRA adapter: train from its base "
+                              "model, or from a plain checkpoint of it made with reranker-merge")
+        self._check_lora()
+
+    def _check_lora(self) -> None:
+        given = [name for name in LORA_DEFAULTS if getattr(self, name) is not None]
+        if self.lora_target_modules is not None:
+            given.append("lora_target_modules")
+        if not self.use_lora:
+            if given:
+                raise ConfigError(f"--{', --'.join(given)} apply to LoRA training: add --use_lora")
+            return
+        require_peft()  # before any data or model is loaded
+        for name, default in LORA_DEFAULTS.items():
+            if getattr(self, name) is None:
+                setattr(self, name, default)
+        if isinstance(self.lora_target_modules, str):  # a config file may give one string
+            self.lora_target_modules = [self.lora_target_modules]
+        if self.lora_target_modules is not None:
+            names = [n.strip() for item in self.lora_target_modules for n in item.split(",") if n.strip()]
+            self.lora_target_modules = list(dict.fromkeys(names)) or None
+        if self.lora_rank < 1:
+            raise ConfigError(f"--lora_rank must be at least 1, got {self.lora_rank}")
+        if self.lora_alpha <= 0:
+            raise ConfigError(f"--lora_alpha must be positive, got {self.lora_alpha}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"--lora_dropout must be in [0, 1), got {self.lora_dropout}")
 
 
 @dataclass

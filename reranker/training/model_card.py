@@ -28,7 +28,8 @@ OWN_CANDIDATES = "own candidates"  # the first stage of {query, pos, neg} data: 
 def front_matter(info: dict) -> dict:
     """The metadata block. library_name is transformers: the folder is a plain AutoModelForSequenceClassification
     checkpoint, so the Hub's loading snippet works; our tag says who trained it."""
-    meta = {"library_name": "transformers", "pipeline_tag": "text-ranking", "tags": list(TAGS)}
+    meta = {"library_name": "peft" if info.get("lora") else "transformers", "pipeline_tag": "text-ranking",
+            "tags": list(TAGS)}
     if info.get("base_model"):  # a Hub id only; a local folder means nothing on the Hub
         meta["base_model"] = info["base_model"]
     if info.get("license"):
@@ -43,6 +44,7 @@ def training_section(info: dict) -> str:
     rows = [
         ("Base model", info.get("base_model") or f"`{info['base_model_name']}` (a local checkpoint)"),
         *([("Model family", info["scoring"])] if info.get("scoring") else []),
+        *([("LoRA", info["lora"])] if info.get("lora") else []),
         ("Training data", data),
         ("Group size", f"{info['group_size']} passages per query ({info['positives']} positive)"),
         ("Max lengths", f"query {info['query_max_len']}, passage {info['passage_max_len']} tokens "
@@ -84,6 +86,24 @@ def evaluation_section(results: list[dict], scoring: str | None = None) -> str:
     scored = f" Scored as: {scoring}." if scoring else ""
     return (f"{EVALUATION}\n\nFrom reranker-eval: the top k candidates of each first stage reranked by this "
             f"model; 'first stage nDCG@10' is their ranking before reranking.{scored}\n\n" + "\n".join(lines) + "\n")
+
+
+def adapter_usage_section(repo: str) -> str:
+    return f'''## How to load
+
+A LoRA adapter: reranker_config.json records the base model it was trained on (and a fingerprint of its weights),
+the prompt, answer tokens and budgets. With this toolkit, which loads that base (refusing other weights) and
+applies the adapter:
+
+```python
+from reranker import Reranker
+
+reranker = Reranker("{repo}")  # base_model=... where the base has moved
+scores = reranker.compute_score([("what is a cross-encoder", "A cross-encoder reads query and passage together.")])
+```
+
+A plain checkpoint for other tools, merged and checked on a probe batch: `reranker-merge {repo} --output_dir merged`.
+'''
 
 
 def usage_section(repo: str, max_length: int, model_class: str = "AutoModelForSequenceClassification") -> str:
@@ -138,8 +158,9 @@ def build_card(info: dict, dev: dict | None = None) -> str:
             training_section(info)]
     if dev:
         body.append(dev_section(dev))
-    body += [evaluation_section([]),
-             usage_section(repo, info["max_length"], info.get("model_class", "AutoModelForSequenceClassification"))]
+    usage = adapter_usage_section(repo) if info.get("lora") else \
+        usage_section(repo, info["max_length"], info.get("model_class", "AutoModelForSequenceClassification"))
+    body += [evaluation_section([]), usage]
     return render(front_matter(info), "\n".join(body))
 
 

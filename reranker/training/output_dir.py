@@ -16,14 +16,15 @@ from reranker.models.loading import check_model_folder, missing_model_files
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
+MODEL_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "adapter_config.json",
+               "adapter_model.safetensors")
 # What a finished run leaves beside its checkpoints: the model, its tokenizer, and our reports on it. Removed when a
 # new run overwrites the folder, so that an interrupted new run never leaves the old model looking like its result.
 PREVIOUS_RUN_FILES = (
     "config.json", "generation_config.json", "model.safetensors", "model-*.safetensors", "*.safetensors.index.json",
-    "pytorch_model*.bin", "*.bin.index.json", "adapter_config.json", "adapter_model.*", "tokenizer*",
-    "special_tokens_map.json", "added_tokens.json", "vocab.*", "merges.txt", "*.model", "chat_template.*",
-    "training_args.bin", "trainer_state.json", "dev_metrics.json", "README.md",
+    "pytorch_model*.bin", "*.bin.index.json", "adapter_config.json", "adapter_model.*", "reranker_config.json",
+    "tokenizer*", "special_tokens_map.json", "added_tokens.json", "vocab.*", "merges.txt", "*.model",
+    "chat_template.*", "training_args.bin", "trainer_state.json", "dev_metrics.json", "README.md",
 )
 # Folders a save writes into before renaming them into place (reranker/training/trainer.py); the leading underscore
 # keeps them out of the Trainer's uploads with --push_to_hub.

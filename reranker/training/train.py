@@ -23,6 +23,7 @@ from reranker.common.files import write_json
 from reranker.data.collator import GroupCollator, truncation_report
 from reranker.data.groups import GroupDataset
 from reranker.data.sources import load_source
+from reranker.models import lora
 from reranker.models.loading import bundled_minilm_path, check_fits, load_config, load_model, load_tokenizer
 from reranker.models.scorers import Scorer, scorer_for
 from reranker.training import dev_eval, losses, model_card
@@ -132,6 +133,19 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
             logger.info("--head_init probe: the %s family scores with the model's own answer logits; there is no "
                         "fresh head to fit", scorer.family)
 
+    adapter = None
+    if model_args.use_lora:
+        # After the probe: the head it fitted is what the adapter's copy of the head starts from.
+        adapter = lora.adapter_metadata(model.config.reranker, scorer.family, model_args.model_name_or_path,
+                                        lora.dtype_name(model))
+        model = lora.add_adapter(model, scorer.family, model_args.lora_rank, model_args.lora_alpha,
+                                 model_args.lora_dropout, model_args.lora_target_modules)
+        if training_args.gradient_checkpointing:
+            # The embeddings are frozen: under reentrant checkpointing a layer whose input needs no gradient is
+            # never run backward, and its adapters learn nothing. An embedding output that requires grad avoids
+            # that whatever --gradient_checkpointing_kwargs say.
+            model.enable_input_require_grads()
+
     trainer = RerankerTrainer(
         model=model,
         args=training_args,
@@ -143,6 +157,7 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
         mixing=data_args.mixing,
         data_weights=data_args.data_weights,
         scorer=scorer,
+        adapter_metadata=adapter,
     )
     if training_args.overwrite_output_dir and not training_args.resume_from_checkpoint:
         # Only now, with the data, the options and the model all loaded, does the new run replace the old one.
@@ -193,9 +208,19 @@ def write_card(trainer: RerankerTrainer, model_args: ModelArguments, data_args: 
         "gradient_accumulation_steps": args.gradient_accumulation_steps, "loss": args.loss, "seed": args.seed,
         "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
         "family": scorer.family, "scoring": scorer.describe(), "model_class": scorer.auto_class.__name__,
+        "lora": lora_summary(trainer.model) if model_args.use_lora else None,
     }
     dev = json.loads(dev_file.read_text()) if args.dev_file and dev_file.is_file() else None
     model_card.write(out / "README.md", model_card.build_card(info, dev))
+
+
+def lora_summary(model) -> str:
+    """The adapters' settings, for the model card."""
+    config = model.peft_config["default"]
+    targets = config.target_modules
+    names = ", ".join(sorted(targets) if isinstance(targets, (set, list)) else [str(targets)])
+    whole = f"; trained whole: {', '.join(config.modules_to_save)}" if config.modules_to_save else ""
+    return f"rank {config.r}, alpha {config.lora_alpha:g}, dropout {config.lora_dropout:g} on {names}{whole}"
 
 
 def dev_history(trainer: RerankerTrainer) -> list[dict]:

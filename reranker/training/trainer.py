@@ -14,6 +14,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from reranker.common import precision
 from reranker.data.groups import GroupDataset, MixingSampler
+from reranker.models import lora
 from reranker.models.scorers import Scorer
 from reranker.models.scorers.encoder import EncoderScorer
 from reranker.training import dev_eval, losses, model_card
@@ -40,9 +41,11 @@ class RerankerTrainer(Trainer):
     """
 
     def __init__(self, *args, mixing: str = "mixed", data_weights: list[float] | None = None,
-                 scorer: Scorer | None = None, **kwargs):
+                 scorer: Scorer | None = None, adapter_metadata: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.scorer = scorer or EncoderScorer(self.processing_class)
+        # LoRA: what reranker_config.json holds beside each saved adapter (models/lora.py); None for a full model.
+        self.adapter_metadata = adapter_metadata
         self.mixing = mixing
         self.data_weights = data_weights
         self._staging_dir: str | None = None  # set while a checkpoint is written into its staging folder
@@ -136,6 +139,13 @@ class RerankerTrainer(Trainer):
         self.accelerator.wait_for_everyone()
         if self.args.push_to_hub and not _internal_call:
             self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """Every save of a LoRA run (checkpoints, the final model) writes reranker_config.json beside the adapter:
+        there is no config.json to hold the scoring metadata. It lands in the staging folder with the rest."""
+        super()._save(output_dir, state_dict)
+        if self.adapter_metadata is not None and self.args.should_save:
+            lora.write_metadata(output_dir or self.args.output_dir, self.adapter_metadata)
 
     def create_model_card(self, *args, **kwargs) -> None:
         """--push_to_hub: keep the card reranker-train wrote (the Trainer would replace it with its own)."""
