@@ -333,3 +333,17 @@ def test_train_and_test_splits_must_differ(tiny_model_master, tmp_path):
     path = make_config(tmp_path, tiny_model_master, test_split="other")
     with pytest.raises(DataError, match="shares 1 query ids with the other split"):
         pipeline_cli.main([str(path)])
+
+
+def test_pipeline_trains_a_lora_adapter_and_skips_it_when_done(tmp_path, tiny_model_master, caplog):
+    caplog.set_level(logging.INFO)
+    config = make_config(tmp_path, tiny_model_master, mine={"retriever": "bm25"},
+                         eval={"first_stage": ["bm25"], "tune_hybrid": False},
+                         train={"use_lora": True, "lora_rank": 4, "max_steps": 2, "save_steps": 2, "eval_steps": 2})
+    result = pipeline_cli.main([str(config)])
+    model = tmp_path / "out" / "model"
+    assert (model / "adapter_config.json").is_file() and not (model / "config.json").exists()
+    assert [r["system"] for r in result["results"]["results"]][:2] == ["bm25", "bm25 > model"]
+    caplog.clear()
+    pipeline_cli.main([str(config)])
+    assert ran(caplog) == []

@@ -123,6 +123,7 @@ class Layout:
     """Where one pipeline run keeps its files."""
 
     out: Path
+    lora: bool = False  # the train stage writes a LoRA adapter (train.use_lora)
 
     @property
     def report(self) -> Path:
@@ -135,6 +136,12 @@ class Layout:
     @property
     def model(self) -> Path:
         return self.out / "model"
+
+    @property
+    def model_config(self) -> Path:
+        """What a finished training leaves: config.json, or adapter_config.json for a LoRA adapter."""
+        adapter = self.model / "adapter_config.json"
+        return adapter if adapter.is_file() or self.lora else self.model / "config.json"
 
 
 def data_stage(config: PipelineConfig, stages: Stages, where: Layout) -> str:
@@ -212,7 +219,7 @@ def train_stage(config: PipelineConfig, stages: Stages, where: Layout, env: dict
             logger.info("train: continuing the interrupted run from %s", checkpoint)
             start = ["--resume_from_checkpoint", str(checkpoint)]
         else:
-            if stages.started("train") is None and (where.model / "config.json").exists():
+            if stages.started("train") is None and where.model_config.exists():
                 raise FileExistsError(f"{where.model} holds a model this pipeline did not train; move it or choose "
                                       "another output_dir")
             start = ["--overwrite_output_dir", "true"]
@@ -222,7 +229,7 @@ def train_stage(config: PipelineConfig, stages: Stages, where: Layout, env: dict
                    where.report / "train.log", env)
         copy_if_present(("dev_metrics.json", "trainer_state.json"), where.model, where.report)
 
-    stages.run("train", key, [where.model / "config.json"], work)
+    stages.run("train", key, [where.model_config], work)
     return key
 
 
@@ -234,7 +241,7 @@ def eval_stage(config: PipelineConfig, stages: Stages, where: Layout, env: dict,
         options.update(expand_from=str(where.data / "train.jsonl"), expand_per_pair=config.expand_documents)
     # The model files' times are in the key: a training that ran again (resumed, say) is evaluated again.
     key = key_of("eval", train_key, options, file_key(Path(config.beir) / "qrels" / f"{config.test_split}.tsv"),
-                 [file_key(p) for p in sorted(where.model.glob("*.safetensors")) + [where.model / "config.json"]])
+                 [file_key(p) for p in sorted(where.model.glob("*.safetensors")) + [where.model_config]])
 
     def work():
         run_logged([*command("eval"), "--models", str(where.model), "--datasets", config.beir, "--split",
@@ -248,7 +255,7 @@ def eval_stage(config: PipelineConfig, stages: Stages, where: Layout, env: dict,
 def run_pipeline(config: PipelineConfig, config_path: str, until: str = "eval") -> dict:
     """Run the stages up to and including `until` (benchmarks/compare_peers.py stops after "mine", and the
     expansion where the config asks for it)."""
-    where = Layout(Path(config.output_dir))
+    where = Layout(Path(config.output_dir), lora=bool(config.train.get("use_lora")))
     stages = Stages(where.out, STAGES)
     env = {**os.environ, "PYTHON": sys.executable}
     write_json(where.report / "config.json", {"config_file": str(config_path), **asdict(config)})
