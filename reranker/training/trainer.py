@@ -53,6 +53,12 @@ class RerankerTrainer(Trainer):
         monitor = CollapseMonitor(dataset.group_size - dataset.positives + 1, self.args.collapse_warning_steps) \
             if self.args.loss == "softmax_ce" else None
         self.add_callback(HealthCallback(monitor))
+        # The InRanker losses read a two-logit student's (false, true) logits, as InRanker does; a one-score student
+        # (an encoder, or one token's logit) is trained on the logit difference (losses.inranker_mse).
+        self.pair_loss = self.args.loss in losses.INRANKER_LOSSES and self.scorer.has_pair_logits
+        if self.args.loss in losses.INRANKER_LOSSES:
+            logger.info("--loss %s on the student's %s", self.args.loss, "(false, true) logits" if self.pair_loss
+                        else "one score per pair, read as logit(true) - logit(false)")
 
     def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs, *args, **kwargs):
         """Resuming a run that had reached max_steps trains nothing more.
@@ -210,10 +216,16 @@ class RerankerTrainer(Trainer):
         teacher_scores = inputs.pop("teacher_scores", None)
         soft_labels = inputs.pop("soft_labels", None)
         group_size = self.train_dataset.group_size
-        scores = self.scorer.scores(model, inputs).view(-1, group_size)
-        # A non-finite score can leave the loss finite (BCE of -inf against 0), so the scores are checked themselves.
-        check_finite_scores(scores, self.state.global_step)
-        loss = losses.compute(self.args.loss, scores, teacher_scores=teacher_scores, soft_labels=soft_labels,
+        if self.pair_loss:
+            # InRanker regresses both answer logits: [pairs, 2] (false, true), one pair per group.
+            logits = self.scorer.pair_logits(model, inputs)
+            check_finite_scores(logits, self.state.global_step)
+            scores = (logits[:, 1] - logits[:, 0]).view(-1, group_size)
+        else:
+            logits = scores = self.scorer.scores(model, inputs).view(-1, group_size)
+            # A non-finite score can leave the loss finite (BCE of -inf against 0), so the scores are checked.
+            check_finite_scores(scores, self.state.global_step)
+        loss = losses.compute(self.args.loss, logits, teacher_scores=teacher_scores, soft_labels=soft_labels,
                               temperature=self.args.distill_temperature, alpha=self.args.distill_alpha,
                               positives=self.train_dataset.positives)
         return (loss, {"scores": scores}) if return_outputs else loss
