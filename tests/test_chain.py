@@ -1,10 +1,16 @@
-"""InRanker distillation: two-logit students trained on both logits."""
+"""InRanker distillation end to end: two-logit students trained on both logits, the miner writing a T5 teacher's
+(false, true) logits as InRanker records, and students of two families trained on them."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
+import numpy as np
 import pytest
 import torch
 from conftest import TOPICS, write_jsonl
+from test_mining import mine
 from tiny import build_tiny_family_model
 
 from reranker import Reranker
@@ -68,3 +74,37 @@ def test_decoders_train_on_both_logits_one_score_students_on_the_difference(t5, 
     assert not encoder.pair_loss and not single.pair_loss
     with pytest.raises(ConfigError, match="gives one score per pair, not \\(false, true\\) logits"):
         Reranker(str(tmp_path / "enc"), device="cpu").compute_logits([("q", "p")])
+
+
+def test_the_miner_writes_a_t5_teachers_logits_and_students_train_on_them(t5, tiny_model, tmp_path):
+    rows, summary = mine(tmp_path, "--retriever", "bm25", "--range_for_sampling", "0-7", "--negative_number", "3",
+                         "--teacher_model", t5, "--teacher_format", "inranker")
+    mined, _ = mine(tmp_path, "--retriever", "bm25", "--range_for_sampling", "0-7", "--negative_number", "3",
+                    name="groups.jsonl")
+    pairs = [(m["query"], p) for m in mined for p in (*m["pos"], *m["neg"])]
+    assert [(r["query"], r["contents"]) for r in rows] == pairs  # one record per pair, positives first
+    assert all(set(r) == {"query", "contents", "true_logit", "false_logit"} for r in rows)
+    assert summary["inranker_records"] == len(pairs) == 2 + 3 + 3
+    logits = Reranker(str(t5), device="cpu").compute_logits(pairs)
+    assert np.array([[r["false_logit"], r["true_logit"]] for r in rows]) == pytest.approx(logits, abs=1e-5)
+    data = tmp_path / "mined.jsonl"
+    student = build_tiny_family_model(tmp_path / "student", "seq2seq", seed=1)
+    for model, name in ((student, "t5"), (tiny_model, "encoder")):
+        trainer = train_cli.main(train_args(model, data, tmp_path / name, "--max_steps", "2"))
+        assert trainer.state.global_step == 2 and trainer.pair_loss == (name == "t5")
+        assert (tmp_path / name / "model.safetensors").is_file()
+
+
+def test_inranker_records_need_a_two_logit_teacher(tiny_model_master, t5, tmp_path):
+    with pytest.raises(ConfigError, match="encoder .* one number per pair, while InRanker records hold"):
+        mine(tmp_path, "--retriever", "bm25", "--teacher_model", tiny_model_master, "--teacher_format", "inranker")
+    # Checked before mining: no output, whatever the retriever would have cost.
+    assert not (tmp_path / "mined.jsonl").exists()
+    with pytest.raises(ConfigError, match="--teacher_format inranker writes a --teacher_model's"):
+        mine(tmp_path, "--retriever", "bm25", "--teacher_format", "inranker")
+    single = shutil.copytree(t5, tmp_path / "single")
+    config = json.loads((single / "config.json").read_text())
+    config["reranker"] = {"family": "seq2seq", "score_mode": "single", "true_token": "true"}
+    (single / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="logit\\('true'\\), one number per pair"):
+        mine(tmp_path, "--retriever", "bm25", "--teacher_model", single, "--teacher_format", "inranker")
