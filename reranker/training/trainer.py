@@ -14,7 +14,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from reranker.common import precision
 from reranker.data.groups import GroupDataset, MixingSampler
-from reranker.models.scorers import Scorer
+from reranker.models import interop
+from reranker.models.scorers import Scorer, saved_metadata
 from reranker.models.scorers.encoder import EncoderScorer
 from reranker.training import dev_eval, losses, model_card
 from reranker.training.health import CollapseMonitor, HealthCallback, check_finite_scores
@@ -142,6 +143,15 @@ class RerankerTrainer(Trainer):
         self.accelerator.wait_for_everyone()
         if self.args.push_to_hub and not _internal_call:
             self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """The Trainer's save (weights, config, tokenizer), then what sentence-transformers needs to load a decoder
+        reranker as a CrossEncoder that scores as ours does (reranker/models/interop.py)."""
+        super()._save(output_dir, state_dict)
+        if self.args.should_save:
+            config = self.accelerator.unwrap_model(self.model).config
+            interop.write_sentence_transformers_files(output_dir or self.args.output_dir, self.scorer,
+                                                      saved_metadata(config).get("max_length"))
 
     def create_model_card(self, *args, **kwargs) -> None:
         """--push_to_hub: keep the card reranker-train wrote (the Trainer would replace it with its own)."""
