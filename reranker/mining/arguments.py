@@ -131,6 +131,14 @@ class MineArguments:
         default=None, metadata={"help": "Cross-encoder that scores every positive and negative (pos_scores / "
                                         "neg_scores, the distillation input of reranker-train)."}
     )
+    teacher_format: str = field(
+        default="scores",
+        metadata={"help": "scores: the teacher's scores as pos_scores / neg_scores in each record (for --loss "
+                          "distill). inranker: instead one InRanker record {query, contents, true_logit, "
+                          "false_logit} per (query, passage) pair, positives and negatives, for --loss inranker; "
+                          "the teacher must answer with two logits (a seq2seq model such as monoT5, or a decoder "
+                          "scored by logit(yes) - logit(no)).", "choices": ["scores", "inranker"]},
+    )
     embedder_teacher: bool = field(
         default=False,
         metadata={"help": "Without a cross-encoder teacher: write the embedder's own similarity (scale x cosine) as "
@@ -199,6 +207,9 @@ class MineArguments:
     def _check_teachers(self) -> None:
         if self.embedder_teacher and self.teacher_model:
             raise ConfigError("give --teacher_model or --embedder_teacher, not both")
+        if self.teacher_format == "inranker" and not self.teacher_model:
+            raise ConfigError("--teacher_format inranker writes a --teacher_model's (false, true) logits: give "
+                              "--teacher_model (a seq2seq or decoder reranker)")
         if self.rerank_model:
             self.rerank_dtype = resolve_dtype(self.rerank_dtype, "--rerank_dtype")
         if self.teacher_model:

@@ -447,17 +447,50 @@ def embedder_teacher_scores(args: MineArguments, embed_args: EmbedArguments, poo
         q.row["pos_scores"], q.row["neg_scores"] = scores[:len(pos)], scores[len(pos):]
 
 
-def teacher_scores(args: MineArguments, queries: list[Query], negatives: list[list[str]]) -> None:
-    """Fill pos_scores / neg_scores in place with the teacher cross-encoder's logits."""
+def load_teacher(args: MineArguments):
     from reranker.models.inference import Reranker
 
-    teacher = Reranker(args.teacher_model, dtype=None if args.teacher_dtype == "fp32" else args.teacher_dtype,
-                       max_length=args.teacher_max_length, max_length_option="--teacher_max_length")
-    pairs = [(q.example.query, p) for q, negs in zip(queries, negatives, strict=True) for p in (*q.example.pos, *negs)]
+    return Reranker(args.teacher_model, dtype=None if args.teacher_dtype == "fp32" else args.teacher_dtype,
+                    max_length=args.teacher_max_length, max_length_option="--teacher_max_length")
+
+
+def teacher_pairs(queries: list[Query], negatives: list[list[str]]) -> list[tuple[str, str]]:
+    """Every (query, passage) pair the teacher scores: each query's positives, then its negatives."""
+    return [(q.example.query, p) for q, negs in zip(queries, negatives, strict=True) for p in (*q.example.pos, *negs)]
+
+
+def teacher_scores(args: MineArguments, queries: list[Query], negatives: list[list[str]]) -> None:
+    """Fill pos_scores / neg_scores in place with the teacher cross-encoder's logits."""
+    teacher = load_teacher(args)
+    pairs = teacher_pairs(queries, negatives)
     scores = iter(teacher.compute_score(pairs, batch_size=args.teacher_batch_size, show_progress=True))
     for q, negs in zip(queries, negatives, strict=True):
         q.row["pos_scores"] = [next(scores) for _ in q.example.pos]
         q.row["neg_scores"] = [next(scores) for _ in negs]
+
+
+def check_pair_teacher(args: MineArguments) -> None:
+    """--teacher_format inranker needs a teacher with (false, true) logits; read from its config and tokenizer, before
+    any model loads."""
+    from reranker.models.loading import load_config, load_tokenizer
+    from reranker.models.scorers import scorer_for
+
+    scorer = scorer_for(load_config(args.teacher_model), load_tokenizer(args.teacher_model))
+    if not scorer.has_pair_logits:
+        raise ConfigError(f"--teacher_format inranker: --teacher_model {args.teacher_model} is scored as "
+                          f"{scorer.describe()}, one number per pair, while InRanker records hold a teacher's "
+                          "(false, true) logits. Use a seq2seq teacher (monoT5) or a decoder scored by "
+                          "logit(yes) - logit(no), or --teacher_format scores (pos_scores / neg_scores)")
+
+
+def inranker_records(args: MineArguments, queries: list[Query], negatives: list[list[str]]) -> list[dict]:
+    """--teacher_format inranker: one InRanker record {query, contents, true_logit, false_logit} per (query, passage)
+    pair, each query's positives then its negatives, with the teacher's answer logits (reranker-train
+    --loss inranker reads them, zero-centred as InRanker does)."""
+    pairs = teacher_pairs(queries, negatives)
+    logits = load_teacher(args).compute_logits(pairs, batch_size=args.teacher_batch_size, show_progress=True)
+    return [{"query": query, "contents": passage, "true_logit": true, "false_logit": false}
+            for (query, passage), (false, true) in zip(pairs, logits.tolist(), strict=True)]
 
 
 def summary_path(output_file: str | Path) -> Path:
@@ -472,6 +505,8 @@ def prepare(args: MineArguments) -> tuple[Pool, list[Query], list | None, dict]:
     if output.exists() and not args.overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
     loaded = load_queries(args.input_file)
+    if args.teacher_format == "inranker":
+        check_pair_teacher(args)
     if args.embedder_teacher and any(row.get("neg_crop") is not None for row, _ in loaded):
         raise ConfigError(f"{args.input_file}: records with neg_crop get cropped negatives, and --embedder_teacher "
                           "scores whole documents; use --teacher_model (it scores the cropped text) or no teacher")
@@ -628,7 +663,12 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
         raise DataError(args.input_file, f"no query got a negative: {why_short(args, summary)}. Nothing was "
                                          f"written to {args.output_file}")
     t = timer.stage("select", t)
-    if args.teacher_model:
+    records = None  # --teacher_format inranker: rows of their own, one per pair
+    if args.teacher_model and args.teacher_format == "inranker":
+        records = inranker_records(args, queries, negatives)
+        summary["inranker_records"] = len(records)
+        t = timer.stage("teacher", t)
+    elif args.teacher_model:
         teacher_scores(args, queries, negatives)
         t = timer.stage("teacher", t)
     elif args.embedder_teacher:
@@ -637,8 +677,8 @@ def mine(embed_args: EmbedArguments, args: MineArguments) -> dict | None:
         t = timer.stage("teacher", t)
 
     with atomic_write(args.output_file) as handle:
-        for q in queries:
-            handle.write(json.dumps(q.row, ensure_ascii=False) + "\n")
+        for row in records if records is not None else (q.row for q in queries):
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     timer.stage("write", t)
     summary["timings_s"] = dict(timer)
     write_json(summary_path(args.output_file), summary)

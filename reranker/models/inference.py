@@ -94,18 +94,39 @@ class Reranker:
         """Relevance scores (or sigmoid probabilities with normalize=True: monoT5's P(true) for the seq2seq family)
         in the order of `pairs`.
 
-        Pairs are scored longest first, in batches of similar length, so padding is small; one tokenizer call
-        per batch. A single (query, passage) tuple returns a single float.
+        A single (query, passage) tuple returns a single float.
         """
         single = isinstance(pairs, tuple) and len(pairs) == 2 and isinstance(pairs[0], str)
-        items = [pairs] if single else list(pairs)
+        scores = self._batched([pairs] if single else list(pairs), self.scorer.scores, (), batch_size, max_length,
+                               show_progress)
+        if normalize:
+            scores = 1.0 / (1.0 + np.exp(-scores))
+        result = scores.tolist()
+        return result[0] if single else result
+
+    @torch.inference_mode()
+    def compute_logits(self, pairs: Sequence[tuple[str, str]], batch_size: int = 32, max_length: int | None = None,
+                       show_progress: bool = False) -> np.ndarray:
+        """The (false, true) answer logits [pairs, 2] of a two-logit model (seq2seq, or decoder in the pair mode),
+        as InRanker's teacher records hold them; `compute_score` is their difference, true minus false."""
+        if not self.scorer.has_pair_logits:
+            raise ConfigError(f"{self.scorer.describe()} gives one score per pair, not (false, true) logits: a model "
+                              "of the seq2seq or decoder family, scored by logit(true) - logit(false), has them")
+        return self._batched(list(pairs), self.scorer.pair_logits, (2,), batch_size, max_length, show_progress)
+
+    def _batched(self, items: list[tuple[str, str]], read, shape: tuple[int, ...], batch_size: int,
+                 max_length: int | None, show_progress: bool) -> np.ndarray:
+        """`read(model, inputs)` of every pair, in the order of `items`: float32 [pairs, *shape].
+
+        Pairs are scored longest first, in batches of similar length, so padding is small; one tokenizer call
+        per batch."""
         if max_length and max_length != self.max_length:
             check_fits(self.model.config, max_length, "max_length")
         by_budgets = self.budgets is not None and max_length in (None, self.max_length)
         budgets = self.budgets if by_budgets else (None, None)
         max_length = max_length or self.max_length
         order = np.argsort([-(len(q) + len(p)) for q, p in items], kind="stable")
-        scores = np.empty(len(items), dtype=np.float32)
+        out = np.empty((len(items), *shape), dtype=np.float32)
         starts = range(0, len(items), batch_size)
         for start in tqdm(starts, desc="Scoring", disable=not show_progress, unit="batch"):
             idx = order[start:start + batch_size]
@@ -113,12 +134,8 @@ class Reranker:
             batch = self.scorer.encode(queries, passages, *budgets, max_length=max_length)
             batch = {k: v.to(self.device) for k, v in batch.items()}
             with self._autocast():
-                logits = self.scorer.scores(self.model, batch).float()
-            scores[idx] = logits.cpu().numpy()
-        if normalize:
-            scores = 1.0 / (1.0 + np.exp(-scores))
-        result = scores.tolist()
-        return result[0] if single else result
+                out[idx] = read(self.model, batch).float().cpu().numpy()
+        return out
 
     def rerank(self, query: str, passages: Sequence[str], top_k: int | None = None,
                batch_size: int = 32) -> list[dict]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from reranker.common import dist
 from reranker.common.errors import ConfigError
+from reranker.models import interop
 from reranker.models.loading import check_model_folder, missing_model_files
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ PREVIOUS_RUN_FILES = (
     "config.json", "generation_config.json", "model.safetensors", "model-*.safetensors", "*.safetensors.index.json",
     "pytorch_model*.bin", "*.bin.index.json", "adapter_config.json", "adapter_model.*", "reranker_config.json",
     "tokenizer*", "special_tokens_map.json", "added_tokens.json", "vocab.*", "merges.txt", "*.model",
-    "chat_template.*", "training_args.bin", "trainer_state.json", "dev_metrics.json", "README.md",
+    "chat_template.*", "training_args.bin", "trainer_state.json", "dev_metrics.json", "README.md", *interop.FILES,
 )
 # Folders a save writes into before renaming them into place (reranker/training/trainer.py); the leading underscore
 # keeps them out of the Trainer's uploads with --push_to_hub.
@@ -83,7 +84,8 @@ def previous_run_files(out: Path) -> list[Path]:
     """The checkpoints, unfinished saves and final model files of an earlier run in `out`."""
     found = checkpoints(out) + sorted(p for p in out.glob(f"{STAGING_PREFIX}*") if p.is_dir())
     found += sorted(p for p in out.iterdir()
-                    if p.is_file() and any(fnmatch.fnmatch(p.name, pattern) for pattern in PREVIOUS_RUN_FILES))
+                    if (p.is_file() or p.name == interop.LOGIT_SCORE_FOLDER)
+                    and any(fnmatch.fnmatch(p.name, pattern) for pattern in PREVIOUS_RUN_FILES))
     return found
 
 

@@ -14,8 +14,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from reranker.common import precision
 from reranker.data.groups import GroupDataset, MixingSampler
-from reranker.models import lora
-from reranker.models.scorers import Scorer
+from reranker.models import interop, lora
+from reranker.models.scorers import Scorer, saved_metadata
 from reranker.models.scorers.encoder import EncoderScorer
 from reranker.training import dev_eval, losses, model_card
 from reranker.training.health import CollapseMonitor, HealthCallback, check_finite_scores
@@ -56,6 +56,12 @@ class RerankerTrainer(Trainer):
         monitor = CollapseMonitor(dataset.group_size - dataset.positives + 1, self.args.collapse_warning_steps) \
             if self.args.loss == "softmax_ce" else None
         self.add_callback(HealthCallback(monitor))
+        # The InRanker losses read a two-logit student's (false, true) logits, as InRanker does; a one-score student
+        # (an encoder, or one token's logit) is trained on the logit difference (losses.inranker_mse).
+        self.pair_loss = self.args.loss in losses.INRANKER_LOSSES and self.scorer.has_pair_logits
+        if self.args.loss in losses.INRANKER_LOSSES:
+            logger.info("--loss %s on the student's %s", self.args.loss, "(false, true) logits" if self.pair_loss
+                        else "one score per pair, read as logit(true) - logit(false)")
 
     def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs, *args, **kwargs):
         """Resuming a run that had reached max_steps trains nothing more.
@@ -141,11 +147,19 @@ class RerankerTrainer(Trainer):
             self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        """Every save of a LoRA run (checkpoints, the final model) writes reranker_config.json beside the adapter:
-        there is no config.json to hold the scoring metadata. It lands in the staging folder with the rest."""
+        """Every save (checkpoints, the final model): the Trainer's (weights, config, tokenizer); for a LoRA run
+        reranker_config.json beside the adapter, since there is no config.json to hold the scoring metadata; then
+        what sentence-transformers needs to load a decoder reranker as a CrossEncoder that scores as ours does
+        (reranker/models/interop.py). Everything lands in the staging folder with the rest."""
         super()._save(output_dir, state_dict)
-        if self.adapter_metadata is not None and self.args.should_save:
-            lora.write_metadata(output_dir or self.args.output_dir, self.adapter_metadata)
+        if not self.args.should_save:
+            return
+        folder = output_dir or self.args.output_dir
+        if self.adapter_metadata is not None:
+            lora.write_metadata(folder, self.adapter_metadata)
+        config = self.accelerator.unwrap_model(self.model).config
+        metadata = self.adapter_metadata if self.adapter_metadata is not None else saved_metadata(config)
+        interop.write_sentence_transformers_files(folder, self.scorer, metadata.get("max_length"))
 
     def create_model_card(self, *args, **kwargs) -> None:
         """--push_to_hub: keep the card reranker-train wrote (the Trainer would replace it with its own)."""
@@ -220,10 +234,16 @@ class RerankerTrainer(Trainer):
         teacher_scores = inputs.pop("teacher_scores", None)
         soft_labels = inputs.pop("soft_labels", None)
         group_size = self.train_dataset.group_size
-        scores = self.scorer.scores(model, inputs).view(-1, group_size)
-        # A non-finite score can leave the loss finite (BCE of -inf against 0), so the scores are checked themselves.
-        check_finite_scores(scores, self.state.global_step)
-        loss = losses.compute(self.args.loss, scores, teacher_scores=teacher_scores, soft_labels=soft_labels,
+        if self.pair_loss:
+            # InRanker regresses both answer logits: [pairs, 2] (false, true), one pair per group.
+            logits = self.scorer.pair_logits(model, inputs)
+            check_finite_scores(logits, self.state.global_step)
+            scores = (logits[:, 1] - logits[:, 0]).view(-1, group_size)
+        else:
+            logits = scores = self.scorer.scores(model, inputs).view(-1, group_size)
+            # A non-finite score can leave the loss finite (BCE of -inf against 0), so the scores are checked.
+            check_finite_scores(scores, self.state.global_step)
+        loss = losses.compute(self.args.loss, logits, teacher_scores=teacher_scores, soft_labels=soft_labels,
                               temperature=self.args.distill_temperature, alpha=self.args.distill_alpha,
                               positives=self.train_dataset.positives)
         return (loss, {"scores": scores}) if return_outputs else loss

@@ -79,6 +79,17 @@ class Scorer:
         """One score per pair, a 1-D tensor (higher: more relevant), from `model` (plain or wrapped)."""
         raise NotImplementedError
 
+    @property
+    def has_pair_logits(self) -> bool:
+        """Whether the score is logit(true) - logit(false) of two answer logits that `pair_logits` returns (seq2seq
+        and decoder in the pair mode); a one-logit head (encoder) or one token's logit (single mode) has none."""
+        return False
+
+    def pair_logits(self, model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The (false, true) answer logits [pairs, 2] in float32, where `has_pair_logits`: what InRanker's loss
+        regresses on the teacher's. Their difference, true minus false, is `scores`."""
+        raise ConfigError(f"the {self.family} family gives one score per pair, not (false, true) logits")
+
     def pair_length(self, query_max_len: int, passage_max_len: int) -> int:
         """The most tokens a pair takes with these budgets: special tokens and the template included."""
         raise NotImplementedError

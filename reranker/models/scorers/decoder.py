@@ -40,7 +40,7 @@ class DecoderScorer(PromptScorer):
                 raise ConfigError("the tokenizer has neither a pad nor an eos token to pad batches with")
             tokenizer.pad_token = tokenizer.eos_token
 
-    def scores(self, model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def token_logits(self, model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         mask = inputs["attention_mask"]
         hidden = last_hidden_states(model, inputs["input_ids"], mask)
         last = (torch.arange(mask.shape[1], device=mask.device) * mask).argmax(-1)  # each row's last real token
@@ -52,7 +52,7 @@ class DecoderScorer(PromptScorer):
             logits = hidden.float() @ head.weight[ids].float().T  # of two large logits keeps its precision
             if getattr(head, "bias", None) is not None:
                 logits = logits + head.bias[ids].float()
-        return self.answer_logits(lm_logit_transform(lm.config, logits))
+        return lm_logit_transform(lm.config, logits)
 
 
 def hf_model(model):

@@ -185,6 +185,23 @@ class PromptScorer(Scorer):
     def pair_length(self, query_max_len: int, passage_max_len: int) -> int:
         return query_max_len + passage_max_len + self.overhead
 
+    def token_logits(self, model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The answer tokens' logits [pairs, 1 or 2], in the order of `token_ids` (true, then false)."""
+        raise NotImplementedError
+
+    def scores(self, model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.answer_logits(self.token_logits(model, inputs))
+
+    @property
+    def has_pair_logits(self) -> bool:
+        return self.score_mode == "pair"
+
+    def pair_logits(self, model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        if not self.has_pair_logits:
+            raise ConfigError(f"the {self.family} scorer reads logit({self.true_token!r}) alone (score mode single): "
+                              "it has no (false, true) logits")
+        return self.token_logits(model, inputs).float()[:, [1, 0]]
+
     def answer_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """The score from the answer tokens' logits [n, 1 or 2], in float32."""
         logits = logits.float()

@@ -38,7 +38,6 @@ class Seq2SeqScorer(PromptScorer):
         inputs["decoder_input_ids"] = torch.full((len(queries), 1), self.decoder_start_token_id, dtype=torch.long)
         return inputs
 
-    def scores(self, model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        # [pairs, 1, vocab] at the one decoder step only; the two answer columns are kept.
-        logits = model(**inputs, use_cache=False).logits[:, 0, :]
-        return self.answer_logits(logits[:, self.token_ids])
+    def token_logits(self, model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        # [pairs, 1, vocab] at the one decoder step only; the answer columns are kept.
+        return model(**inputs, use_cache=False).logits[:, 0, self.token_ids]
