@@ -9,9 +9,9 @@ import sys
 import pytest
 import torch
 from conftest import group_rows, write_jsonl
+from crash import Crash, CrashAfterSave
 from safetensors.torch import load_file
 from tiny import build_tiny_family_model
-from transformers import TrainerCallback
 
 import eval as eval_cli
 import run
@@ -29,17 +29,6 @@ PAIRS = [("what is the capital of france", "paris is the capital of france"), ("
 ADAPTER_FILES = {"adapter_config.json", "adapter_model.safetensors", "reranker_config.json"}
 
 
-class Crash(RuntimeError):
-    pass
-
-
-class CrashAfterSave(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise Crash(f"killed after the checkpoint of step {self.step}")
 
 
 @pytest.fixture(scope="module")

@@ -3,23 +3,10 @@
 import pytest
 import torch
 from conftest import group_rows, write_jsonl
+from crash import Crash, CrashAfterSave
 from safetensors.torch import load_file
-from transformers import TrainerCallback
 
 import run
-
-
-class Crash(RuntimeError):
-    pass
-
-
-class CrashAfterSave(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise Crash(f"killed after the checkpoint of step {self.step}")
 
 
 def test_resume_matches_uninterrupted(tiny_model, tmp_path):

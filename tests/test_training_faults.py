@@ -8,28 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import write_jsonl
+from crash import Crash, CrashAfterSave
 from safetensors.torch import load_file
-from transformers import TrainerCallback
 
 import run
 from reranker import Reranker
 from reranker.common.errors import ConfigError, DataError
 from reranker.models.loading import load_model
-
-
-class Crash(RuntimeError):
-    pass
-
-
-class CrashAfterSave(TrainerCallback):
-    """Stands for a kill right after the checkpoint of `step` was written."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise Crash(f"killed after the checkpoint of step {self.step}")
 
 
 def train_args(model, data, out, *extra) -> list[str]:
