@@ -7,7 +7,7 @@ retrieval, then training, mining, evaluation and synth, then workflows, then cli
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["Reranker", "train"]
 
 
