@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from pathlib import Path
 
 from reranker.common.hashing import file_digest
 from reranker.data.beir import BeirData
@@ -19,8 +20,6 @@ STAGES = ("bm25", "dense", "hybrid", "bm25_expanded")
 
 
 def system_name(path: str) -> str:
-    from pathlib import Path
-
     return Path(path.rstrip("/")).name or path
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from reranker.data.beir import BeirData
-from reranker.data.runs import Run
+from reranker.data.runs import Run, ranked
 from reranker.evaluation.arguments import EvalArguments
 from reranker.retrieval.metrics import ranking_metrics
 
@@ -19,7 +19,7 @@ def rerank_at_depth(first: Run, reranked: Run, depth: int) -> Run:
     reranker's."""
     out = {}
     for qid, docs in first.items():
-        order = sorted(docs, key=lambda d: -docs[d])
+        order = ranked(docs)
         head = {did: reranked[qid][did] for did in order[:depth]}
         tail = order[depth:]
         floor = min(head.values(), default=0.0) - 1.0

@@ -11,11 +11,11 @@ import numpy as np
 from reranker.common.errors import DataError
 from reranker.common.files import atomic_write, iter_lines
 from reranker.common.hashing import digest_of
+from reranker.data import runs
 from reranker.data.beir import BeirData
+from reranker.data.runs import Run
 
 logger = logging.getLogger(__name__)
-
-Run = dict[str, dict[str, float]]  # query id -> doc id -> score
 
 
 def read_run(path: str | Path, data: BeirData | None = None, top_k: int | None = None) -> Run:
@@ -67,16 +67,15 @@ def _read_run(path: str | Path, data: BeirData | None, top_k: int | None) -> tup
         logger.warning("%s: skipped %d lines of %d queries that %s does not judge (e.g. %r)", path, skipped_lines,
                        len(skipped_queries), data.name, next(iter(skipped_queries)))
     if top_k:
-        run = {q: dict(sorted(docs.items(), key=lambda kv: -kv[1])[:top_k]) for q, docs in run.items()}
+        run = runs.top_k(run, top_k)
     return run, len(skipped_queries)
 
 
 def write_run(path: str | Path, run: Run, tag: str) -> None:
     with atomic_write(path) as handle:
         for qid, docs in run.items():
-            ranked = sorted(docs.items(), key=lambda kv: -kv[1])
-            for rank, (did, score) in enumerate(ranked, start=1):
-                handle.write(f"{qid} Q0 {did} {rank} {score:.6f} {tag}\n")
+            for rank, did in enumerate(runs.ranked(docs), start=1):
+                handle.write(f"{qid} Q0 {did} {rank} {docs[did]:.6f} {tag}\n")
 
 
 def _to_run(qids: list[str], doc_ids: list[str], scores: np.ndarray, rows: np.ndarray) -> Run:

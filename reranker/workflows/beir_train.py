@@ -14,6 +14,7 @@ import numpy as np
 
 from reranker.common.errors import DataError
 from reranker.common.files import atomic_write
+from reranker.data import runs
 from reranker.data.beir import BeirData, load_beir
 from reranker.data.records import positive_ids
 
@@ -53,7 +54,8 @@ def write_dev_candidates(path: Path, data: BeirData, qids: list[str], depth: int
     with_positive = 0
     with atomic_write(path) as handle:
         for qid in qids:
-            ranked = sorted(run.get(qid, {}).items(), key=lambda kv: -kv[1])
+            docs = run.get(qid, {})
+            ranked = [(d, docs[d]) for d in runs.ranked(docs)]
             labels = data.qrels[qid]
             with_positive += any(labels.get(d, 0) > 0 for d, _ in ranked)
             handle.write(json.dumps({
