@@ -317,12 +317,14 @@ def test_relative_paths_from_another_folder_and_user_model_kept(tiny_model_maste
 
 
 def test_checkpoint_cut_by_a_kill_is_passed_over(tmp_path):
-    for step, complete in ((2, True), (4, False)):
+    # The pipeline resumes from the trainer's own notion of a finished checkpoint: state and whole weights.
+    for step, files in ((2, ("trainer_state.json", "config.json", "model.safetensors")),
+                        (4, ("config.json", "model.safetensors")), (6, ("trainer_state.json", "config.json"))):
         folder = tmp_path / f"checkpoint-{step}"
         folder.mkdir()
-        if complete:
-            (folder / "trainer_state.json").write_text("{}")
-    assert pipeline.latest_checkpoint(tmp_path) == tmp_path / "checkpoint-2"
+        for name in files:
+            (folder / name).write_text("{}")
+    assert pipeline.last_checkpoint(tmp_path) == tmp_path / "checkpoint-2"
 
 
 def test_train_and_test_splits_must_differ(tiny_model_master, tmp_path):

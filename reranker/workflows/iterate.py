@@ -20,12 +20,12 @@ from pathlib import Path
 from reranker.common.errors import ConfigError
 from reranker.common.files import atomic_write, write_json
 from reranker.common.hashing import file_key, key_of
+from reranker.training.output_dir import last_checkpoint
 from reranker.workflows.beir_train import carve_pairs_dev
 from reranker.workflows.stages import (
     Stages,
     check_option_names,
     command,
-    latest_checkpoint,
     read_config,
     run_logged,
     to_argv,
@@ -149,7 +149,7 @@ def run_rounds(config: IterateConfig) -> list[dict]:
         def work(r=r, key=key, folder=folder, mined=mined, model=model, mine_options=mine_options):
             run_logged([*command("mine"), "--input_file", train_file, "--output_file", str(mined), corpus_flag,
                         config.corpus, "--overwrite", "true", *to_argv(mine_options)], folder / "mine.log", env)
-            checkpoint = latest_checkpoint(model)
+            checkpoint = last_checkpoint(model)
             start = (["--resume_from_checkpoint", str(checkpoint)]
                      if checkpoint is not None and stages.started(f"round_{r}") == key
                      else ["--overwrite_output_dir", "true"])

@@ -20,13 +20,13 @@ from reranker.common.errors import ConfigError
 from reranker.common.files import write_json
 from reranker.common.hashing import file_digest, file_key, key_of
 from reranker.evaluation.arguments import check_depth_curve
+from reranker.training.output_dir import last_checkpoint
 from reranker.workflows import beir_train
 from reranker.workflows.stages import (
     Stages,
     check_option_names,
     command,
     copy_if_present,
-    latest_checkpoint,
     read_config,
     run_logged,
     to_argv,
@@ -214,7 +214,7 @@ def train_stage(config: PipelineConfig, stages: Stages, where: Layout, env: dict
     key = key_of("train", input_key, options, dev_file is not None)
 
     def work():
-        checkpoint = latest_checkpoint(where.model)
+        checkpoint = last_checkpoint(where.model)
         if checkpoint is not None and stages.started("train") == key:
             logger.info("train: continuing the interrupted run from %s", checkpoint)
             start = ["--resume_from_checkpoint", str(checkpoint)]

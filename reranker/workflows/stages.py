@@ -121,13 +121,6 @@ def run_logged(cmd: list[str], log_path: Path, env: dict | None = None) -> None:
         raise StageFailed(f"{' '.join(cmd[:4])} ... exited with code {code}; see {log_path}")
 
 
-def latest_checkpoint(model_dir: Path) -> Path | None:
-    """The newest complete checkpoint: trainer_state.json is written last, so a save cut by a kill is passed over."""
-    checkpoints = [p for p in model_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()
-                   and (p / "trainer_state.json").is_file()]
-    return max(checkpoints, key=lambda p: int(p.name.split("-")[-1])) if checkpoints else None
-
-
 def copy_if_present(names: tuple[str, ...], src: Path, dst: Path) -> None:
     for name in names:
         if (src / name).is_file():
