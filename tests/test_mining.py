@@ -210,11 +210,14 @@ def test_beir_corpus_and_bad_inputs(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_process_mining_matches_one(tiny_model_master, tmp_path):
+@pytest.mark.parametrize("retriever", ["dense", "bm25"])
+def test_two_process_mining_matches_one(tiny_model_master, tmp_path, retriever):
+    # dense: the pool is encoded in shards; bm25: rank 0 mines alone and writes while rank 1 has nothing to do
+    # (rank 1 once found rank 0's fresh output and refused it as "exists").
     inp = write_jsonl(tmp_path / "in.jsonl", RECORDS * 3)
     pool = write_jsonl(tmp_path / "pool.jsonl", POOL)
     common = ["--model_name_or_path", str(tiny_model_master), "--input_file", str(inp), "--candidate_pool", str(pool),
-              "--range_for_sampling", "0-9", "--negative_number", "3", "--no_cache"]
+              "--range_for_sampling", "0-9", "--negative_number", "3", "--no_cache", "--retriever", retriever]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable, "PYTHONPATH": str(ROOT)}
     for nproc, name in ((2, "two.jsonl"), (1, "one.jsonl")):
         result = subprocess.run(["bash", str(ROOT / "scripts" / "mine.sh"), *common, "--output_file",

@@ -502,7 +502,10 @@ def prepare(args: MineArguments) -> tuple[Pool, list[Query], list | None, dict]:
     """Load and check the records and the pool: (pool, queries, the rows each query's labels vote for with
     --teacher_neighbors, the summary so far). Everything here runs before any model loads."""
     output = Path(args.output_file)
-    if output.exists() and not args.overwrite:
+    # Rank 0 alone writes, so it alone checks: another rank checking later could find the file rank 0 has just
+    # written for this very run (BM25 mining leaves the other ranks nothing to wait for). When rank 0 refuses,
+    # torchrun stops the other ranks.
+    if dist.is_main_process() and output.exists() and not args.overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
     loaded = load_queries(args.input_file)
     if args.teacher_format == "inranker":
