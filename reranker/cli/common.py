@@ -113,10 +113,19 @@ ALIASES: dict[str, list[Alias]] = {
         *REFUSED,
     ],
     "reranker-synth": [],
+    "reranker-train-embedder": [  # FlagEmbedding's embedder fine-tuning arguments
+        *(Alias(name, ours, "FlagEmbedding") for name, ours in {
+            "sentence_pooling_method": "pooling", "normalize_embeddings": "normalize",
+            "negatives_cross_device": "gather_across_devices",
+            "query_instruction_for_retrieval": "query_instruction",
+            "passage_instruction_for_retrieval": "passage_instruction"}.items()),
+        Alias("data_split", "split", "deprecated"),
+    ],
 }
 
 # Which command a parse is for, by its last dataclass (reranker/cli/train.py names none).
-COMMAND_OF = {"RerankerTrainingArguments": "reranker-train", "MineArguments": "reranker-mine",
+COMMAND_OF = {"RerankerTrainingArguments": "reranker-train", "EmbedderTrainingArguments": "reranker-train-embedder",
+              "MineArguments": "reranker-mine",
               "EvalArguments": "reranker-eval", "SynthArguments": "reranker-synth"}
 
 

@@ -65,6 +65,61 @@ def gather_shards(local: np.ndarray, n: int) -> np.ndarray | None:
     return out
 
 
+def _all_sizes(n: int, device) -> list[int]:
+    sizes = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(world_size())]
+    dist.all_gather(sizes, torch.tensor([n], dtype=torch.long, device=device))
+    return [int(s.item()) for s in sizes]
+
+
+def _gather_rows(tensor: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Every rank's rows, rank order; ranks may hold different numbers (padded for the collective, then cut)."""
+    most = max(sizes)
+    padded = tensor.new_zeros((most, *tensor.shape[1:]))
+    padded[: tensor.shape[0]] = tensor
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded.contiguous())
+    return torch.cat([part[:n] for part, n in zip(parts, sizes, strict=True)])
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward hands each rank the gradient of its own rows summed over every rank's loss:
+    with DDP's gradient average on top, W ranks of b queries get the gradient of one process's batch of W x b."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        ctx.sizes = _all_sizes(tensor.shape[0], tensor.device)
+        ctx.rank = rank()
+        return _gather_rows(tensor, ctx.sizes)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)  # all_reduce rather than reduce_scatter: gloo (CPU) has no reduce_scatter
+        start = sum(ctx.sizes[: ctx.rank])
+        return grad[start:start + ctx.sizes[ctx.rank]]
+
+
+def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Rows of every rank concatenated in rank order, differentiable; the tensor itself in one process."""
+    if not is_initialized() or world_size() == 1:
+        return tensor
+    return _GatherWithGrad.apply(tensor)
+
+
+def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """Rows of every rank concatenated in rank order, without gradient (ids, labels); the tensor in one process."""
+    if not is_initialized() or world_size() == 1:
+        return tensor
+    return _gather_rows(tensor, _all_sizes(tensor.shape[0], tensor.device))
+
+
+def rank_offset(n: int) -> int:
+    """Where this rank's first row lands among everyone's gathered rows (ranks before it hold the ones ahead)."""
+    if not is_initialized() or world_size() == 1:
+        return 0
+    return sum(_all_sizes(n, torch.device("cpu") if dist.get_backend() == "gloo" else torch.device("cuda"))[: rank()])
+
+
 def destroy() -> None:
     if is_initialized():
         dist.destroy_process_group()

@@ -77,7 +77,9 @@ class GroupDataset(Dataset):
     epoch lives here and the sampler reads it.
     """
 
-    def __init__(self, sources: list[Source], group_size: int, seed: int, positives: int = 1):
+    def __init__(self, sources: list[Source], group_size: int, seed: int, positives: int = 1,
+                 min_negatives: int = 1):
+        """`min_negatives` 0: groups of a positive alone are allowed (a bi-encoder's in-batch negatives stand in)."""
         kinds = {s.kind for s in sources}
         if len(kinds) > 1:
             names = ", ".join(f"{s.name} ({s.kind})" for s in sources)
@@ -86,10 +88,10 @@ class GroupDataset(Dataset):
         self.kind = kinds.pop()
         self.group_size = 1 if self.kind == "soft" else group_size
         self.positives = 1 if self.kind == "soft" else positives
-        if self.kind == "group" and group_size < 2:
+        if self.kind == "group" and group_size < 1 + min_negatives:
             raise ConfigError("--train_group_size must be at least 2 for {query, pos, neg} records (one positive "
                               "and at least one negative); with 1 the group loss is zero whatever the model does")
-        if self.kind == "group" and not 1 <= positives < group_size:
+        if self.kind == "group" and not 1 <= positives <= group_size - min_negatives:
             raise ConfigError(f"--positives_per_group must be at least 1 and below --train_group_size "
                               f"{group_size} (a group needs a negative), got {positives}")
         self.seed = seed

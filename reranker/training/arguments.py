@@ -215,7 +215,103 @@ class DataArguments:
 
 
 @dataclass
-class RerankerTrainingArguments(TrainingArguments):
+class TrainingBase(TrainingArguments):
+    """What every trainer of this package shares over TrainingArguments: the dev file, precision `auto`, a guarded
+    output folder, and defaults that differ from the Trainer's, each for a reason. The reranker's and the
+    embedder's arguments add their losses."""
+
+    dev_file: str | None = field(
+        default=None,
+        metadata={"help": "Dev queries with first-stage candidates (jsonl {query, candidates: [{id, text}], "
+                          "relevance: {id: grade}}; pipeline.sh writes one). Ranked every --eval_steps: nDCG@10 "
+                          "against the first stage's, a loud warning when worse, and the best checkpoint kept."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into an output_dir that already holds a model or checkpoints."}
+    )
+    auto_bf16: bool = field(
+        default=True,
+        metadata={"help": "Train in bf16 where the device computes it natively (a GPU with bf16, a CPU with "
+                          "AVX512-BF16 or AMX), in fp32 elsewhere; the choice is logged. The default: on, unless "
+                          "--bf16 or --fp16 is given (then off); --auto_bf16 false trains in fp32. Plain --bf16 on "
+                          "a CPU without bf16 instructions is emulated, several times slower than fp32, and warned "
+                          "about."},
+    )
+    # Defaults that differ from TrainingArguments, each for a reason:
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Kept False: our collator needs the raw text fields."}
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log every N steps (the health checks read these)."})
+    report_to: None | str | list[str] = field(
+        default="none", metadata={"help": "Integrations to report to. 'none' by default: nothing leaves the machine."}
+    )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False, metadata={"help": "Every parameter is used in each step; searching for unused ones costs time."}
+    )
+    logging_nan_inf_filter: bool = field(
+        default=False, metadata={"help": "Kept False: a NaN loss must reach the logs, where it stops the run."}
+    )
+    average_tokens_across_devices: bool = field(
+        default=False, metadata={"help": "Kept False: our losses are per-query means, not token counts."}
+    )
+
+    def _dev_defaults(self) -> None:
+        """A dev file means: rank it during training and keep the best checkpoint, unless told otherwise."""
+        if self.eval_strategy in ("no", None):
+            self.eval_strategy = "steps"
+            self.eval_steps = self.eval_steps or self.save_steps
+        if self.metric_for_best_model is None:
+            self.metric_for_best_model = "nDCG@10"
+            if _steps_compatible(self.save_strategy, self.save_steps, self.eval_steps):
+                self.load_best_model_at_end = True
+            else:
+                logger.warning("--dev_file: the best checkpoint cannot be kept because --save_steps %s is not a "
+                               "multiple of --eval_steps %s (or saving is off); the last weights are saved",
+                               self.save_steps, self.eval_steps)
+        name = self.metric_for_best_model.removeprefix("eval_")
+        if name not in DEV_METRICS:
+            raise ConfigError(f"--metric_for_best_model {self.metric_for_best_model!r}: with --dev_file it must be "
+                              f"one of {', '.join(DEV_METRICS)}")
+        if self.load_best_model_at_end and not _steps_compatible(self.save_strategy, self.save_steps,
+                                                                 self.eval_steps):
+            raise ConfigError("--load_best_model_at_end needs --save_steps to be a multiple of --eval_steps")
+
+    def _check_before_loading(self) -> None:
+        """What would otherwise fail after the model loaded (a torch error from the optimizer), or write where
+        nobody asked (the Trainer's ./trainer_output)."""
+        if not self.output_dir:
+            raise ConfigError("--output_dir is required: the folder the model and its checkpoints are written to")
+        if self.learning_rate < 0:
+            raise ConfigError(f"--learning_rate must not be negative, got {self.learning_rate}")
+        if self.learning_rate == 0:
+            logger.warning("--learning_rate 0: the weights stay as loaded")
+        self.resume_from_checkpoint = resolve_resume(self.resume_from_checkpoint, Path(self.output_dir))
+
+    def __post_init__(self):
+        import torch
+
+        self._check_before_loading()
+        if not self.use_cpu and not torch.cuda.is_available():
+            # No accelerator at all: say so and train on the CPU (transformers would refuse --bf16 otherwise).
+            logger.info("No CUDA device found: training on the CPU")
+            self.use_cpu = True
+        device_type = "cpu" if self.use_cpu else "cuda"
+        if self.auto_bf16 and (self.bf16 or self.fp16):  # a precision asked for wins over the default
+            logger.info("--%s given: --auto_bf16 is off", "bf16" if self.bf16 else "fp16")
+            self.auto_bf16 = False
+        if self.auto_bf16:
+            self.bf16 = resolve_dtype("auto", "--auto_bf16", device_type) == "bf16"
+        elif self.bf16:
+            warn_slow_bf16("--bf16", device_type)
+        if self.dev_file:
+            self._dev_defaults()
+        super().__post_init__()
+        if self.eval_strategy != "no" and not self.dev_file:
+            raise ConfigError("--eval_strategy needs --dev_file: the dev queries and candidates to rank")
+
+
+@dataclass
+class RerankerTrainingArguments(TrainingBase):
     loss: str = field(
         default="softmax_ce",
         metadata={"help": "softmax_ce (group cross-entropy, positive first), bce (pointwise), distill (KL to "
@@ -252,101 +348,16 @@ class RerankerTrainingArguments(TrainingArguments):
     )
     head_init_groups: int = field(default=64, metadata={"help": "Training groups the --head_init probe is fitted on "
                                                                   "(at least 4: half are held out for the log)."})
-    dev_file: str | None = field(
-        default=None,
-        metadata={"help": "Dev queries with first-stage candidates (jsonl {query, candidates: [{id, text}], "
-                          "relevance: {id: grade}}; pipeline.sh writes one). Ranked every --eval_steps: nDCG@10 "
-                          "against the first stage's, a loud warning when worse, and the best checkpoint kept."},
-    )
     collapse_warning_steps: int = field(
         default=50,
         metadata={"help": "Warn when the softmax_ce loss has stayed at chance, ln(negatives + 1), for this many "
                           "optimizer steps (0: never). Read at each logging step."},
     )
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Allow writing into an output_dir that already holds a model or checkpoints."}
-    )
-    auto_bf16: bool = field(
-        default=True,
-        metadata={"help": "Train in bf16 where the device computes it natively (a GPU with bf16, a CPU with "
-                          "AVX512-BF16 or AMX), in fp32 elsewhere; the choice is logged. The default: on, unless "
-                          "--bf16 or --fp16 is given (then off); --auto_bf16 false trains in fp32. Plain --bf16 on "
-                          "a CPU without bf16 instructions is emulated, several times slower than fp32, and warned "
-                          "about."},
-    )
-    # Defaults that differ from TrainingArguments, each for a reason:
-    remove_unused_columns: bool = field(
-        default=False, metadata={"help": "Kept False: our collator needs the raw text fields."}
-    )
-    logging_steps: float = field(default=10, metadata={"help": "Log every N steps (the health checks read these)."})
-    report_to: None | str | list[str] = field(
-        default="none", metadata={"help": "Integrations to report to. 'none' by default: nothing leaves the machine."}
-    )
-    ddp_find_unused_parameters: bool | None = field(
-        default=False, metadata={"help": "Every parameter is used in each step; searching for unused ones costs time."}
-    )
-    logging_nan_inf_filter: bool = field(
-        default=False, metadata={"help": "Kept False: a NaN loss must reach the logs, where it stops the run."}
-    )
-    average_tokens_across_devices: bool = field(
-        default=False, metadata={"help": "Kept False: the group loss is a per-group mean, not a token count."}
-    )
-
-    def _dev_defaults(self) -> None:
-        """A dev file means: rank it during training and keep the best checkpoint, unless told otherwise."""
-        if self.eval_strategy in ("no", None):
-            self.eval_strategy = "steps"
-            self.eval_steps = self.eval_steps or self.save_steps
-        if self.metric_for_best_model is None:
-            self.metric_for_best_model = "nDCG@10"
-            if _steps_compatible(self.save_strategy, self.save_steps, self.eval_steps):
-                self.load_best_model_at_end = True
-            else:
-                logger.warning("--dev_file: the best checkpoint cannot be kept because --save_steps %s is not a "
-                               "multiple of --eval_steps %s (or saving is off); the last weights are saved",
-                               self.save_steps, self.eval_steps)
-        name = self.metric_for_best_model.removeprefix("eval_")
-        if name not in DEV_METRICS:
-            raise ConfigError(f"--metric_for_best_model {self.metric_for_best_model!r}: with --dev_file it must be "
-                              f"one of {', '.join(DEV_METRICS)}")
-        if self.load_best_model_at_end and not _steps_compatible(self.save_strategy, self.save_steps,
-                                                                 self.eval_steps):
-            raise ConfigError("--load_best_model_at_end needs --save_steps to be a multiple of --eval_steps")
-
-    def _check_before_loading(self) -> None:
-        """What would otherwise fail after the model loaded (a torch error from the optimizer), or write where
-        nobody asked (the Trainer's ./trainer_output)."""
-        if not self.output_dir:
-            raise ConfigError("--output_dir is required: the folder the model and its checkpoints are written to")
-        if self.learning_rate < 0:
-            raise ConfigError(f"--learning_rate must not be negative, got {self.learning_rate}")
-        if self.learning_rate == 0:
-            logger.warning("--learning_rate 0: the weights stay as loaded (a probed head keeps its probe fit)")
-        if self.head_learning_rate is not None and self.head_learning_rate < 0:
-            raise ConfigError(f"--head_learning_rate must not be negative, got {self.head_learning_rate}")
-        self.resume_from_checkpoint = resolve_resume(self.resume_from_checkpoint, Path(self.output_dir))
 
     def __post_init__(self):
-        import torch
-
-        self._check_before_loading()
-        if not self.use_cpu and not torch.cuda.is_available():
-            # No accelerator at all: say so and train on the CPU (transformers would refuse --bf16 otherwise).
-            logger.info("No CUDA device found: training on the CPU")
-            self.use_cpu = True
-        device_type = "cpu" if self.use_cpu else "cuda"
-        if self.auto_bf16 and (self.bf16 or self.fp16):  # a precision asked for wins over the default
-            logger.info("--%s given: --auto_bf16 is off", "bf16" if self.bf16 else "fp16")
-            self.auto_bf16 = False
-        if self.auto_bf16:
-            self.bf16 = resolve_dtype("auto", "--auto_bf16", device_type) == "bf16"
-        elif self.bf16:
-            warn_slow_bf16("--bf16", device_type)
-        if self.dev_file:
-            self._dev_defaults()
+        if self.head_learning_rate is not None and self.head_learning_rate < 0:
+            raise ConfigError(f"--head_learning_rate must not be negative, got {self.head_learning_rate}")
         super().__post_init__()
-        if self.eval_strategy != "no" and not self.dev_file:
-            raise ConfigError("--eval_strategy needs --dev_file: the dev queries and candidates to rank")
         if not 0.0 <= self.distill_alpha <= 1.0:
             raise ConfigError(f"--distill_alpha must be in [0, 1], got {self.distill_alpha}")
         if self.distill_temperature <= 0:

@@ -33,35 +33,20 @@ def autocast_dtype(args) -> torch.dtype | None:
     return precision.autocast_dtype("bf16" if args.bf16 else ("fp16" if args.fp16 else None))
 
 
-class RerankerTrainer(Trainer):
-    """Trains a plain Hugging Face model of any family with a group-wise ranking loss.
-
-    The model's family shows only in `scorer` (pairs -> inputs -> one score per pair; default: the encoder's).
-    The group size comes from the dataset (the data's format and --train_group_size), never from the model.
-    """
+class GroupTrainer(Trainer):
+    """What every trainer of this package shares: weighted multi-source sampling (MixingSampler), checkpoints and
+    the final save written whole before they appear, resume that trains nothing past --max_steps, and the health
+    checks. The reranker's and the embedder's trainers add their loss, dev check and files."""
 
     def __init__(self, *args, mixing: str = "mixed", data_weights: list[float] | None = None,
-                 scorer: Scorer | None = None, adapter_metadata: dict | None = None, **kwargs):
+                 monitor: CollapseMonitor | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.scorer = scorer or EncoderScorer(self.processing_class)
-        # LoRA: what reranker_config.json holds beside each saved adapter (models/lora.py); None for a full model.
-        self.adapter_metadata = adapter_metadata
         self.mixing = mixing
         self.data_weights = data_weights
         self._staging_dir: str | None = None  # set while a checkpoint is written into its staging folder
-        # Our loss is a per-batch mean: let the Trainer divide it by the accumulation steps.
+        # Our losses are per-batch means: let the Trainer divide them by the accumulation steps.
         self.loss_is_scaled_for_ga = False
-        dataset: GroupDataset = self.train_dataset
-        # Chance is ln(negatives + 1) only for the group softmax; other losses have no such fixed point.
-        monitor = CollapseMonitor(dataset.group_size - dataset.positives + 1, self.args.collapse_warning_steps) \
-            if self.args.loss == "softmax_ce" else None
         self.add_callback(HealthCallback(monitor))
-        # The InRanker losses read a two-logit student's (false, true) logits, as InRanker does; a one-score student
-        # (an encoder, or one token's logit) is trained on the logit difference (losses.inranker_mse).
-        self.pair_loss = self.args.loss in losses.INRANKER_LOSSES and self.scorer.has_pair_logits
-        if self.args.loss in losses.INRANKER_LOSSES:
-            logger.info("--loss %s on the student's %s", self.args.loss, "(false, true) logits" if self.pair_loss
-                        else "one score per pair, read as logit(true) - logit(false)")
 
     def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs, *args, **kwargs):
         """Resuming a run that had reached max_steps trains nothing more.
@@ -146,6 +131,45 @@ class RerankerTrainer(Trainer):
         if self.args.push_to_hub and not _internal_call:
             self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
 
+    def create_model_card(self, *args, **kwargs) -> None:
+        """--push_to_hub: keep the card reranker-train wrote (the Trainer would replace it with its own)."""
+        card = Path(self.args.output_dir) / "README.md"
+        if card.is_file() and model_card.is_ours(card.read_text(encoding="utf-8")):
+            return
+        super().create_model_card(*args, **kwargs)
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        # Keys of one optimizer step: every rank's batch (n_gpu included) for every accumulation step.
+        step_batch = self.args.train_batch_size * max(1, self.args.world_size) * self.args.gradient_accumulation_steps
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return MixingSampler(dataset, self.mixing, self.data_weights, step_batch, seed=seed,
+                             strategy=self.args.train_sampling_strategy)
+
+
+class RerankerTrainer(GroupTrainer):
+    """Trains a plain Hugging Face model of any family with a group-wise ranking loss.
+
+    The model's family shows only in `scorer` (pairs -> inputs -> one score per pair; default: the encoder's).
+    The group size comes from the dataset (the data's format and --train_group_size), never from the model.
+    """
+
+    def __init__(self, *, args, train_dataset: GroupDataset, scorer: Scorer | None = None,
+                 adapter_metadata: dict | None = None, **kwargs):
+        # Chance is ln(negatives + 1) only for the group softmax; other losses have no such fixed point.
+        monitor = CollapseMonitor(train_dataset.group_size - train_dataset.positives + 1,
+                                  args.collapse_warning_steps) if args.loss == "softmax_ce" else None
+        super().__init__(args=args, train_dataset=train_dataset, monitor=monitor, **kwargs)
+        self.scorer = scorer or EncoderScorer(self.processing_class)
+        # LoRA: what reranker_config.json holds beside each saved adapter (models/lora.py); None for a full model.
+        self.adapter_metadata = adapter_metadata
+        # The InRanker losses read a two-logit student's (false, true) logits, as InRanker does; a one-score student
+        # (an encoder, or one token's logit) is trained on the logit difference (losses.inranker_mse).
+        self.pair_loss = self.args.loss in losses.INRANKER_LOSSES and self.scorer.has_pair_logits
+        if self.args.loss in losses.INRANKER_LOSSES:
+            logger.info("--loss %s on the student's %s", self.args.loss, "(false, true) logits" if self.pair_loss
+                        else "one score per pair, read as logit(true) - logit(false)")
+
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         """Every save (checkpoints, the final model): the Trainer's (weights, config, tokenizer); for a LoRA run
         reranker_config.json beside the adapter, since there is no config.json to hold the scoring metadata; then
@@ -160,13 +184,6 @@ class RerankerTrainer(Trainer):
         config = self.accelerator.unwrap_model(self.model).config
         metadata = self.adapter_metadata if self.adapter_metadata is not None else saved_metadata(config)
         interop.write_sentence_transformers_files(folder, self.scorer, metadata.get("max_length"))
-
-    def create_model_card(self, *args, **kwargs) -> None:
-        """--push_to_hub: keep the card reranker-train wrote (the Trainer would replace it with its own)."""
-        card = Path(self.args.output_dir) / "README.md"
-        if card.is_file() and model_card.is_ours(card.read_text(encoding="utf-8")):
-            return
-        super().create_model_card(*args, **kwargs)
 
     def create_optimizer(self, model=None):
         """The Trainer's optimizer, with the freshly initialised parameters in groups of their own learning rate.
@@ -221,14 +238,6 @@ class RerankerTrainer(Trainer):
                 logger.info("Step %d: dev nDCG@10 %.4f (first stage %.4f, %+.4f), MRR@10 %.4f",
                             self.state.global_step, raw["nDCG@10"], first, raw["nDCG@10"] - first, raw["MRR@10"])
         return metrics
-
-    def _get_train_sampler(self, train_dataset=None):
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
-        # Keys of one optimizer step: every rank's batch (n_gpu included) for every accumulation step.
-        step_batch = self.args.train_batch_size * max(1, self.args.world_size) * self.args.gradient_accumulation_steps
-        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return MixingSampler(dataset, self.mixing, self.data_weights, step_batch, seed=seed,
-                             strategy=self.args.train_sampling_strategy)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         teacher_scores = inputs.pop("teacher_scores", None)
