@@ -278,3 +278,22 @@ def test_flagembedding_spellings(tiny_model, embed_data, tmp_path):
     train_embedder.main(base_args(tiny_model, embed_data, out, "--sentence_pooling_method", "cls",
                                   "--negatives_cross_device", "false"))
     assert default_pooling(str(out)) == "cls"
+
+
+def test_synthetic_crops_and_labelled_records_train_together(tiny_model, tmp_path):
+    import synth
+
+    docs = [{"_id": f"d{i}", "title": "", "text": " ".join(row["pos"] + row["neg"])}
+            for i, row in enumerate(group_rows(1))]
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", docs)
+    crops = tmp_path / "crops.jsonl"
+    synth.main(["--corpus", str(corpus), "--output_file", str(crops), "--method", "crop", "--query_words", "3-5",
+                "--passage_words", "8-12"])
+    labelled = write_jsonl(tmp_path / "labelled.jsonl", [{"query": r["query"], "pos": r["pos"]}
+                                                         for r in group_rows(2)])
+    argv = base_args(tiny_model, labelled, tmp_path / "o", "--train_group_size", "1", "--mixing", "alternate",
+                     "--data_weights", "1", "1", "--max_steps", "4")
+    where = argv.index("--train_data") + 2
+    trainer = train_embedder.main(argv[:where] + [str(crops)] + argv[where:])  # two sources
+    assert trainer.state.global_step == 4
+    assert [s.name for s in trainer.train_dataset.sources] == [str(labelled), str(crops)]

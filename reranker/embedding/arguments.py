@@ -85,7 +85,7 @@ class EmbedderTrainingArguments(TrainingBase):
                           "and every other passage of the batch), kl (KL to the teacher's scores over each "
                           "record's passages, mixed with mnrl by --distill_alpha) or margin_mse (the teacher's "
                           "positive-negative margins, mixed likewise). kl and margin_mse need pos_scores and "
-                          "neg_scores in the records (reranker-mine --teacher writes them).",
+                          "neg_scores in the records (reranker-mine --teacher_model writes them).",
                   "choices": list(EMBEDDER_LOSSES)},
     )
     temperature: float = field(

@@ -45,8 +45,8 @@ def check_data(dataset: GroupDataset, sources: list, training_args: EmbedderTrai
     if missing:
         name, index = missing[0]
         raise ConfigError(f"--loss {training_args.loss} needs pos_scores and neg_scores in every record; "
-                          f"{len(missing)} lack them (first: {name}, record {index + 1}); reranker-mine --teacher "
-                          "writes them")
+                          f"{len(missing)} lack them (first: {name}, record {index + 1}); reranker-mine "
+                          "--teacher_model writes them")
 
 
 def base_from_checkpoint(checkpoint: str) -> dict[str, float] | None:
