@@ -28,9 +28,11 @@ from reranker.training.output_dir import last_checkpoint  # noqa: F401  (the res
 from reranker.workflows import beir_train
 from reranker.workflows.stages import (
     Stages,
+    check_embedder_section,
     check_option_names,
     command,
     copy_if_present,
+    embedder_default,
     read_config,
     run_logged,
     start_options,
@@ -55,23 +57,6 @@ EMBEDDER_EVAL = ("dense_model", "dense_pooling", "query_instruction")
 DENSE_EVAL = ("top_k", "dtype", "batch_size", "cache_dir", "dense_query_max_len", "dense_passage_max_len",
               "max_queries", "keep_self_matches")
 STAGES = ("data", "embedder_mine", "embedder", "mine", "expand", "train", "eval", "embedder_eval")
-
-
-def embedder_default(name: str):
-    """A reranker-train-embedder option's default, from its dataclasses (one place says it)."""
-    from dataclasses import MISSING, fields
-
-    from reranker.embedding.arguments import (
-        EmbedderDataArguments,
-        EmbedderModelArguments,
-        EmbedderTrainingArguments,
-    )
-
-    for cls in (EmbedderModelArguments, EmbedderDataArguments, EmbedderTrainingArguments):
-        for f in fields(cls):
-            if f.name == name:
-                return f.default if f.default is not MISSING else f.default_factory()
-    raise KeyError(name)
 
 
 @dataclass
@@ -167,15 +152,7 @@ class PipelineConfig:
                               "eval's dense first stage is the fine-tuned embedder, read with the pooling and query "
                               "prompt saved with it (set embedder.model_name_or_path, embedder.pooling or "
                               "embedder.query_instruction instead)")
-        if self.embedder.get("passage_instruction"):
-            raise ConfigError(f"{path}: embedder.passage_instruction: reranker-mine and reranker-eval embed passages "
-                              "without an instruction, so the embedder would be read otherwise than it was trained")
-        if self.embedder.get("normalize") is False:
-            raise ConfigError(f"{path}: embedder.normalize false: reranker-mine and reranker-eval search with "
-                              "L2-normalised embeddings, so the embedder would be read otherwise than it was trained")
-        group = self.embedder.get("train_group_size", embedder_default("train_group_size"))
-        if not isinstance(group, int) or isinstance(group, bool) or group < 1:
-            raise ConfigError(f"{path}: embedder.train_group_size must be a positive integer, got {group!r}")
+        group = check_embedder_section(self.embedder, path)
         if group == 1 and self.embedder_mine:
             raise ConfigError(f"{path}: embedder.train_group_size 1 trains on in-batch negatives alone, so nothing "
                               "is mined for the embedder: remove embedder_mine, or raise embedder.train_group_size")

@@ -192,6 +192,40 @@ def stage_option_names() -> dict[str, set[str]]:
             for stage, classes in parsers.items()}
 
 
+def embedder_default(name: str):
+    """A reranker-train-embedder option's default, from its dataclasses (one place says it)."""
+    from dataclasses import MISSING
+
+    from reranker.embedding.arguments import (
+        EmbedderDataArguments,
+        EmbedderModelArguments,
+        EmbedderTrainingArguments,
+    )
+
+    for cls in (EmbedderModelArguments, EmbedderDataArguments, EmbedderTrainingArguments):
+        for f in fields(cls):
+            if f.name == name:
+                return f.default if f.default is not MISSING else f.default_factory()
+    raise KeyError(name)
+
+
+def check_embedder_section(embedder: dict, path: str) -> int:
+    """An embedder section the drivers can hand on: the miner and the eval read a fine-tuned embedder from its
+    folder (pooling, query prompt), always L2-normalised and without a passage instruction, so options that make
+    it embed otherwise are errors here rather than a quietly different retriever later. Returns its
+    train_group_size."""
+    if embedder.get("passage_instruction"):
+        raise ConfigError(f"{path}: embedder.passage_instruction: reranker-mine and reranker-eval embed passages "
+                          "without an instruction, so the embedder would be read otherwise than it was trained")
+    if embedder.get("normalize") is False:
+        raise ConfigError(f"{path}: embedder.normalize false: reranker-mine and reranker-eval search with "
+                          "L2-normalised embeddings, so the embedder would be read otherwise than it was trained")
+    group = embedder.get("train_group_size", embedder_default("train_group_size"))
+    if not isinstance(group, int) or isinstance(group, bool) or group < 1:
+        raise ConfigError(f"{path}: embedder.train_group_size must be a positive integer, got {group!r}")
+    return group
+
+
 def check_option_names(stage_options: dict[str, dict], path: str) -> None:
     """A misspelt option fails when the config is read, not when its stage starts: for eval, after an hour of
     training."""
