@@ -291,7 +291,8 @@ def test_shipped_configs_name_only_real_options():
     assert len(shipped) >= 3
     for path in shipped:
         raw = yaml.safe_load(path.read_text())
-        pipeline.check_option_names({stage: raw.get(stage) or {} for stage in ("mine", "train", "eval")}, str(path))
+        pipeline.check_option_names({stage: raw.get(stage) or {} for stage in ("mine", "train", "eval", "embedder",
+                                                                             "embedder_mine")}, str(path))
     with pytest.raises(ConfigError, match="mine.retriver is not an option of reranker-mine"):
         pipeline.check_option_names({"mine": {"retriver": "bm25"}}, "c.yaml")
     # The parser's --no_<flag> exists only for booleans that default to True.
