@@ -165,6 +165,10 @@ def read_config(path: str, cls) -> dict:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    if "embedder" in raw and raw["embedder"] is None:
+        # A bare `embedder:` (every option under it commented out) reads as null, which means no embedder stage.
+        logger.warning("%s: 'embedder:' is empty (null): no embedder is trained; write 'embedder: {}' for one with "
+                       "the trainer's defaults", path)
     return raw
 
 
