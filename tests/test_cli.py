@@ -1,6 +1,7 @@
 """The commands' manners: other spellings of our options (FlagEmbedding's, our deprecated ones), unknown options
 (one line, exit code 2), --help everywhere, progress bars off, and --encoding."""
 
+import json
 import logging
 import sys
 
@@ -99,6 +100,21 @@ def test_flagembedding_eval_options(tiny_model, alias, ours, value, expected):
         argv += ["--dense_model", str(tiny_model)]
     (args,) = cli.parse((EvalArguments,), argv, "reranker-eval")
     assert getattr(args, ours) == (str(tiny_model) if expected is None else expected)
+
+
+def test_the_miner_and_eval_read_a_saved_query_prompt(tiny_model):
+    # A folder reranker-train-embedder saved names its query prompt: without --query_instruction, the miner and
+    # the eval's dense first stage use it; an explicit one (even empty) wins.
+    embed, _ = parse_mine(tiny_model, "--pooling", "mean")
+    (args,) = parse_eval(tiny_model, "--dense_pooling", "mean")
+    assert embed.query_instruction == args.query_instruction == ""
+    (tiny_model / "config_sentence_transformers.json").write_text(json.dumps({"prompts": {"query": "query: "}}))
+    embed, _ = parse_mine(tiny_model, "--pooling", "mean")
+    (args,) = parse_eval(tiny_model, "--dense_pooling", "mean")
+    assert embed.query_instruction == args.query_instruction == "query: "
+    embed, _ = parse_mine(tiny_model, "--pooling", "mean", "--query_instruction", "")
+    (args,) = parse_eval(tiny_model, "--dense_pooling", "mean", "--query_instruction", "find: ")
+    assert (embed.query_instruction, args.query_instruction) == ("", "find: ")
 
 
 def test_knowledge_distillation_is_the_distill_loss(tiny_model):

@@ -91,6 +91,13 @@ def test_stops_when_dev_metric_stops_improving(tiny_model_master, tmp_path):
     ({"train_file": [3]}, "must be a path or a list"),
     ({"dev_file": None, "dev_queries": "60"}, "'dev_queries' must be a whole number"),
     ({"mine": {"negative_numbr": 3}}, "negative_numbr is not an option of reranker-mine .did you mean"),
+    ({"embedder": {"output_dir": "x"}}, "embedder.output_dir is set by the driver"),
+    ({"embedder": {}, "embedder_mine": {"teacher_model": "x"}}, "embedder_mine.teacher_model is set by the driver"),
+    ({"embedder_mine": {"negative_number": 3}}, "embedder_mine mines .* there is no embedder section"),
+    ({"embedder": {"loss": "mnrl"}}, "embedder.loss 'mnrl': it is the loss of the rounds after 0"),
+    ({"embedder": {"train_group_size": 1}}, "embedder.train_group_size 1: the rounds after 0 distil"),
+    ({"embedder": {"normalize": False}}, "embedder.normalize false"),
+    ({"embedder": {"lerning_rate": 1}}, "embedder.lerning_rate is not an option of reranker-train-embedder"),
 ])
 def test_config_errors(tiny_model_master, tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
@@ -187,3 +194,53 @@ def test_a_bad_record_is_reported_in_the_users_file(tmp_path):
     with pytest.raises(DataError, match=r"crops\.jsonl:13 field 'pos'"):
         iterate.prepare_data(config, tmp_path / "r", Stages(tmp_path / "r"), "corpus")
     assert not (tmp_path / "r" / "data" / "train.jsonl").exists()
+
+
+def test_rounds_with_an_embedder_teach_each_other(tiny_model_master, tmp_path, caplog):
+    """Round 0: an embedder from BM25 negatives mines the reranker's negatives. Round 1: round 0's reranker scores
+    round 0's embedder's candidates, a new embedder is distilled from those scores and mines round 1's reranker
+    negatives (reranked by round 0's reranker, as without an embedder)."""
+    caplog.set_level(logging.INFO)
+    embedder = {"model_name_or_path": str(tiny_model_master), "pooling": "mean", "max_steps": 2,
+                "per_device_train_batch_size": 2, "query_max_len": 16, "passage_max_len": 24,
+                "learning_rate": 1e-3, "use_cpu": True, "logging_steps": 1}
+    train = {**yaml.safe_load(make_config(tmp_path, tiny_model_master).read_text())["train"], "max_steps": 2,
+             "save_steps": 2}
+    config = make_config(tmp_path, tiny_model_master, max_rounds=1, train=train, embedder=embedder,
+                         mine={"range_for_sampling": "0-8", "negative_number": 3},
+                         embedder_mine={"range_for_sampling": "0-8", "negative_number": 3})
+    rows = iterate_cli.main([str(config)])
+    out = tmp_path / "rounds"
+    first, second = out / "round_0", out / "round_1"
+
+    def summary(path):
+        return json.loads(path.read_text())
+
+    # Round 0's embedder: BM25 negatives, no teacher, mnrl.
+    taught = summary(first / "embedder_mined.summary.json")
+    assert (taught["settings"]["retriever"], taught["teacher_model"]) == ("bm25", None)
+    assert "--loss mnrl" in (first / "embedder.log").read_text()
+    # Round 1's: round 0's embedder's candidates, scored by round 0's reranker, distilled with kl.
+    taught = summary(second / "embedder_mined.summary.json")
+    assert taught["settings"]["retriever"] == "dense"
+    assert taught["settings"]["embedder"] == str(first / "embedder")
+    assert taught["teacher_model"] == str(first / "model")
+    records = [json.loads(line) for line in (second / "embedder_mined.jsonl").read_text().splitlines()]
+    assert records and all(len(r["pos_scores"]) == len(r["pos"]) and len(r["neg_scores"]) == len(r["neg"]) == 3
+                           for r in records)
+    log = (second / "embedder.log").read_text()
+    assert f"--train_data {second / 'embedder_mined.jsonl'}" in log and "--loss kl" in log
+    assert f"--dev_corpus {tmp_path / 'beir'}" in log
+    # Each round's reranker negatives: retrieved by that round's embedder (round 1's reranked by round 0's model).
+    for folder, rerank in ((first, None), (second, str(first / "model"))):
+        settings = summary(folder / "mined.summary.json")["settings"]
+        assert (settings["retriever"], settings["embedder"]) == ("dense", str(folder / "embedder"))
+        assert settings["rerank_model"] == rerank
+    assert [r["negatives_from"] for r in rows] == ["round_0 embedder", "round_1 embedder + round_0 reranker"]
+    assert [r["embedder_taught_by"] for r in rows] == ["BM25 negatives (mnrl)", "round_0 reranker (kl)"]
+    assert all(0.0 <= r["embedder_dev_nDCG@10"] <= 1.0 for r in rows)
+    assert "embedder dev nDCG@10" in (out / "rounds.md").read_text()
+    # A re-run skips both rounds and both embedders.
+    caplog.clear()
+    iterate_cli.main([str(config)])
+    assert sum("done before, skipped" in m for m in caplog.messages) == 4

@@ -173,6 +173,9 @@ def test_pipeline_end_to_end_skips_and_resumes(tiny_model_master, tmp_path, capl
     assert not any("continuing the interrupted run" in m for m in caplog.messages)
 
 
+EXPANSION_STAGES = ("data", "mine", "expand", "train", "eval")  # the stages without an embedder section
+
+
 def test_pipeline_document_expansion(tiny_model_master, tmp_path, caplog):
     caplog.set_level(logging.INFO)
     beir = make_beir(tmp_path / "beir")
@@ -182,7 +185,7 @@ def test_pipeline_document_expansion(tiny_model_master, tmp_path, caplog):
     config = make_config(tmp_path, tiny_model_master, expand_documents=2, **changes)
     out = tmp_path / "out"
     result = pipeline_cli.main([str(config)])
-    assert ran(caplog, pipeline.STAGES) == list(pipeline.STAGES)
+    assert ran(caplog, EXPANSION_STAGES) == list(EXPANSION_STAGES)
     summary = json.loads((out / "report" / "expansion_summary.json").read_text())
     assert summary["train"]["expanded"] > 0 and summary["train"]["not_in_corpus"] == 0
     assert summary["dev"]["queries"] == 3
@@ -209,18 +212,18 @@ def test_pipeline_document_expansion(tiny_model_master, tmp_path, caplog):
 
     caplog.clear()
     pipeline_cli.main([str(config)])
-    assert ran(caplog, pipeline.STAGES) == []
+    assert ran(caplog, EXPANSION_STAGES) == []
     # Another dev depth: the dev candidates are expanded again (never stale), the training data is not retrained.
     caplog.clear()
     pipeline_cli.main([str(make_config(tmp_path, tiny_model_master, expand_documents=2, dev_depth=4, **changes))])
-    assert ran(caplog, pipeline.STAGES) == ["data", "expand"]
+    assert ran(caplog, EXPANSION_STAGES) == ["data", "expand"]
     dev = [json.loads(line) for line in (out / "data" / "dev_expanded.jsonl").read_text().splitlines()]
     assert all(len(r["candidates"]) == 4 for r in dev)
     # Another number of questions: expanded, trained and evaluated again; the data and the mining are kept.
     caplog.clear()
     config = make_config(tmp_path, tiny_model_master, expand_documents=1, dev_depth=4, **changes)
     pipeline_cli.main([str(config)])
-    assert ran(caplog, pipeline.STAGES) == ["expand", "train", "eval"]
+    assert ran(caplog, EXPANSION_STAGES) == ["expand", "train", "eval"]
     # benchmarks/compare_peers.py trains every system on what our training reads: the expanded files.
     prepared = pipeline.run_pipeline(pipeline.PipelineConfig.load(str(config)), str(config), until="mine")
     assert prepared["train_file"] == str(out / "data" / "mined_expanded.jsonl")
@@ -259,6 +262,18 @@ def test_failed_stage_exits_1_and_is_not_stamped(tiny_model_master, tmp_path):
     ({"expand_documents": 2, "dev_queries": 0}, "expand_documents needs dev_queries > 0"),
     ({"eval": {"expand_from": "x"}}, "eval.expand_from is set by the pipeline"),
     ({"eval": {"first_stage": ["bm25_expanded"]}}, "eval.first_stage bm25_expanded .* set expand_documents"),
+    ({"embedder": ["x"]}, "'embedder' must be a mapping"),
+    ({"embedder": {"output_dir": "x"}}, "embedder.output_dir is set by the pipeline"),
+    ({"embedder": {"dev_corpus": "x"}}, "embedder.dev_corpus is set by the pipeline"),
+    ({"embedder": {"learnig_rate": 1e-4}}, "embedder.learnig_rate is not an option of reranker-train-embedder"),
+    ({"embedder": {}}, "eval.dense_model is set by the pipeline when there is an embedder section"),
+    ({"embedder": {"loss": "kl"}, "eval": {}}, "embedder.loss kl distils .*embedder_mine.teacher_model"),
+    ({"embedder": {"train_group_size": 1}, "embedder_mine": {"negative_number": 3}, "eval": {}},
+     "embedder.train_group_size 1 trains on in-batch negatives alone"),
+    ({"embedder": {"passage_instruction": "passage: "}, "eval": {}}, "embedder.passage_instruction"),
+    ({"embedder": {"normalize": False}, "eval": {}}, "embedder.normalize false"),
+    ({"embedder_mine": {"negative_number": 3}}, "embedder_mine mines .* there is no embedder section"),
+    ({"embedder_mine": {"input_file": "x"}, "embedder": {}, "eval": {}}, "embedder_mine.input_file is set by"),
 ])
 def test_config_errors(tmp_path, tiny_model_master, change, message):
     path = make_config(tmp_path, tiny_model_master)
@@ -276,7 +291,8 @@ def test_shipped_configs_name_only_real_options():
     assert len(shipped) >= 3
     for path in shipped:
         raw = yaml.safe_load(path.read_text())
-        pipeline.check_option_names({stage: raw.get(stage) or {} for stage in ("mine", "train", "eval")}, str(path))
+        pipeline.check_option_names({stage: raw.get(stage) or {} for stage in ("mine", "train", "eval", "embedder",
+                                                                             "embedder_mine")}, str(path))
     with pytest.raises(ConfigError, match="mine.retriver is not an option of reranker-mine"):
         pipeline.check_option_names({"mine": {"retriver": "bm25"}}, "c.yaml")
     # The parser's --no_<flag> exists only for booleans that default to True.
@@ -349,3 +365,85 @@ def test_pipeline_trains_a_lora_adapter_and_skips_it_when_done(tmp_path, tiny_mo
     caplog.clear()
     pipeline_cli.main([str(config)])
     assert ran(caplog) == []
+
+
+def embedder_config(tmp_path, model, **changes):
+    """The tiny pipeline with an embedder section: fine-tuned first (on BM25 negatives mined for it), then it mines
+    the reranker's negatives and is eval's dense first stage."""
+    sections = {name: changes.pop(name, {}) for name in ("mine", "eval", "embedder", "embedder_mine")}
+    path = make_config(tmp_path, model, train={"max_steps": 2}, **changes)
+    config = yaml.safe_load(path.read_text())
+    config["mine"] = {"range_for_sampling": "0-8", "negative_number": 4, "cache_dir": str(tmp_path / "cache"),
+                      **sections["mine"]}
+    config["eval"] = {"first_stage": ["dense"], "top_k": 6, "cache_dir": "none", **sections["eval"]}
+    config["embedder"] = {"model_name_or_path": str(model), "pooling": "mean", "query_instruction": "query: ",
+                          "max_steps": 2, "per_device_train_batch_size": 2, "query_max_len": 16,
+                          "passage_max_len": 24, "learning_rate": 1e-3, "use_cpu": True, "logging_steps": 1,
+                          **sections["embedder"]}
+    config["embedder_mine"] = {"range_for_sampling": "0-8", "negative_number": 3, **sections["embedder_mine"]}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+EMBEDDER_STAGES = ("data", "embedder_mine", "embedder", "mine", "train", "eval", "embedder_eval")
+
+
+@pytest.fixture(scope="module")
+def embedder_pipeline(tiny_model_master, tmp_path_factory):
+    """One run of the pipeline with an embedder section, shared by the tests that read it and then re-run it (each
+    stage is a subprocess of a few seconds)."""
+    tmp_path = tmp_path_factory.mktemp("embedder_pipeline")
+    config = embedder_config(tmp_path, tiny_model_master)
+    return tmp_path, config, pipeline_cli.main([str(config)])
+
+
+def test_pipeline_fine_tunes_the_embedder_first_and_mines_and_retrieves_with_it(tiny_model_master,
+                                                                                embedder_pipeline):
+    tmp_path, _, result = embedder_pipeline
+    out, report = tmp_path / "out", tmp_path / "out" / "report"
+    embedder = out / "embedder"
+    assert sorted(p.stem for p in (out / ".stages").glob("*.json") if "." not in p.stem) == sorted(EMBEDDER_STAGES)
+    assert list(result["seconds"]) == list(EMBEDDER_STAGES)
+    # Its records: the data stage's, with BM25 negatives; its dev check: the dev queries over the whole corpus.
+    records = [json.loads(line) for line in (out / "data" / "embedder_mined.jsonl").read_text().splitlines()]
+    assert len(records) == 6 and all(len(r["neg"]) == 3 for r in records)
+    assert json.loads((report / "embedder_mining_summary.json").read_text())["settings"]["retriever"] == "bm25"
+    log = (report / "embedder.log").read_text()
+    assert f"--train_data {out / 'data' / 'embedder_mined.jsonl'}" in log
+    assert f"--dev_file {out / 'data' / 'dev.jsonl'} --dev_corpus {tmp_path / 'beir'}" in log
+    dev = json.loads((report / "embedder_dev_metrics.json").read_text())
+    assert dev["queries"] == 3 and dev["pool"] == str(tmp_path / "beir")
+    assert json.loads((embedder / "1_Pooling" / "config.json").read_text())["pooling_mode_mean_tokens"]
+    # The reranker's negatives are mined by the fine-tuned embedder (dense), read with its saved query prompt...
+    settings = json.loads((report / "mining_summary.json").read_text())["settings"]
+    assert (settings["retriever"], settings["embedder"], settings["pooling"]) == ("dense", str(embedder), "mean")
+    assert "Query instruction: 'query: ' (from the checkpoint)" in (report / "mine.log").read_text()
+    # ... and it is eval's dense first stage, its pooling and prompt read from its folder.
+    used = result["results"]["settings"]
+    assert (used["dense_model"], used["dense_pooling"], used["query_instruction"]) == (str(embedder), "mean",
+                                                                                      "query: ")
+    # The base beside the fine-tuned one: the base evaluated apart, the fine-tuned one's row is eval's own.
+    comparison = json.loads((report / "embedder_comparison.json").read_text())["rows"]
+    assert [(r["embedder"], r["model"]) for r in comparison] == [("base", str(tiny_model_master)),
+                                                                 ("fine-tuned", str(embedder))]
+    dense = next(r for r in result["results"]["results"] if r["system"] == "dense")
+    assert comparison[1]["nDCG@10"] == dense["nDCG@10"]
+    assert (comparison[0]["dev_nDCG@10"], comparison[1]["dev_nDCG@10"]) == (dev["base"]["nDCG@10"],
+                                                                          dev["saved"]["nDCG@10"])
+    base_used = json.loads((report / "embedder_base" / "results.json").read_text())["settings"]
+    assert (base_used["dense_model"], base_used["dense_pooling"], base_used["query_instruction"]) == (
+        str(tiny_model_master), "mean", "query: ")
+    assert "| fine-tuned |" in (report / "embedder_comparison.md").read_text()
+
+
+def test_pipeline_embedder_stage_is_skipped_when_done_and_redone_with_what_used_it(tiny_model_master,
+                                                                                  embedder_pipeline, caplog):
+    tmp_path, config, _ = embedder_pipeline
+    caplog.set_level(logging.INFO)
+    pipeline_cli.main([str(config)])
+    assert ran(caplog, EMBEDDER_STAGES) == []
+    # Another embedder option: the embedder is trained again, and what used it (mining, so training, and eval)
+    # runs again; its records and the base's evaluation are kept.
+    caplog.clear()
+    pipeline_cli.main([str(embedder_config(tmp_path, tiny_model_master, embedder={"learning_rate": 5e-4}))])
+    assert ran(caplog, EMBEDDER_STAGES) == ["embedder", "mine", "train", "eval"]

@@ -29,6 +29,13 @@ KEYS = {
                  "(likely unlabelled positives; logits).",
     "mine": "reranker-mine options for every round (see reranker-mine --help), e.g. retriever.",
     "train": "reranker-train options for every round (see reranker-train --help), e.g. max_steps.",
+    "embedder": "reranker-train-embedder options for an embedder trained each round before the reranker's mining "
+                "(absent: none). Round 0's learns from BM25 negatives (mnrl), round r's from round r - 1's "
+                "reranker's scores of round r - 1's embedder's candidates (its loss: kl or margin_mse, default "
+                "kl); each round's reranker negatives are retrieved by that round's embedder unless mine names "
+                "its own retriever or model.",
+    "embedder_mine": "reranker-mine options for the embedder's records, every round (default retriever: bm25 in "
+                     "round 0, the previous round's embedder after).",
 }
 HELP = ("Rounds of mining and training: round 0 mines with the embedder, each later round with the previous "
         "round's reranker; they stop when the dev nDCG@10 stops improving. Its config, a .yaml or .json file, "

@@ -26,11 +26,20 @@ KEYS = {
     "mine": "reranker-mine options (see reranker-mine --help), e.g. retriever, range_for_sampling.",
     "train": "reranker-train options (see reranker-train --help), e.g. max_steps, learning_rate.",
     "eval": "reranker-eval options (see reranker-eval --help), e.g. first_stage, top_k.",
+    "embedder": "reranker-train-embedder options (see reranker-train-embedder --help); absent: no embedder stage. "
+                "Present (even {}): an embedder is fine-tuned on the training records before mining, mines the "
+                "reranker's negatives (dense, unless mine names its retriever or model) and is eval's dense first "
+                "stage; report/embedder_comparison.md sets it beside the embedder it started from.",
+    "embedder_mine": "reranker-mine options for the embedder's own negatives (default: BM25, the miner's defaults "
+                     "otherwise); unused, and an error, with embedder.train_group_size 1.",
 }
-HELP = ("Runs the data, mine, train and eval stages on a BEIR folder, each as its own command; its config, a .yaml "
-        "or .json file, holds:\n\n" + common.describe_config(PipelineConfig, KEYS)
-        + "\n\nThe pipeline sets the stages' inputs and outputs itself (mine: input_file, output_file, corpus; "
-          "train: train_data, output_dir, dev_file; eval: models, datasets, split, output_dir, dev_qrels).")
+HELP = ("Runs the data, mine, train and eval stages on a BEIR folder, each as its own command (with an embedder "
+        "section, the embedder's mining and training first); its config, a .yaml or .json file, holds:\n\n"
+        + common.describe_config(PipelineConfig, KEYS)
+        + "\n\nThe pipeline sets the stages' inputs and outputs itself (mine and embedder_mine: input_file, "
+          "output_file, corpus; train: train_data, output_dir, dev_file; embedder: train_data, output_dir, "
+          "dev_file, dev_corpus; eval: models, datasets, split, output_dir, dev_qrels, and with an embedder "
+          "section dense_model, dense_pooling, query_instruction).")
 
 
 def main(argv: list[str] | None = None) -> dict:

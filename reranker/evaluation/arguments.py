@@ -92,8 +92,14 @@ class EvalArguments:
     dense_model: str | None = field(
         default=None, metadata={"help": "Embedder of the dense first stage. Default: bundled all-MiniLM-L6-v2."}
     )
-    dense_pooling: str | None = field(default=None, metadata={"help": "cls or mean (default: from the checkpoint)."})
-    query_instruction: str = field(default="", metadata={"help": "Query prefix for the dense first stage."})
+    dense_pooling: str | None = field(
+        default=None, metadata={"help": "cls, mean or last (default: from the checkpoint)."}
+    )
+    query_instruction: str | None = field(
+        default=None,
+        metadata={"help": "Query prefix for the dense first stage. Default: the --dense_model's saved query prompt "
+                          "(config_sentence_transformers.json, which reranker-train-embedder writes), else none."},
+    )
     dense_query_max_len: int = field(default=64, metadata={"help": "Token budget of queries for the embedder."})
     dense_passage_max_len: int = field(default=256, metadata={"help": "Token budget of passages for the embedder."})
     rerank_max_length: int | None = field(
@@ -162,3 +168,8 @@ class EvalArguments:
             from reranker.models.embed import default_pooling
 
             self.dense_pooling = default_pooling(self.dense_model)
+        if self.query_instruction is None:
+            from reranker.models.embed import saved_query_instruction
+
+            # Resolved here, so the dense run's cache key holds the prompt actually used.
+            self.query_instruction = saved_query_instruction(self.dense_model)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from reranker.common.errors import ConfigError
 from reranker.common.precision import resolve_dtype
-from reranker.models.embed import default_pooling
+from reranker.models.embed import POOLINGS, default_pooling, saved_query_instruction
 from reranker.models.loading import bundled_minilm_path
 from reranker.retrieval.search import check_bm25_language
 
@@ -22,13 +22,15 @@ class EmbedArguments:
     )
     pooling: str | None = field(
         default=None,
-        metadata={"help": "cls (bge) or mean (MiniLM / sentence-transformers). Default: read from the "
-                          "checkpoint's 1_Pooling/config.json, else cls.", "choices": ["cls", "mean", None]},
+        metadata={"help": "cls (bge), mean (MiniLM / sentence-transformers) or last (decoder embedders). Default: "
+                          "read from the checkpoint's 1_Pooling/config.json, else cls.",
+                  "choices": [*POOLINGS, None]},
     )
-    query_instruction: str = field(
-        default="",
+    query_instruction: str | None = field(
+        default=None,
         metadata={"help": "Prefix for queries, e.g. bge's 'Represent this sentence for searching relevant "
-                          "passages: '. Passages get none."},
+                          "passages: '. Passages get none. Default: the checkpoint's saved query prompt "
+                          "(config_sentence_transformers.json, which reranker-train-embedder writes), else none."},
     )
     query_max_len: int = field(default=64, metadata={"help": "Token budget of queries when embedding."})
     passage_max_len: int = field(default=256, metadata={"help": "Token budget of passages when embedding."})
@@ -48,6 +50,11 @@ class EmbedArguments:
         if self.pooling is None:
             self.pooling = default_pooling(self.model_name_or_path)
             logger.info("Pooling: %s (from the checkpoint)", self.pooling)
+        if self.query_instruction is None:
+            # A fine-tuned embedder is read with the prompt it was trained with, without the user repeating it.
+            self.query_instruction = saved_query_instruction(self.model_name_or_path)
+            if self.query_instruction:
+                logger.info("Query instruction: %r (from the checkpoint)", self.query_instruction)
         self.embed_dtype = resolve_dtype(self.embed_dtype, "--embed_dtype")
 
 

@@ -25,8 +25,12 @@ from reranker.common.files import write_json
 logger = logging.getLogger(__name__)
 
 # The installed commands' modules, run as `python -m`, so a pipeline works from a wheel as from a checkout.
-COMMANDS = {"mine": "reranker.cli.mine", "train": "reranker.cli.train", "eval": "reranker.cli.eval"}
-COMMAND_NAMES = {"mine": "reranker-mine", "train": "reranker-train", "eval": "reranker-eval"}
+COMMANDS = {"mine": "reranker.cli.mine", "train": "reranker.cli.train", "eval": "reranker.cli.eval",
+            "embedder": "reranker.cli.train_embedder"}
+# The command each config section gives options to (embedder_mine: the miner, run for the embedder's records).
+COMMAND_NAMES = {"mine": "reranker-mine", "train": "reranker-train", "eval": "reranker-eval",
+                 "embedder": "reranker-train-embedder", "embedder_mine": "reranker-mine"}
+TRAINERS = ("train", "embedder")  # run under torchrun, one process per visible GPU
 
 
 class Stages:
@@ -71,6 +75,25 @@ class Stages:
         return out
 
 
+def start_options(stages: Stages, stage: str, key: str, output_dir: Path, guard: Path | None = None) -> list[str]:
+    """How a training stage starts: from its last complete checkpoint when the same training (same key) was
+    interrupted, else afresh over what an earlier run of the stage left. `guard`: a file whose presence, in a folder
+    this stage never started to write, means a model someone else put there; it is never replaced."""
+    from reranker.training.output_dir import last_checkpoint
+
+    checkpoint = last_checkpoint(output_dir)
+    if checkpoint is not None and stages.started(stage) == key:
+        logger.info("%s: continuing the interrupted run from %s", stage, checkpoint)
+        start = ["--resume_from_checkpoint", str(checkpoint)]
+    else:
+        if guard is not None and stages.started(stage) is None and guard.exists():
+            raise FileExistsError(f"{output_dir} holds a model this pipeline did not train; move it or choose "
+                                  "another output_dir")
+        start = ["--overwrite_output_dir", "true"]
+    stages.started(stage, key)
+    return start
+
+
 def count_processes(environ: dict | None = None) -> int:
     """How many processes a stage starts: NPROC if set; else the GPUs listed in CUDA_VISIBLE_DEVICES ("" or "-1"
     hides them all); else every GPU torch sees; else 1 (CPU). The same rule as scripts/nproc.sh."""
@@ -86,11 +109,11 @@ def count_processes(environ: dict | None = None) -> int:
 
 
 def command(stage: str, nproc: int | None = None) -> list[str]:
-    """The argv that runs a stage's command: torchrun for training (and for mining with several processes, which
-    encode the pool in shards), one plain process otherwise."""
+    """The argv that runs a stage's command: torchrun for training (the reranker's and the embedder's; and for
+    mining with several processes, which encode the pool in shards), one plain process otherwise."""
     nproc = count_processes() if nproc is None else nproc
     module = COMMANDS[stage]
-    if stage == "train" or (stage == "mine" and nproc > 1):
+    if stage in TRAINERS or (stage == "mine" and nproc > 1):
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
                 "-m", module]
     return [sys.executable, "-m", module]
@@ -142,23 +165,69 @@ def read_config(path: str, cls) -> dict:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    if "embedder" in raw and raw["embedder"] is None:
+        # A bare `embedder:` (every option under it commented out) reads as null, which means no embedder stage.
+        logger.warning("%s: 'embedder:' is empty (null): no embedder is trained; write 'embedder: {}' for one with "
+                       "the trainer's defaults", path)
     return raw
 
 
 def stage_option_names() -> dict[str, set[str]]:
-    """The options each stage's command accepts (the fields of the dataclasses its parser is built from)."""
+    """The options each config section's command accepts (the fields of the dataclasses its parser is built
+    from)."""
+    from reranker.embedding.arguments import (
+        EmbedderDataArguments,
+        EmbedderModelArguments,
+        EmbedderTrainingArguments,
+    )
     from reranker.evaluation.arguments import EvalArguments
     from reranker.mining.arguments import EmbedArguments, MineArguments
     from reranker.training.arguments import DataArguments, ModelArguments, RerankerTrainingArguments
 
     parsers = {"mine": (EmbedArguments, MineArguments),
                "train": (ModelArguments, DataArguments, RerankerTrainingArguments),
-               "eval": (EvalArguments,)}
+               "eval": (EvalArguments,),
+               "embedder": (EmbedderModelArguments, EmbedderDataArguments, EmbedderTrainingArguments),
+               "embedder_mine": (EmbedArguments, MineArguments)}
     # HfArgumentParser also makes a --no_<name> for every boolean that defaults to True.
     return {stage: {name for dc in classes for f in fields(dc)
                     for name in (f.name, f"no_{f.name}" if f.type in (bool, "bool") and f.default is True else None)
                     if name}
             for stage, classes in parsers.items()}
+
+
+def embedder_default(name: str):
+    """A reranker-train-embedder option's default, from its dataclasses (one place says it)."""
+    from dataclasses import MISSING
+
+    from reranker.embedding.arguments import (
+        EmbedderDataArguments,
+        EmbedderModelArguments,
+        EmbedderTrainingArguments,
+    )
+
+    for cls in (EmbedderModelArguments, EmbedderDataArguments, EmbedderTrainingArguments):
+        for f in fields(cls):
+            if f.name == name:
+                return f.default if f.default is not MISSING else f.default_factory()
+    raise KeyError(name)
+
+
+def check_embedder_section(embedder: dict, path: str) -> int:
+    """An embedder section the drivers can hand on: the miner and the eval read a fine-tuned embedder from its
+    folder (pooling, query prompt), always L2-normalised and without a passage instruction, so options that make
+    it embed otherwise are errors here rather than a quietly different retriever later. Returns its
+    train_group_size."""
+    if embedder.get("passage_instruction"):
+        raise ConfigError(f"{path}: embedder.passage_instruction: reranker-mine and reranker-eval embed passages "
+                          "without an instruction, so the embedder would be read otherwise than it was trained")
+    if embedder.get("normalize") is False:
+        raise ConfigError(f"{path}: embedder.normalize false: reranker-mine and reranker-eval search with "
+                          "L2-normalised embeddings, so the embedder would be read otherwise than it was trained")
+    group = embedder.get("train_group_size", embedder_default("train_group_size"))
+    if not isinstance(group, int) or isinstance(group, bool) or group < 1:
+        raise ConfigError(f"{path}: embedder.train_group_size must be a positive integer, got {group!r}")
+    return group
 
 
 def check_option_names(stage_options: dict[str, dict], path: str) -> None:
