@@ -22,7 +22,7 @@ from reranker.models.loading import check_fits, load_model, load_tokenizer
 from reranker.training import dev_eval, model_card
 from reranker.training.dev_eval import load_dev
 from reranker.training.output_dir import check_output_dir, clear_previous_run
-from reranker.training.train import base_model_id, dev_history, log_truncation
+from reranker.training.train import base_model_id, log_truncation, saved_dev_entry
 
 from .arguments import EmbedderDataArguments, EmbedderModelArguments, EmbedderTrainingArguments
 from .collator import EmbedderCollator
@@ -138,14 +138,7 @@ def report_dev(trainer: EmbedderTrainer, dev) -> None:
         logger.warning("No --dev_file: nothing has checked that this embedder retrieves better than the one it "
                        "started from. Evaluate it with reranker-eval --first_stage dense before using it.")
         return
-    history = dev_history(trainer)
-    best = trainer.state.best_model_checkpoint if trainer.args.load_best_model_at_end else None
-    saved_step = int(best.rsplit("-", 1)[-1]) if best else trainer.state.global_step
-    saved = next((h for h in history if h["step"] == saved_step), None)
-    if saved is None:
-        trainer.evaluate()
-        saved = dev_history(trainer)[-1]
-        history = dev_history(trainer)
+    saved, history = saved_dev_entry(trainer)
     base = trainer.base_metrics or {}
     write_json(out / "dev_metrics.json", {"dev_file": trainer.args.dev_file, "queries": len(dev),
                                           "pool": trainer.args.dev_corpus or "dev candidates",

@@ -231,13 +231,9 @@ def dev_history(trainer: RerankerTrainer) -> list[dict]:
             for entry in trainer.state.log_history if "eval_nDCG@10" in entry]
 
 
-def report_dev(trainer: RerankerTrainer, dev) -> None:
-    """The last word of a run: is the saved model better than the first stage it will rerank?"""
-    out = Path(trainer.args.output_dir)
-    if dev is None:
-        logger.warning("No --dev_file: nothing has checked that this model ranks better than your first stage. "
-                       "Evaluate it with reranker-eval before using it.")
-        return
+def saved_dev_entry(trainer) -> tuple[dict, list[dict]]:
+    """The dev figures of the weights the run saved (the best checkpoint's, or the last step's, ranked now if that
+    step was not an eval step), and the whole history."""
     history = dev_history(trainer)
     best = trainer.state.best_model_checkpoint if trainer.args.load_best_model_at_end else None
     saved_step = int(best.rsplit("-", 1)[-1]) if best else trainer.state.global_step
@@ -246,6 +242,17 @@ def report_dev(trainer: RerankerTrainer, dev) -> None:
         trainer.evaluate()
         history = dev_history(trainer)
         saved = history[-1]
+    return saved, history
+
+
+def report_dev(trainer: RerankerTrainer, dev) -> None:
+    """The last word of a run: is the saved model better than the first stage it will rerank?"""
+    out = Path(trainer.args.output_dir)
+    if dev is None:
+        logger.warning("No --dev_file: nothing has checked that this model ranks better than your first stage. "
+                       "Evaluate it with reranker-eval before using it.")
+        return
+    saved, history = saved_dev_entry(trainer)
     first = saved[dev_eval.FIRST_STAGE + "nDCG@10"]
     write_json(out / "dev_metrics.json", {"dev_file": trainer.args.dev_file, "queries": len(dev),
                                           "saved_step": saved["step"], "saved": saved, "history": history})
