@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--systems", nargs="+", default=["ours", "sentence-transformers"])
     parser.add_argument("--out", default="outputs/compare_embedders")
+    parser.add_argument("--speed_only", action="store_true",
+                        help="train and measure (pairs/s, memory) without retrieving the test queries: a short "
+                             "race on quiet cores")
     a = parser.parse_args(argv)
     model = a.model or bundled_minilm_path()
     out = Path(a.out)
@@ -121,7 +124,11 @@ def main(argv: list[str] | None = None) -> dict:
     bf16 = resolve_dtype("auto", "precision", "cpu" if cpu else "cuda") == "bf16"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     data = load_beir(a.beir, a.split)
-    rows = [{"system": "base embedder", **evaluate(data, model, a)}]
+    def quality(path: str) -> dict:
+        empty = {"nDCG@10": float("nan"), "Recall@100": float("nan"), "per_query": []}
+        return empty if a.speed_only else evaluate(data, path, a)
+
+    rows = [] if a.speed_only else [{"system": "base embedder", **evaluate(data, model, a)}]
     for system in a.systems:
         target = out / system
         if system == "ours":
@@ -146,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
         result, wall, peak = run_measured(command, env)
         seconds = train_seconds(result.stdout + "\n" + result.stderr)
         pairs = a.steps * a.batch_size * 2  # a query with its positive and one hard negative
-        rows.append({"system": system, **evaluate(data, str(target), a), "wall_s": round(wall, 1),
+        rows.append({"system": system, **quality(str(target)), "wall_s": round(wall, 1),
                      "train_s": round(seconds, 1) if seconds else None,
                      "pairs_per_s": round(pairs / seconds, 2) if seconds else None, "peak_rss_mb": round(peak)})
     table = ["| system | nDCG@10 | Recall@100 | train pairs/s | train s | wall s | peak RSS MB |", "|---" * 7 + "|"]
@@ -156,11 +163,11 @@ def main(argv: list[str] | None = None) -> dict:
     print("\n".join(table))
     by_name = {r["system"]: r for r in rows}
     tests = {}
-    if {"ours", "sentence-transformers"} <= set(by_name):
+    if {"ours", "sentence-transformers"} <= set(by_name) and not a.speed_only:
         tests["ours_vs_sentence_transformers"] = paired_randomization(
             by_name["sentence-transformers"]["per_query"], by_name["ours"]["per_query"])
     tests.update({f"{name}_vs_base": paired_randomization(by_name["base embedder"]["per_query"], r["per_query"])
-                  for name, r in by_name.items() if name != "base embedder"})
+                  for name, r in by_name.items() if name != "base embedder" and not a.speed_only})
     print(json.dumps(tests, indent=2))
     summary = {"settings": vars(a), "bf16": bf16, "rows": [{k: v for k, v in r.items() if k != "per_query"}
                                                           for r in rows], "paired_tests": tests}

@@ -20,6 +20,7 @@ from reranker.cli import mine as mine_cli
 from reranker.cli import pipeline as pipeline_cli
 from reranker.cli import synth as synth_cli
 from reranker.cli import train as train_cli
+from reranker.cli import train_embedder as train_embedder_cli
 from reranker.common import files
 from reranker.common.errors import ConfigError
 from reranker.evaluation.arguments import EvalArguments
@@ -30,7 +31,7 @@ from reranker.workflows.pipeline import PipelineConfig
 
 COMMANDS = {"reranker-train": train_cli, "reranker-mine": mine_cli, "reranker-eval": eval_cli,
             "reranker-synth": synth_cli, "reranker-pipeline": pipeline_cli, "reranker-iterate": iterate_cli,
-            "reranker-merge": merge_cli}
+            "reranker-merge": merge_cli, "reranker-train-embedder": train_embedder_cli}
 
 
 @pytest.fixture
@@ -195,6 +196,8 @@ def test_no_cache_is_spelt_no_cache_in_mine_and_eval(tiny_model, caplog):
     ("reranker-eval", ["--datasets", "d", "--frist_stage", "bm25"],
      "unknown option --frist_stage (did you mean --first_stage?)"),
     ("reranker-synth", ["--methd", "crop"], "unknown option --methd (did you mean --method?)"),
+    ("reranker-train-embedder", ["--train_data", "t.jsonl", "--poolin", "cls"],
+     "unknown option --poolin (did you mean --pooling?)"),
     ("reranker-pipeline", ["c.yaml", "--overwrite"], "unknown option --overwrite"),
     ("reranker-iterate", [], "expected one config file: reranker-iterate CONFIG (see reranker-iterate --help)"),
 ])
