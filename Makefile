@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints-cpu.txt -e '.[dev,peers]'
+	$(BIN)/python -m pip install --quiet -c constraints-cpu.txt -e '.[dev,peers,onnx,openvino]'
 	touch $(STAMP)
 
 setup: $(STAMP)

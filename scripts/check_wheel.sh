@@ -18,7 +18,7 @@ wheel="$(ls "$work"/dist/*.whl)"
 cd "$work"  # outside the checkout: nothing of it is importable from here
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 "$work/venv/bin/python" -c 'import reranker, sys; sys.exit(0 if "site-packages" in reranker.__file__ else 1)'
-for command in train train-embedder mine eval synth pipeline iterate merge; do
+for command in train train-embedder mine eval synth pipeline iterate merge export; do
     "$work/venv/bin/reranker-$command" --help >/dev/null
 done
 

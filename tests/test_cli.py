@@ -14,6 +14,7 @@ from test_train import args as train_args
 
 from reranker.cli import common as cli
 from reranker.cli import eval as eval_cli
+from reranker.cli import export as export_cli
 from reranker.cli import iterate as iterate_cli
 from reranker.cli import merge as merge_cli
 from reranker.cli import mine as mine_cli
@@ -31,7 +32,8 @@ from reranker.workflows.pipeline import PipelineConfig
 
 COMMANDS = {"reranker-train": train_cli, "reranker-mine": mine_cli, "reranker-eval": eval_cli,
             "reranker-synth": synth_cli, "reranker-pipeline": pipeline_cli, "reranker-iterate": iterate_cli,
-            "reranker-merge": merge_cli, "reranker-train-embedder": train_embedder_cli}
+            "reranker-merge": merge_cli, "reranker-train-embedder": train_embedder_cli,
+            "reranker-export": export_cli}
 
 
 @pytest.fixture

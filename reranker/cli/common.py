@@ -126,7 +126,8 @@ ALIASES: dict[str, list[Alias]] = {
 # Which command a parse is for, by its last dataclass (reranker/cli/train.py names none).
 COMMAND_OF = {"RerankerTrainingArguments": "reranker-train", "EmbedderTrainingArguments": "reranker-train-embedder",
               "MineArguments": "reranker-mine",
-              "EvalArguments": "reranker-eval", "SynthArguments": "reranker-synth"}
+              "EvalArguments": "reranker-eval", "SynthArguments": "reranker-synth",
+              "ExportArguments": "reranker-export"}
 
 
 def setup_logging() -> None:

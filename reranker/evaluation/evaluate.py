@@ -126,5 +126,6 @@ def load_rerankers(args: EvalArguments) -> dict:
         if name in rerankers:
             raise ConfigError(f"two models are named {name!r}; give them distinct folder names")
         rerankers[name] = Reranker(path, dtype=None if args.dtype == "fp32" else args.dtype,
-                                   max_length=args.rerank_max_length, max_length_option="--rerank_max_length")
+                                   max_length=args.rerank_max_length, max_length_option="--rerank_max_length",
+                                   backend=args.backend)
     return rerankers

@@ -48,9 +48,11 @@ def base_runs(data: BeirData, args: EvalArguments, needed: set[str]) -> dict[str
         settings = {"kind": "dense", "model": model_fingerprint(args.dense_model), "pooling": args.dense_pooling,
                     "instruction": args.query_instruction, "q": args.dense_query_max_len,
                     "p": args.dense_passage_max_len, "dtype": args.dtype, "depth": depth}
+        if args.dense_backend != "torch":  # an int8 graph retrieves differently: its own cache entry
+            settings["backend"] = args.dense_backend
         runs["dense"] = fs.cached_run(args.cache_dir, data, settings, lambda: fs.dense_run(
             data, depth, args.dense_model, args.dense_pooling, args.query_instruction, args.dense_query_max_len,
-            args.dense_passage_max_len, args.dtype, args.batch_size), depth)
+            args.dense_passage_max_len, args.dtype, args.batch_size, args.dense_backend), depth)
     if not args.keep_self_matches:
         for stage, run in runs.items():
             runs[stage], dropped = fs.drop_self_matches(run)

@@ -66,7 +66,7 @@ def pair_texts(args: EvalArguments, data: BeirData, dev: BeirData | None) -> tup
     from reranker.data.expansion import Expansion, PairTexts
     from reranker.models.embed import Embedder
 
-    embedder = Embedder(args.dense_model, pooling=args.dense_pooling, dtype=args.dtype)
+    embedder = Embedder(args.dense_model, pooling=args.dense_pooling, dtype=args.dtype, backend=args.dense_backend)
     expansion = Expansion.from_train_file(args.expand_from, embedder, per_pair=args.expand_per_pair)
     return (PairTexts(expansion, embedder, data, f"{data.name} ({args.split} split)"),
             PairTexts(expansion, embedder, dev, f"--dev_qrels {args.dev_qrels}") if dev is not None else None)

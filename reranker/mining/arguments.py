@@ -41,6 +41,10 @@ class EmbedArguments:
                           "on a CPU without bf16 instructions), fp16 (GPU), or auto: bf16 where the device has it, "
                           "else fp32.", "choices": ["fp32", "bf16", "fp16", "auto"]},
     )
+    embed_backend: str = field(default="torch", metadata={
+        "help": "What embeds: torch (the weights), or the graph reranker-export wrote beside them: onnx, onnx-int8, "
+                "openvino, openvino-int8 (CPU; docs/backends.md).",
+        "choices": ["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]})
     trust_remote_code: bool = field(default=False, metadata={"help": "Run code shipped inside the checkpoint."})
 
     def __post_init__(self):

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from reranker.common.precision import autocast, inference_dtype
+from reranker.models.backends import GraphModel, check_backend, runtime_of
 
 POOLINGS = ("cls", "mean", "last")
 # sentence-transformers' names of our poolings in 1_Pooling/config.json (the keys every version reads).
@@ -43,10 +44,14 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
 
 
 class Embedder:
-    """Encodes texts into L2-normalised vectors (float32 numpy), in input order."""
+    """Encodes texts into L2-normalised vectors (float32 numpy), in input order.
+
+    `backend` other than "torch" runs the graph `reranker-export` wrote beside the weights (onnx, onnx-int8,
+    openvino, openvino-int8; CPU), pooled here as the torch model's output is."""
 
     def __init__(self, model_name_or_path: str, pooling: str | None = None, dtype: str = "fp32",
-                 device: str | None = None, normalize: bool = True, trust_remote_code: bool = False):
+                 device: str | None = None, normalize: bool = True, trust_remote_code: bool = False,
+                 backend: str = "torch"):
         pooling = pooling or default_pooling(model_name_or_path)
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
@@ -54,9 +59,16 @@ class Embedder:
         self.dtype = inference_dtype(dtype, self.device.type, "embedder dtype")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
-            self.model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+            if check_backend(backend) == "torch":
+                self.model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+            else:  # the graph reranker-export wrote beside the weights
+                config = AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+                auto_fp32 = runtime_of(backend) == "onnx" and dtype in (None, "auto")
+                self.model = GraphModel(model_name_or_path, backend, config, None if auto_fp32 else self.dtype)
+                self.dtype = None  # the graph's precision is its own: no torch autocast around it
         except OSError as error:
             raise FileNotFoundError(f"embedder {model_name_or_path!r} could not be loaded: {error}") from None
+        self.backend = backend
         self.model.to(self.device).eval()
         self.pooling = pooling
         self.normalize = normalize

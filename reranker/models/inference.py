@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from reranker.common.errors import ConfigError
 from reranker.common.precision import autocast, inference_dtype
 from reranker.models import lora
+from reranker.models.backends import GraphModel, check_backend, runtime_of
 from reranker.models.loading import (
     check_fits,
     check_model_folder,
@@ -39,6 +40,9 @@ class Reranker:
     trained here is read as it was trained (query and passage each cut to the budgets saved in its config.json),
     any other model to 512 tokens or its own limit.
 
+    `backend` "onnx", "onnx-int8", "openvino" or "openvino-int8" scores with the graph `reranker-export` wrote
+    beside the weights (encoder family, CPU; reranker/models/backends.py); "torch", the default, with the weights.
+
     A LoRA adapter folder (reranker-train --use_lora) is applied to the base model it records, refused if that base
     is missing or its weights are not the ones trained on; `base_model` names a moved copy (checked the same way).
     """
@@ -46,7 +50,7 @@ class Reranker:
     def __init__(self, model_name_or_path: str, device: str | None = None, dtype: str | None = None,
                  max_length: int | None = None, trust_remote_code: bool = False,
                  max_length_option: str = "max_length", model_family: str | None = None,
-                 base_model: str | None = None, **scorer_options):
+                 base_model: str | None = None, backend: str = "torch", **scorer_options):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         check_model_folder(model_name_or_path)  # before the tokenizer: a half-written folder may hold one
         self.tokenizer = load_tokenizer(model_name_or_path, trust_remote_code)
@@ -62,8 +66,19 @@ class Reranker:
         self.scorer = scorer_for(config, self.tokenizer, model_family, ScorerOptions(**scorer_options))
         self.scorer.check_precision(dtype, "reranker dtype")  # "auto" never picks fp16
         self.dtype = inference_dtype(dtype, self.device.type, "reranker dtype")
-        model = load_model(weights, self.tokenizer, trust_remote_code, self.scorer.auto_class,
-                           **self.scorer.model_kwargs)
+        self.backend = check_backend(backend)
+        if backend != "torch":  # an exported graph (reranker-export) in place of the weights
+            if adapter or self.scorer.family != "encoder":
+                raise ConfigError(f"backend {backend} runs exported encoder-family rerankers; "
+                                  f"{model_name_or_path} is "
+                                  f"{'a LoRA adapter' if adapter else self.scorer.describe()}: use backend torch")
+            # "auto" on ONNX Runtime is fp32 (it has no bf16 kernels worth having); OpenVINO takes bf16 as a hint.
+            auto_fp32 = runtime_of(backend) == "onnx" and dtype in (None, "auto")
+            model = GraphModel(model_name_or_path, backend, config, None if auto_fp32 else self.dtype)
+            self.dtype = None  # the graph's precision is its own: no torch autocast around it
+        else:
+            model = load_model(weights, self.tokenizer, trust_remote_code, self.scorer.auto_class,
+                               **self.scorer.model_kwargs)
         if adapter:
             model = lora.apply_adapter(model, model_name_or_path, metadata)
         self.model = model.to(self.device).eval()

@@ -94,11 +94,11 @@ def bm25_run(data: BeirData, depth: int, k1: float, b: float, language: str = "e
 
 
 def dense_run(data: BeirData, depth: int, model: str, pooling: str, query_instruction: str, query_max_len: int,
-              passage_max_len: int, dtype: str, batch_size: int) -> Run:
+              passage_max_len: int, dtype: str, batch_size: int, backend: str = "torch") -> Run:
     from reranker.models.embed import Embedder
     from reranker.retrieval.search import build_index, dense_search
 
-    embedder = Embedder(model, pooling=pooling, dtype=dtype)
+    embedder = Embedder(model, pooling=pooling, dtype=dtype, backend=backend)
     doc_ids = list(data.corpus)
     passages = embedder.encode([data.corpus[d] for d in doc_ids], passage_max_len, batch_size,
                                desc=f"Encoding {data.name} corpus")

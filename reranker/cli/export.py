@@ -1,0 +1,63 @@
+"""reranker-export: write a reranker's (encoder family) or an embedder's graph for ONNX Runtime or OpenVINO beside its
+weights, optionally int8, checked against torch fp32 on probe pairs first (refused, nothing written, when it drifts).
+
+    reranker-export outputs/my-reranker --backend openvino-int8 --probe_data data/train.jsonl
+    reranker-eval --models outputs/my-reranker --backend openvino-int8 ...
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+
+from reranker.cli import common
+from reranker.models.backends import BACKENDS
+
+logger = logging.getLogger("reranker.export")
+
+
+@dataclass
+class ExportArguments:
+    model_dir: str = field(metadata={"help": "The model folder (a reranker of the encoder family, or an embedder); "
+                                             "may also be given as the first argument. The graph goes into its onnx/ "
+                                             "or openvino/ subfolder, with export.json saying how it was made."})
+    backend: str = field(default="openvino-int8", metadata={
+        "help": "onnx (ONNX Runtime fp32), onnx-int8 (dynamic int8 weights), openvino (fp32 graph; bf16 at run time "
+                "where the CPU has it) or openvino-int8 (int8 calibrated on --probe_data).",
+        "choices": [b for b in BACKENDS if b != "torch"]})
+    probe_data: str | None = field(default=None, metadata={
+        "help": "Pairs to check (and, for int8, calibrate) the graph on: a {query, pos, neg} jsonl such as a training "
+                "file, a dev file with candidates, or a BEIR folder. Required for int8; without it an fp32 export "
+                "is checked on a few built-in pairs."})
+    probe_pairs: int = field(default=256, metadata={"help": "How many pairs to draw from --probe_data."})
+    min_correlation: float = field(default=0.98, metadata={
+        "help": "The least Pearson correlation of an int8 graph's scores (an embedder's query-passage similarities) "
+                "with torch fp32's on the probe pairs; below it the export is refused. fp32 graphs must reach "
+                "0.9999."})
+    max_length: int | None = field(default=None, metadata={
+        "help": "Token budget of the probe inputs. Default: a reranker's trained budgets, 256 for an embedder. The "
+                "graph itself takes any length the model holds."})
+    seed: int = field(default=0, metadata={"help": "Seed of the probe sample."})
+
+
+def main(argv: list[str] | None = None):
+    """Parse argv (MODEL_DIR first, or --model_dir), export, and return the graph's path."""
+    from reranker.models.export import ExportOptions, export
+
+    common.setup_logging()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and not argv[0].startswith("-") and not argv[0].endswith((".json", ".yaml", ".yml")):
+        argv = ["--model_dir", *argv]
+    (args,) = common.parse((ExportArguments,), argv, "reranker-export")
+    return export(args.model_dir, ExportOptions(backend=args.backend, probe_data=args.probe_data,
+                                                probe_pairs=args.probe_pairs, min_correlation=args.min_correlation,
+                                                max_length=args.max_length, seed=args.seed))
+
+
+def entry() -> int:
+    return common.run(main, logger)
+
+
+if __name__ == "__main__":
+    sys.exit(entry())

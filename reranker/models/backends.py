@@ -1,0 +1,153 @@
+"""Inference backends beside torch: an exported graph run by ONNX Runtime or OpenVINO, behind the same call as a
+Hugging Face model, so that the scorers and the embedder's pooling read it unchanged.
+
+`reranker-export` writes the graphs beside the weights (reranker/models/export.py); this module finds and runs them.
+A backend is named `RUNTIME` or `RUNTIME-int8`:
+
+    onnx            onnx/model.onnx, ONNX Runtime, fp32
+    onnx-int8       onnx/model_qint8.onnx, ONNX Runtime, weights int8 per channel, activations quantised on the fly
+    openvino        openvino/openvino_model.xml, OpenVINO, fp32 or bf16 (the precision option)
+    openvino-int8   openvino/openvino_model_qint8.xml, OpenVINO, int8 calibrated on probe pairs at export
+
+The file names are the ones sentence-transformers' own `backend="onnx"`/`"openvino"` loaders look for. Each
+folder's export.json records how each graph was made and from which weights; a graph whose weights have changed
+since is refused, never run silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from reranker.common.errors import ConfigError
+
+BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
+RECORD = "export.json"
+EXTRA = {"onnx": "onnx", "openvino": "openvino"}  # the pip extra that installs each runtime
+GRAPH_FILES = {"onnx": "onnx/model.onnx", "onnx-int8": "onnx/model_qint8.onnx",
+               "openvino": "openvino/openvino_model.xml", "openvino-int8": "openvino/openvino_model_qint8.xml"}
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def check_backend(backend: str, option: str = "backend") -> str:
+    if backend not in BACKENDS:
+        raise ConfigError(f"{option} must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    return backend
+
+
+def runtime_of(backend: str) -> str:
+    """"onnx" or "openvino": the runtime a backend name runs on."""
+    return check_backend(backend).split("-")[0]
+
+
+def import_runtime(runtime: str):
+    """The runtime's module, or a clear error naming the extra that installs it."""
+    try:
+        if runtime == "onnx":
+            import onnxruntime
+            return onnxruntime
+        import openvino
+        return openvino
+    except ImportError:
+        raise ConfigError(f"the {runtime} backend needs its runtime, which is not installed: "
+                          f"pip install 'rerank-toolkit[{EXTRA[runtime]}]'") from None
+
+
+def weights_digest(model_path: str | Path) -> str:
+    """sha256 of the checkpoint's weights file: what an export is tied to."""
+    for name in WEIGHT_FILES:
+        path = Path(model_path) / name
+        if path.is_file():
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 22), b""):
+                    digest.update(block)
+            return digest.hexdigest()
+    raise ConfigError(f"{model_path} holds no weights file ({' or '.join(WEIGHT_FILES)}) to export or check "
+                      "an exported graph against")
+
+
+def graph_path(model_path: str | Path, backend: str) -> Path:
+    return Path(model_path) / GRAPH_FILES[check_backend(backend)]
+
+
+def read_record(model_path: str | Path, backend: str) -> dict:
+    """The export record of one graph: how it was made, from which weights, and what its probe check measured."""
+    graph = graph_path(model_path, backend)
+    record_file = graph.parent / RECORD
+    if not graph.is_file():
+        raise ConfigError(f"{model_path} has no {backend} graph ({graph} is missing): export it first with "
+                          f"reranker-export {model_path} --backend {backend}")
+    if not record_file.is_file():
+        raise ConfigError(f"{graph} has no {record_file.name} beside it: it was not made by reranker-export, so "
+                          "nothing says which weights it came from; export it again")
+    records = json.loads(record_file.read_text(encoding="utf-8"))
+    if graph.name not in records:
+        raise ConfigError(f"{record_file} has no entry for {graph.name}; export it again")
+    return records[graph.name]
+
+
+class GraphModel:
+    """An exported graph behind a Hugging Face model's call: `model(**inputs)` returns `.logits` (a reranker's
+    graph) or `.last_hidden_state` (an embedder's), as float32 torch tensors on the CPU.
+
+    Inputs the graph does not take (token_type_ids of a model without segments) are left out; int64 ids in."""
+
+    def __init__(self, model_path: str | Path, backend: str, config, dtype: torch.dtype | None = None,
+                 threads: int | None = None):
+        self.backend = check_backend(backend)
+        if backend == "torch":
+            raise ValueError("GraphModel runs an exported graph; the torch backend is the model itself")
+        self.runtime = runtime_of(backend)
+        module = import_runtime(self.runtime)
+        self.record = read_record(model_path, backend)
+        if self.record["weights_sha256"] != weights_digest(model_path):
+            raise ConfigError(f"{graph_path(model_path, backend)} was exported from other weights than the ones now "
+                              f"in {model_path} (trained or copied over since): export it again with "
+                              f"reranker-export {model_path} --backend {backend}")
+        self.config = config
+        self.output = self.record["output"]
+        threads = threads or torch.get_num_threads()
+        path = str(graph_path(model_path, backend))
+        if self.runtime == "onnx":
+            if dtype not in (None, torch.float32):
+                raise ConfigError(f"the {backend} backend runs in fp32 (its int8 variant quantises the weights); "
+                                  f"precision {dtype} is for torch or openvino")
+            options = module.SessionOptions()
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+            self.session = module.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+            self.inputs = [i.name for i in self.session.get_inputs()]
+            self._run = lambda feed: self.session.run([self.output], feed)[0]
+        else:
+            if dtype not in (None, torch.float32, torch.bfloat16):
+                raise ConfigError(f"the {backend} backend runs in fp32 or bf16, not {dtype}")
+            hint = "bf16" if dtype == torch.bfloat16 else "f32"
+            core = module.Core()
+            compiled = core.compile_model(path, "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                        "INFERENCE_PRECISION_HINT": hint,
+                                                        "PERFORMANCE_HINT": "LATENCY"})
+            self.inputs = [port.get_any_name() for port in compiled.inputs]
+            request = compiled.create_infer_request()
+            self._run = lambda feed: request.infer(feed)[compiled.output(self.output)].copy()
+
+    def __call__(self, **inputs) -> SimpleNamespace:
+        missing = [name for name in self.inputs if name not in inputs]
+        if missing:
+            raise ConfigError(f"the {self.backend} graph needs inputs {missing} the tokenizer did not give")
+        feed = {name: np.asarray(inputs[name].cpu().numpy() if torch.is_tensor(inputs[name]) else inputs[name],
+                                 dtype=np.int64) for name in self.inputs}
+        return SimpleNamespace(**{self.output: torch.from_numpy(np.asarray(self._run(feed), dtype=np.float32))})
+
+    # What Reranker and Embedder call on a torch model, here meaning nothing: the graph lives on the CPU.
+    def to(self, device):
+        if torch.device(device).type != "cpu":
+            raise ConfigError(f"the {self.backend} backend runs on the CPU; use backend torch on {device}")
+        return self
+
+    def eval(self):
+        return self

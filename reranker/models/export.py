@@ -1,0 +1,305 @@
+"""Exporting a reranker (encoder family) or an embedder to a graph for ONNX Runtime or OpenVINO, optionally int8,
+checked against the torch fp32 model on probe pairs before anything is written beside the weights.
+
+The graph is traced by torch.onnx's exporter (torch.export underneath: the TorchScript one mis-traces
+transformers 5's attention masks). int8 for onnx: ONNX Runtime's dynamic quantisation, weights per channel. int8 for
+openvino: NNCF's post-training quantisation calibrated on the probe pairs, which keeps the ranking far better than
+quantising every MatMul blindly (measured: results/backends.md).
+
+The check: the graph's scores of the probe pairs (a reranker's logits; an embedder's query-passage similarities)
+against torch fp32's, as a Pearson correlation, with the runtime in f32. An fp32 graph must agree to 1e-4 in
+correlation (an export bug otherwise); an int8 graph at least `min_correlation`, else the export is refused and
+nothing is written. OpenVINO's bf16 (its default where the CPU has it) is measured and recorded too, with a warning
+when it falls below `min_correlation`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reranker.common.errors import ConfigError
+from reranker.common.files import iter_jsonl, write_json
+from reranker.common.precision import native_bf16
+from reranker.models import backends as B
+
+logger = logging.getLogger(__name__)
+
+FP32_MIN_CORRELATION = 0.9999
+# A few real-looking pairs, so an fp32 export is checked even without probe data (int8 needs real data to calibrate).
+DEFAULT_PROBE = [
+    ("what causes high blood pressure", "Hypertension is often caused by a diet high in salt, lack of exercise and "
+     "genetic factors; it raises the risk of heart disease and stroke."),
+    ("what causes high blood pressure", "The Eiffel Tower was completed in 1889 for the World's Fair in Paris."),
+    ("how do vaccines work", "Vaccines train the immune system to recognise a pathogen by exposing it to an "
+     "inactivated or weakened form, or to one of its proteins."),
+    ("how do vaccines work", "Photosynthesis converts light energy into chemical energy stored in glucose."),
+    ("python list sort stable", "Python's sort is stable: items that compare equal keep their original order."),
+    ("python list sort stable", "A stable marriage matching always exists for two equally sized groups."),
+    ("capital of australia", "Canberra is the capital city of Australia."),
+    ("capital of australia", "Sydney is the largest city in Australia, known for its harbour and opera house."),
+]
+
+
+@dataclass
+class ExportOptions:
+    backend: str = "onnx"  # onnx, onnx-int8, openvino, openvino-int8
+    probe_data: str | None = None  # a {query, pos, neg} jsonl or a BEIR folder; required for int8
+    probe_pairs: int = 256
+    min_correlation: float = 0.98
+    max_length: int | None = None  # the reranker's pair budget / the embedder's text budget; default as it scores
+    batch_size: int = 16
+    seed: int = 0
+    opset: int = 18
+
+
+def model_kind(model_path: str | Path) -> str:
+    """"reranker" (a sequence-classification head: the encoder family) or "embedder" (a bare encoder)."""
+    config_file = Path(model_path) / "config.json"
+    if not config_file.is_file():
+        raise ConfigError(f"{model_path} is not a model folder (no config.json)")
+    architectures = json.loads(config_file.read_text(encoding="utf-8")).get("architectures") or []
+    if any(a.endswith("ForSequenceClassification") for a in architectures):
+        return "reranker"
+    if any(a.endswith(("ForConditionalGeneration", "ForCausalLM")) for a in architectures):
+        raise ConfigError(f"{model_path} is a {architectures[0]} (the seq2seq or decoder family): reranker-export "
+                          "covers the encoder family and embedders; score it with the torch backend")
+    return "embedder"
+
+
+def read_probe(probe_data: str | None, count: int, seed: int) -> list[tuple[str, str]]:
+    """(query, passage) pairs: each record's query with its positives and negatives (or a dev file's candidates),
+    or a BEIR folder's queries with their judged documents and random others; seeded, stable."""
+    if probe_data is None:
+        return list(DEFAULT_PROBE)
+    path = Path(probe_data)
+    rng = random.Random(seed)
+    pairs: list[tuple[str, str]] = []
+    if path.is_dir():
+        from reranker.data.beir import load_beir
+        split = next((s for s in ("dev", "test", "train") if (path / "qrels" / f"{s}.tsv").is_file()), None)
+        if split is None:
+            raise ConfigError(f"--probe_data {path}: a BEIR folder needs a qrels/dev.tsv, test.tsv or train.tsv")
+        data = load_beir(path, split)
+        doc_ids = sorted(data.corpus)
+        for qid in sorted(data.qrels):
+            judged = [d for d in sorted(data.qrels[qid]) if d in data.corpus][:2]
+            others = [rng.choice(doc_ids) for _ in range(2)]
+            pairs += [(data.queries[qid], data.corpus[d]) for d in judged + others]
+    elif path.is_file():
+        for line, row in iter_jsonl(path):
+            if not isinstance(row.get("query"), str):
+                raise ConfigError(f"{path}, line {line}: field 'query' must be a string")
+            for key in ("pos", "neg", "candidates"):  # a training record, or a dev file's candidates
+                texts = row.get(key, [])
+                for text in [texts] if isinstance(texts, str) else texts:
+                    text = text.get("text") if isinstance(text, dict) else text
+                    if isinstance(text, str):
+                        pairs.append((row["query"], text))
+    else:
+        raise ConfigError(f"--probe_data {path} does not exist")
+    if not pairs:
+        raise ConfigError(f"--probe_data {path} gave no (query, passage) pairs")
+    rng.shuffle(pairs)
+    return pairs[:count]
+
+
+class _Source:
+    """The torch fp32 model, its input encoding and its reference outputs on the probe pairs."""
+
+    def __init__(self, model_path: str, kind: str, max_length: int | None):
+        self.kind = kind
+        if kind == "reranker":
+            from reranker.models.inference import Reranker
+            reranker = Reranker(model_path, device="cpu", dtype="fp32", max_length=max_length)
+            self.model, self.output = reranker.model, "logits"
+            budgets = reranker.budgets or (None, None)
+            self.encode = lambda pairs: reranker.scorer.encode([q for q, _ in pairs], [p for _, p in pairs], *budgets,
+                                                               max_length=reranker.max_length)
+        else:
+            from reranker.models.embed import Embedder
+            embedder = Embedder(model_path, dtype="fp32", device="cpu")
+            self.model, self.output, self.embedder = embedder.model, "last_hidden_state", embedder
+            length = max_length or 256
+            self.encode = lambda texts: dict(embedder.tokenizer(list(texts), padding=True, truncation=True,
+                                                                max_length=length, return_tensors="pt"))
+        self.model.eval()
+
+    def batches(self, pairs: list[tuple[str, str]], size: int) -> list[dict[str, torch.Tensor]]:
+        """Input batches: pairs for a reranker; for an embedder its queries, then its passages."""
+        items = pairs if self.kind == "reranker" else [q for q, _ in pairs] + [p for _, p in pairs]
+        return [self.encode(items[i:i + size]) for i in range(0, len(items), size)]
+
+    @torch.inference_mode()
+    def reference(self, batches) -> list[np.ndarray]:
+        return [getattr(self.model(**b), self.output).float().numpy() for b in batches]
+
+    def scores(self, outputs: list[np.ndarray], batches, pairs_count: int) -> np.ndarray:
+        """What ranks: a reranker's logits, or an embedder's query-passage cosine similarities (all pairs)."""
+        if self.kind == "reranker":
+            return np.concatenate([o.reshape(-1) for o in outputs])
+        from reranker.models.embed import pool
+        vectors = torch.cat([torch.nn.functional.normalize(
+            pool(torch.from_numpy(o), b["attention_mask"], self.embedder.pooling), dim=-1)
+            for o, b in zip(outputs, batches, strict=True)]).numpy()
+        queries, passages = vectors[:pairs_count], vectors[pairs_count:]
+        return (queries @ passages.T).reshape(-1)
+
+
+class _Traceable(torch.nn.Module):
+    """The model with its tensor inputs named (the exporter reads the names from forward's signature; **kwargs hides
+    them) and one named output."""
+
+    def __init__(self, model, output: str):
+        super().__init__()
+        self.model, self.output = model, output
+
+    def forward(self, input_ids, attention_mask):
+        return getattr(self.model(input_ids=input_ids, attention_mask=attention_mask), self.output)
+
+
+class _TraceableWithSegments(_Traceable):
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        return getattr(self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids),
+                       self.output)
+
+
+def _export_onnx(source: _Source, example: dict[str, torch.Tensor], target: Path, opset: int) -> None:
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if "token_type_ids" in example else [])
+    unknown = sorted(set(example) - set(names))
+    if unknown:
+        raise ConfigError(f"the tokenizer gives inputs {unknown} the exporter does not know; use backend torch")
+    module = (_TraceableWithSegments if len(names) == 3 else _Traceable)(source.model, source.output)
+    batch, length = torch.export.Dim("batch"), torch.export.Dim("length", min=2, max=8192)
+    program = torch.onnx.export(module, tuple(example[n] for n in names), input_names=names,
+                                output_names=[source.output], dynamic_shapes={n: {0: batch, 1: length} for n in names},
+                                opset_version=opset, dynamo=True, verbose=False)
+    program.save(str(target))
+
+
+def _quantize_openvino(onnx_file: Path, target: Path, calibration: list[dict[str, torch.Tensor]]) -> None:
+    # NNCF sends usage telemetry unless told it runs in CI: this project never touches the network on its own.
+    os.environ.setdefault("NNCF_CI", "1")
+    try:
+        import nncf
+    except ImportError:
+        raise ConfigError("openvino-int8 needs NNCF: pip install 'rerank-toolkit[openvino]'") from None
+    import openvino as ov
+    model = ov.Core().read_model(str(onnx_file))
+    feeds = [{k: v.numpy().astype(np.int64) for k, v in b.items()} for b in calibration]
+    quantized = nncf.quantize(model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER,
+                              subset_size=sum(len(next(iter(f.values()))) for f in feeds))
+    ov.save_model(quantized, str(target))
+
+
+def _run_graph(path: Path, runtime: str, output: str, batches, hint: str = "f32") -> list[np.ndarray]:
+    module = B.import_runtime(runtime)
+    feeds = [{k: v.numpy().astype(np.int64) for k, v in b.items()} for b in batches]
+    if runtime == "onnx":
+        session = module.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        names = [i.name for i in session.get_inputs()]
+        return [session.run([output], {n: f[n] for n in names})[0] for f in feeds]
+    compiled = module.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": hint})
+    names = [p.get_any_name() for p in compiled.inputs]
+    return [compiled({n: f[n] for n in names})[compiled.output(output)] for f in feeds]
+
+
+def _agreement(reference: np.ndarray, scores: np.ndarray) -> dict:
+    return {"correlation": float(np.corrcoef(reference, scores)[0, 1]),
+            "max_abs_diff": float(np.abs(reference - scores).max()),
+            "reference_std": float(reference.std())}
+
+
+def export(model_path: str, options: ExportOptions | None = None) -> Path:
+    """Writes the backend's graph (and its entry in export.json) into model_path; returns the graph's path.
+    Refused, with nothing written, when the graph disagrees with torch fp32 on the probe pairs."""
+    options = options or ExportOptions()
+    backend = B.check_backend(options.backend, "--backend")
+    if backend == "torch":
+        raise ConfigError("--backend torch is the checkpoint itself: nothing to export")
+    runtime, int8 = B.runtime_of(backend), backend.endswith("-int8")
+    B.import_runtime(runtime)
+    if int8 and options.probe_data is None:
+        raise ConfigError(f"--backend {backend} calibrates and checks int8 on real pairs: give --probe_data (a "
+                          "{query, pos, neg} jsonl such as a training file, or a BEIR folder)")
+    if not 0 < options.min_correlation <= 1:
+        raise ConfigError(f"--min_correlation must be in (0, 1], got {options.min_correlation}")
+    kind = model_kind(model_path)
+    digest = B.weights_digest(model_path)
+    pairs = read_probe(options.probe_data, options.probe_pairs, options.seed)
+    started = time.time()
+    source = _Source(model_path, kind, options.max_length)
+    batches = source.batches(pairs, options.batch_size)
+    reference = source.scores(source.reference(batches), batches, len(pairs))
+    target = B.graph_path(model_path, backend)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
+    try:
+        onnx_file = work / "model.onnx"
+        # The example batch pads (pairs of unequal length), so the traced graph keeps the attention mask's path.
+        _export_onnx(source, batches[0], onnx_file, options.opset)
+        built = work / target.name
+        if backend == "onnx-int8":
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+            quantize_dynamic(str(onnx_file), str(built), weight_type=QuantType.QInt8, per_channel=True,
+                             op_types_to_quantize=["MatMul"])
+        elif backend == "openvino-int8":
+            _quantize_openvino(onnx_file, built, batches)
+        elif backend == "openvino":
+            import openvino as ov
+            ov.save_model(ov.Core().read_model(str(onnx_file)), str(built), compress_to_fp16=False)
+        checks = {}
+        hints = ["f32"] + (["bf16"] if runtime == "openvino" and native_bf16("cpu") else [])
+        for hint in hints:
+            outputs = _run_graph(built, runtime, source.output, batches, hint)
+            checks[hint] = _agreement(reference, source.scores(outputs, batches, len(pairs)))
+        least = FP32_MIN_CORRELATION if not int8 else options.min_correlation
+        # The gate is the graph itself (run in f32); bf16 is a run-time choice, recorded and warned about.
+        if not checks["f32"]["correlation"] >= least:
+            raise ConfigError(f"the {backend} graph of {model_path} agrees with torch fp32 at correlation "
+                              f"{checks['f32']['correlation']:.4f} on {len(pairs)} probe pairs, below the {least} "
+                              f"required ({json.dumps(checks)}): not written. For int8, a lower --min_correlation "
+                              "accepts it; check its ranking (reranker-eval --backend) before you rely on it")
+        if "bf16" in checks and not checks["bf16"]["correlation"] >= options.min_correlation:
+            logger.warning("In bf16 (OpenVINO's default on this CPU) the %s graph agrees with torch fp32 at only %.4f "
+                           "on the probe pairs: run it with dtype fp32", backend, checks["bf16"]["correlation"])
+        record = {"kind": kind, "backend": backend, "output": source.output, "weights_sha256": digest,
+                  "made": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "seconds": round(time.time() - started, 1),
+                  "quantization": ("onnxruntime quantize_dynamic, QInt8 weights per channel, MatMul" if backend ==
+                                   "onnx-int8" else "nncf.quantize, ModelType.TRANSFORMER, calibrated on the probe"
+                                   if backend == "openvino-int8" else None),
+                  "probe": {"data": options.probe_data or "built-in pairs", "pairs": len(pairs), "seed": options.seed,
+                            "min_correlation": least, "agreement": checks},
+                  "versions": _versions(runtime), "opset": options.opset}
+        for produced in sorted(work.iterdir()):
+            if produced.name != "model.onnx" or backend == "onnx":
+                if produced.name.startswith(target.stem):
+                    os.replace(produced, target.parent / produced.name)
+        records_file = target.parent / B.RECORD
+        records = json.loads(records_file.read_text(encoding="utf-8")) if records_file.is_file() else {}
+        records[target.name] = record
+        write_json(records_file, records)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    logger.info("Wrote %s: correlation with torch fp32 %s on %d probe pairs", target,
+                ", ".join(f"{h} {c['correlation']:.5f}" for h, c in checks.items()), len(pairs))
+    return target
+
+
+def _versions(runtime: str) -> dict:
+    import onnx
+    versions = {"torch": torch.__version__, "onnx": onnx.__version__}
+    module = B.import_runtime(runtime)
+    versions[module.__name__] = module.__version__
+    return versions

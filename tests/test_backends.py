@@ -1,0 +1,140 @@
+"""Exported graphs (reranker-export) against the torch model: equal scores in fp32, close in int8, refused when they
+drift, tied to the weights they came from, and a clear error without the runtime."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import TOPICS, group_rows, write_jsonl
+
+from reranker.common.errors import ConfigError
+from reranker.models import backends
+from reranker.models.embed import Embedder
+from reranker.models.export import ExportOptions, export
+from reranker.models.inference import Reranker
+
+PAIRS = [(q, p) for q, pos, negs in TOPICS for p in [pos, *negs]]
+
+
+@pytest.fixture
+def probe(tmp_path):
+    return write_jsonl(tmp_path / "probe.jsonl", group_rows(3))
+
+
+@pytest.fixture
+def tiny_model(tiny_model):
+    """The tiny reranker re-drawn with weights of std 0.2 instead of 0.02: its scores then spread (std about 0.2, not
+    5e-5), so a correlation with them means something."""
+    from transformers import AutoConfig, BertForSequenceClassification
+
+    config = AutoConfig.from_pretrained(tiny_model)
+    config.initializer_range = 0.2
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(tiny_model)
+    return tiny_model
+
+
+@pytest.fixture
+def tiny_embedder(tiny_model, tmp_path):
+    """A bare encoder (BertModel) with mean pooling: what reranker-export reads as an embedder."""
+    from transformers import AutoModel
+
+    folder = tmp_path / "embedder"
+    AutoModel.from_pretrained(tiny_model).save_pretrained(folder)
+    for name in ("tokenizer_config.json", "vocab.txt", "tokenizer.json", "special_tokens_map.json"):
+        if (tiny_model / name).is_file():
+            shutil.copy(tiny_model / name, folder / name)
+    return folder
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_fp32_graph_scores_as_torch_and_records_how_it_was_made(tiny_model, backend):
+    graph = export(str(tiny_model), ExportOptions(backend=backend))
+    record = backends.read_record(tiny_model, backend)
+    assert graph == backends.graph_path(tiny_model, backend) and graph.is_file()
+    assert record["kind"] == "reranker" and record["backend"] == backend and record["output"] == "logits"
+    assert record["weights_sha256"] == backends.weights_digest(tiny_model)
+    assert record["probe"]["agreement"]["f32"]["correlation"] > 0.9999
+    torch_scores = Reranker(str(tiny_model), dtype="fp32").compute_score(PAIRS, batch_size=5)
+    graph_scores = Reranker(str(tiny_model), dtype="fp32", backend=backend).compute_score(PAIRS, batch_size=5)
+    np.testing.assert_allclose(graph_scores, torch_scores, atol=1e-4)
+    assert not [p for p in graph.parent.iterdir() if p.name.startswith(".export-")]  # no temporary left
+
+
+def test_int8_graphs_stay_close_and_sit_beside_the_fp32_one(tiny_model, probe):
+    export(str(tiny_model), ExportOptions(backend="openvino"))
+    for backend in ("onnx-int8", "openvino-int8"):
+        export(str(tiny_model), ExportOptions(backend=backend, probe_data=str(probe), min_correlation=0.9))
+        record = backends.read_record(tiny_model, backend)
+        assert record["quantization"] and record["probe"]["pairs"] > 0
+        reference = np.array(Reranker(str(tiny_model), dtype="fp32").compute_score(PAIRS))
+        scores = np.array(Reranker(str(tiny_model), dtype="fp32", backend=backend).compute_score(PAIRS))
+        assert np.corrcoef(reference, scores)[0, 1] > 0.9
+    # Both openvino graphs are recorded in the one export.json.
+    records = json.loads((tiny_model / "openvino" / backends.RECORD).read_text())
+    assert set(records) == {"openvino_model.xml", "openvino_model_qint8.xml"}
+
+
+def test_a_graph_that_drifts_is_refused_and_nothing_is_written(tiny_model, probe):
+    with pytest.raises(ConfigError, match="below the 1.0 required"):
+        export(str(tiny_model), ExportOptions(backend="onnx-int8", probe_data=str(probe), min_correlation=1.0))
+    assert not (tiny_model / "onnx" / "model_qint8.onnx").exists()
+    assert not [p for p in (tiny_model / "onnx").iterdir()]
+
+
+def test_int8_needs_probe_data_and_the_family_must_be_exportable(tiny_model, tmp_path):
+    with pytest.raises(ConfigError, match="--probe_data"):
+        export(str(tiny_model), ExportOptions(backend="openvino-int8"))
+    with pytest.raises(ConfigError, match="nothing to export"):
+        export(str(tiny_model), ExportOptions(backend="torch"))
+    with pytest.raises(ConfigError, match="backend must be one of"):
+        Reranker(str(tiny_model), backend="tensorrt")
+
+
+def test_missing_graph_and_changed_weights_are_refused(tiny_model):
+    with pytest.raises(ConfigError, match="reranker-export"):
+        Reranker(str(tiny_model), backend="onnx")
+    export(str(tiny_model), ExportOptions(backend="onnx"))
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model)
+    with torch.no_grad():
+        model.classifier.bias += 1.0
+    model.save_pretrained(tiny_model)  # trained on since the export
+    with pytest.raises(ConfigError, match="other weights"):
+        Reranker(str(tiny_model), backend="onnx")
+
+
+def test_a_missing_runtime_is_a_clear_error(tiny_model, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'rerank-toolkit\[onnx\]'"):
+        export(str(tiny_model), ExportOptions(backend="onnx"))
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    with pytest.raises(ConfigError, match=r"rerank-toolkit\[openvino\]"):
+        Reranker(str(tiny_model), backend="openvino")
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_embedder_graph_embeds_as_torch(tiny_embedder, backend):
+    export(str(tiny_embedder), ExportOptions(backend=backend))
+    assert backends.read_record(tiny_embedder, backend)["output"] == "last_hidden_state"
+    texts = [p for _, p in PAIRS]
+    reference = Embedder(str(tiny_embedder), pooling="mean").encode(texts, batch_size=4, show_progress=False)
+    vectors = Embedder(str(tiny_embedder), pooling="mean", backend=backend).encode(texts, batch_size=4,
+                                                                                   show_progress=False)
+    np.testing.assert_allclose(vectors, reference, atol=1e-5)
+
+
+def test_export_command_and_eval_options(tiny_model, probe):
+    from reranker.cli import export as export_cli
+    from reranker.evaluation.arguments import EvalArguments
+
+    graph = export_cli.main([str(tiny_model), "--backend", "onnx", "--probe_data", str(probe), "--probe_pairs", "16"])
+    assert backends.read_record(tiny_model, "onnx")["probe"]["pairs"] == 16 and graph.is_file()
+    names = {f for f in EvalArguments.__dataclass_fields__}
+    assert {"backend", "dense_backend"} <= names
