@@ -447,3 +447,22 @@ def test_pipeline_embedder_stage_is_skipped_when_done_and_redone_with_what_used_
     caplog.clear()
     pipeline_cli.main([str(embedder_config(tmp_path, tiny_model_master, embedder={"learning_rate": 5e-4}))])
     assert ran(caplog, EMBEDDER_STAGES) == ["embedder", "mine", "train", "eval"]
+
+
+def test_pipeline_eval_exports_the_trained_model_for_a_graph_backend(tiny_model_master, tmp_path, caplog):
+    """eval.backend onnx: the eval stage exports the model it trained (checked on the mined training file, not on
+    test queries) and scores with the graph; its figures are the torch run's."""
+    caplog.set_level(logging.INFO)
+    config = make_config(tmp_path, tiny_model_master,
+                         eval={"first_stage": ["bm25"], "tune_hybrid": False, "backend": "onnx"})
+    graph = pipeline_cli.main([str(config)])["results"]
+    record = json.loads((tmp_path / "out" / "model" / "onnx" / "export.json").read_text())["model.onnx"]
+    assert record["probe"]["data"] == str(tmp_path / "out" / "data" / "mined.jsonl")
+    assert graph["settings"]["backend"] == "onnx"
+    config = make_config(tmp_path, tiny_model_master,
+                         eval={"first_stage": ["bm25"], "tune_hybrid": False, "backend": "torch"})
+    weights = pipeline_cli.main([str(config)])["results"]
+    assert ran(caplog)[-1] == "eval"  # the backend is part of eval's key: evaluated again, not trained again
+    for ours, theirs in zip(graph["results"], weights["results"], strict=True):
+        assert ours["system"] == theirs["system"]
+        assert ours["nDCG@10"] == pytest.approx(theirs["nDCG@10"], abs=1e-6)

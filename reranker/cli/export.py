@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from reranker.cli import common
 from reranker.models.backends import BACKENDS
+from reranker.models.export import INT8_KEEP
 
 logger = logging.getLogger("reranker.export")
 
@@ -39,6 +40,10 @@ class ExportArguments:
         "help": "Token budget of the probe inputs. Default: a reranker's trained budgets, 256 for an embedder. The "
                 "graph itself takes any length the model holds."})
     seed: int = field(default=0, metadata={"help": "Seed of the probe sample."})
+    int8_keep: str = field(default=INT8_KEEP, metadata={
+        "help": "openvino-int8: a regular expression over the graph's layer names; matching layers stay out of int8. "
+                "The default keeps each block's output projections (BERT-style names), where int8 cost ranking "
+                "quality; 'none' quantises every layer it can."})
 
 
 def main(argv: list[str] | None = None):
@@ -52,7 +57,8 @@ def main(argv: list[str] | None = None):
     (args,) = common.parse((ExportArguments,), argv, "reranker-export")
     return export(args.model_dir, ExportOptions(backend=args.backend, probe_data=args.probe_data,
                                                 probe_pairs=args.probe_pairs, min_correlation=args.min_correlation,
-                                                max_length=args.max_length, seed=args.seed))
+                                                max_length=args.max_length, seed=args.seed,
+                                                int8_keep=None if args.int8_keep == "none" else args.int8_keep))
 
 
 def entry() -> int:

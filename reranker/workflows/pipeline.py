@@ -369,6 +369,16 @@ def eval_stage(config: PipelineConfig, stages: Stages, where: Layout, env: dict,
                  *([embedder_id] if embedder_id is not None else []))
 
     def work():
+        # A graph backend scores from a graph of the model this pipeline trained (and of its embedder): exported
+        # here, calibrated and checked on the mined training file (positives and negatives), never on test queries.
+        # Another dense model's graph is its owner's to export.
+        exports = [(where.model, options.get("backend", "torch"))]
+        if config.embedder is not None:
+            exports.append((where.embedder, options.get("dense_backend", "torch")))
+        for folder, backend in exports:
+            if backend != "torch":
+                run_logged([*command("export"), str(folder), "--backend", backend, "--probe_data",
+                            str(where.data / "mined.jsonl")], where.report / "eval.log", env)
         run_logged([*command("eval"), "--models", str(where.model), "--datasets", config.beir, "--split",
                     config.test_split, "--output_dir", str(where.report),
                     *(["--dev_qrels", str(where.data / "dev_qrels.tsv")] if dev else []), *to_argv(options)],

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 # The installed commands' modules, run as `python -m`, so a pipeline works from a wheel as from a checkout.
 COMMANDS = {"mine": "reranker.cli.mine", "train": "reranker.cli.train", "eval": "reranker.cli.eval",
-            "embedder": "reranker.cli.train_embedder"}
+            "embedder": "reranker.cli.train_embedder", "export": "reranker.cli.export"}
 # The command each config section gives options to (embedder_mine: the miner, run for the embedder's records).
 COMMAND_NAMES = {"mine": "reranker-mine", "train": "reranker-train", "eval": "reranker-eval",
                  "embedder": "reranker-train-embedder", "embedder_mine": "reranker-mine"}

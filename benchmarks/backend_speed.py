@@ -1,0 +1,218 @@
+"""Scoring speed of our backends against sentence-transformers' CrossEncoder, in one run, with the ranking each
+backend gives on dev queries beside it.
+
+    python benchmarks/backend_speed.py --model outputs/pipeline/scifact/model \\
+        --dev_file outputs/pipeline/scifact/data/dev.jsonl --probe_data outputs/pipeline/scifact/data/train.jsonl \\
+        --peer_python /path/to/peer-venv/bin/python
+
+Every system scores the same pairs (scifact queries with random documents, in that order: each system batches them
+its own way), batch 32, the same max length and threads, after a warm-up, in interleaved rounds (best kept):
+  - sentence-transformers `CrossEncoder.predict` in torch fp32 (the reference of the 2x goal) and bf16;
+  - ours: `Reranker` with backend torch (fp32, bf16), onnx, onnx-int8, openvino (bf16 where the CPU has it) and
+    openvino-int8, the graphs exported by reranker-export (made here when missing, int8 calibrated on --probe_data);
+  - with --peer_python (a venv with sentence-transformers, optimum-onnx and optimum-intel, which cannot sit beside
+    this project's transformers): CrossEncoder with backend onnx, onnx O3-optimised, onnx int8
+    (`export_dynamic_quantized_onnx_model`, avx512_vnni) and openvino, each exported by sentence-transformers
+    itself from a copy of the weights.
+Then each of our backends ranks the dev file's candidates: nDCG@10 against torch fp32's (the goal: within 0.005).
+The multiply-add rate counts the real (unpadded) tokens of the pairs: per layer 12 d^2 per token (attention
+projections and the feed-forward, ff = 4d) plus 2 d n per token for attention itself, against this CPU's peak
+(cores x clock x multiply-adds per cycle for the precision: two FMA units of the widest vector the CPU has, twice
+that for bf16 dot products, four times for int8; stated in the output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).parent))
+
+from rerank_throughput import beir_pairs  # noqa: E402
+
+OURS = ["torch-fp32", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+
+# Run in the peer venv: sentence-transformers exports and scores with its own backends.
+PEER = r'''
+import json, sys, time
+cfg = json.loads(sys.argv[1])
+import torch
+torch.set_num_threads(cfg["threads"])
+from sentence_transformers import CrossEncoder
+from sentence_transformers.backend import export_dynamic_quantized_onnx_model, export_optimized_onnx_model
+pairs = [tuple(p) for p in json.load(open(cfg["pairs"]))]
+path, out = cfg["model"], {}
+def load(**kw):
+    return CrossEncoder(path, device="cpu", max_length=cfg["max_length"], **kw)
+systems = {}
+systems["onnx"] = load(backend="onnx")
+export_optimized_onnx_model(systems["onnx"], "O3", path)
+systems["onnx-O3"] = load(backend="onnx", model_kwargs={"file_name": "onnx/model_O3.onnx"})
+export_dynamic_quantized_onnx_model(systems["onnx"], "avx512_vnni", path)
+systems["onnx-qint8"] = load(backend="onnx", model_kwargs={"file_name": "onnx/model_qint8_avx512_vnni.onnx"})
+systems["openvino"] = load(backend="openvino")
+best = {}
+for name, model in systems.items():
+    model.predict(pairs[:64], batch_size=cfg["batch_size"], show_progress_bar=False)
+for _ in range(cfg["rounds"]):
+    for name, model in systems.items():
+        start = time.perf_counter()
+        model.predict(pairs, batch_size=cfg["batch_size"], show_progress_bar=False)
+        best[name] = max(best.get(name, 0.0), len(pairs) / (time.perf_counter() - start))
+print("PEER " + json.dumps(best))
+'''
+
+
+def peak_macs(precision: str, threads: int) -> tuple[float, str]:
+    """Multiply-adds per second this CPU can do at most in `precision`, and how that was counted."""
+    from reranker.common.precision import cpu_flags
+
+    flags = cpu_flags() or frozenset()
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    mhz = [float(line.split(":")[1]) for line in text.splitlines() if line.startswith("cpu MHz")]
+    ghz = (max(mhz) / 1000) if mhz else 2.0
+    lanes = 16 if "avx512f" in flags else 8  # fp32 lanes of one vector FMA
+    # Two vector FMA units of that width (an assumption: Zen 4 runs 512-bit instructions as two halves, which would
+    # halve the peak; the clock is /proc/cpuinfo's, not the boost clock). A ceiling to compare against, not a spec.
+    per_cycle = 2 * lanes
+    per_cycle *= {"fp32": 1, "bf16": 2 if "avx512_bf16" in flags else 1, "int8": 4 if "avx512_vnni" in flags
+                  or "avx_vnni" in flags else 2}[precision]
+    return threads * ghz * 1e9 * per_cycle, f"{threads} cores x {ghz:.2f} GHz x {per_cycle:g} MAC/cycle"
+
+
+def count_macs(model_path: str, pairs, max_length: int) -> float:
+    from transformers import AutoConfig, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(model_path)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    lengths = tokenizer([q for q, _ in pairs], [p for _, p in pairs], truncation="only_second",
+                        max_length=max_length, return_length=True)["length"]
+    d, layers, ff = config.hidden_size, config.num_hidden_layers, config.intermediate_size
+    return float(sum(layers * (n * (4 * d * d + 2 * d * ff) + 2 * d * n * n) for n in lengths))
+
+
+def ours(model: str, name: str, max_length: int):
+    from reranker import Reranker
+
+    if name.startswith("torch"):
+        return Reranker(model, device="cpu", dtype=name.split("-")[1], max_length=max_length)
+    # openvino runs bf16 where the CPU has it (auto); ONNX Runtime fp32 or int8 weights.
+    return Reranker(model, device="cpu", dtype="auto", max_length=max_length, backend=name)
+
+
+def dev_ndcg(reranker, dev, batch_size: int) -> float:
+    from reranker.training.dev_eval import dev_metrics
+
+    pairs = [(q.query, text) for q in dev for text in q.texts]
+    scores = iter(reranker.compute_score(pairs, batch_size=batch_size))
+    run = {q.qid: {d: float(next(scores)) for d in q.doc_ids} for q in dev}
+    return dev_metrics(dev, run)["nDCG@10"]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import torch
+
+    from reranker.cli import common as cli
+    from reranker.models import backends
+    from reranker.models.export import ExportOptions, export
+    from reranker.training.dev_eval import load_dev
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="an encoder-family reranker folder")
+    parser.add_argument("--dev_file", required=True, help="dev queries with candidates (the pipeline's dev.jsonl)")
+    parser.add_argument("--probe_data", required=True, help="training pairs to calibrate int8 on (not the dev file)")
+    parser.add_argument("--beir", default=str(ROOT.parent / "shared/data/beir/scifact"))
+    parser.add_argument("--pairs", type=int, default=1000)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--max_length", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--peer_python", default=None, help="python of a venv with sentence-transformers' backends")
+    parser.add_argument("--output", default=None, help="write the figures here as JSON")
+    a = parser.parse_args(argv)
+    cli.setup_logging()
+    torch.set_num_threads(a.threads)
+    for backend in ("onnx", "onnx-int8", "openvino", "openvino-int8"):
+        if not backends.graph_path(a.model, backend).is_file():
+            export(a.model, ExportOptions(backend=backend, probe_data=a.probe_data))
+    pairs = beir_pairs(Path(a.beir), a.pairs)
+    results: dict[str, dict] = {}
+
+    peer = {}
+    if a.peer_python:  # first, alone: it copies the weights and exports them its own way
+        with tempfile.TemporaryDirectory() as work:
+            copy = Path(work) / "model"
+            shutil.copytree(a.model, copy, ignore=shutil.ignore_patterns("onnx", "openvino", "checkpoint-*"))
+            (Path(work) / "pairs.json").write_text(json.dumps(pairs))
+            cfg = {"model": str(copy), "pairs": str(Path(work) / "pairs.json"), "threads": a.threads,
+                   "batch_size": a.batch_size, "max_length": a.max_length, "rounds": a.rounds}
+            done = subprocess.run([a.peer_python, "-c", PEER, json.dumps(cfg)], capture_output=True, text=True,
+                                  env={**os.environ, "PYTHONPATH": ""})
+            line = next((x for x in done.stdout.splitlines() if x.startswith("PEER ")), None)
+            if line is None:
+                raise RuntimeError(f"the peer run failed:\n{done.stderr[-3000:]}")
+            peer = json.loads(line[5:])
+
+    from sentence_transformers import CrossEncoder
+
+    systems = {"CrossEncoder torch-fp32": CrossEncoder(a.model, device="cpu", max_length=a.max_length),
+               "CrossEncoder torch-bf16": CrossEncoder(a.model, device="cpu", max_length=a.max_length,
+                                                       model_kwargs={"torch_dtype": torch.bfloat16})}
+    models = {name: ours(a.model, name, a.max_length) for name in OURS}
+    calls = {name: (lambda p, m=m: m.predict(p, batch_size=a.batch_size, show_progress_bar=False))
+             for name, m in systems.items()}
+    calls |= {f"ours {name}": (lambda p, m=m: m.compute_score(p, batch_size=a.batch_size))
+              for name, m in models.items()}
+    for call in calls.values():
+        call(pairs[:64])
+    speed = {}
+    for _ in range(a.rounds):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call(pairs)
+            speed[name] = max(speed.get(name, 0.0), len(pairs) / (time.perf_counter() - start))
+    for name, value in peer.items():
+        speed[f"CrossEncoder {name}"] = value
+
+    dev = load_dev(a.dev_file)
+    ndcg = {name: dev_ndcg(m, dev, a.batch_size) for name, m in models.items()}
+    macs = count_macs(a.model, pairs, a.max_length)
+    reference = speed["CrossEncoder torch-fp32"]
+    fastest_peer = max((n for n in speed if n.startswith("CrossEncoder")), key=speed.get)
+    print(f"\n{len(pairs)} pairs, batch {a.batch_size}, max_length {a.max_length}, {a.threads} threads; "
+          f"{macs / len(pairs) / 1e9:.2f} GMAC a pair (real tokens)")
+    print("| system | pairs/s | vs CrossEncoder torch fp32 | vs the fastest peer backend | dev nDCG@10 (diff vs fp32) "
+          "| share of peak |")
+    print("|---|---|---|---|---|---|")
+    for name, value in sorted(speed.items(), key=lambda kv: -kv[1]):
+        row = {"pairs_per_s": round(value, 1), "vs_crossencoder_fp32": round(value / reference, 2),
+               "vs_fastest_peer": round(value / speed[fastest_peer], 2)}
+        short = name.removeprefix("ours ")
+        if short in ndcg:
+            precision = "int8" if short.endswith("int8") else "bf16" if short in ("torch-bf16", "openvino") else "fp32"
+            peak, how = peak_macs(precision, a.threads)
+            row |= {"dev_nDCG@10": round(ndcg[short], 4), "diff_vs_fp32": round(ndcg[short] - ndcg["torch-fp32"], 4),
+                    "share_of_peak": round(macs * value / len(pairs) / peak, 3), "peak": how}
+        results[name] = row
+        cells = (f"{row['dev_nDCG@10']:.4f} ({row['diff_vs_fp32']:+.4f})" if "dev_nDCG@10" in row else "",
+                 f"{row['share_of_peak']:.0%} of {row['peak']}" if "share_of_peak" in row else "")
+        print(f"| {name} | {value:.1f} | {row['vs_crossencoder_fp32']:.2f}x | {row['vs_fastest_peer']:.2f}x | "
+              f"{cells[0]} | {cells[1]} |")
+    print(f"fastest peer: {fastest_peer}")
+    if a.output:
+        Path(a.output).write_text(json.dumps({"args": vars(a), "fastest_peer": fastest_peer, "systems": results},
+                                             indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main()
