@@ -89,6 +89,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--st_without_faiss", action="store_true",
                         help="run sentence-transformers with use_faiss=False (similarity chunks of 16384 x pool)")
     parser.add_argument("--skip_st", action="store_true", help="measure ours only")
+    parser.add_argument("--model", default=None, help="embedder folder (default: the bundled all-MiniLM-L6-v2)")
+    parser.add_argument("--embed_backend", default="torch",
+                        choices=["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"],
+                        help="our miner's embedder backend (the graph must have been exported beside --model, e.g. "
+                             "by benchmarks/embed_speed.py); sentence-transformers encodes with torch in --dtype")
     parser.add_argument("--workdir", default=str(ROOT / "outputs/bench_mine"))
     parser.add_argument("--json", default=None, help="also write the figures here")
     a = parser.parse_args(argv)
@@ -96,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         from reranker.common.precision import cpu_has_bf16
 
         a.dtype = "bf16" if cpu_has_bf16() else "fp32"
-    model = bundled_minilm_path()
+    model = a.model or bundled_minilm_path()
     work = Path(a.workdir)
     work.mkdir(parents=True, exist_ok=True)
     pool, queries = synthetic(a.pool_size, a.queries, a.words, 0, work, model)
@@ -110,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
                 "--input_file", str(queries), "--output_file", str(out), "--candidate_pool", str(pool),
                 "--range_for_sampling", a.range, "--negative_number", str(a.negatives), "--no_cache",
                 "--embed_dtype", a.dtype, "--embed_batch_size", str(a.batch_size), "--query_max_len",
-                str(a.max_length), "--passage_max_len", str(a.max_length), "--overwrite"]
+                str(a.max_length), "--passage_max_len", str(a.max_length), "--overwrite",
+                "--embed_backend", a.embed_backend]
     print("running reranker hn_mine.py ...", file=sys.stderr, flush=True)
     _, wall, peak = run_measured(ours_cmd, env)
     timings = json.loads(out.with_name("ours.summary.json").read_text())["timings_s"]
@@ -134,8 +140,9 @@ def main(argv: list[str] | None = None) -> None:
             "queries_per_s_search": a.queries / rest,
         }
     embeddings_mb = a.pool_size * 384 * 4 / 2**20
-    print(f"\npool {a.pool_size:,} synthetic passages of {a.words} words, {a.queries:,} queries, all-MiniLM-L6-v2, "
-          f"{a.dtype}, max_length {a.max_length}, batch {a.batch_size}, range {a.range}, {a.negatives} negatives, "
+    print(f"\npool {a.pool_size:,} synthetic passages of {a.words} words, {a.queries:,} queries, {model}, "
+          f"{a.dtype} (ours: backend {a.embed_backend}), max_length {a.max_length}, batch {a.batch_size}, "
+          f"range {a.range}, {a.negatives} negatives, "
           f"{a.threads} threads; pool embeddings alone: {embeddings_mb:.0f} MB\n")
     print("| system | encode passages/s | search+select s | queries/s (search+select) | wall s | peak RSS MB |")
     print("|---|---|---|---|---|---|")
@@ -147,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\nencoding speed ratio (ours / ST): {ours['passages_per_s'] / theirs['passages_per_s']:.2f}x")
         speedup = theirs["search_and_select_s"] / ours["search_and_select_s"]
         print(f"search+select speed ratio (ours / ST): {speedup:.2f}x")
-        print(f"wall time ratio (ours / ST): {ours['wall_s'] / theirs['wall_s']:.2f}x")
+        print(f"wall time ratio (ours / ST): {ours['wall_s'] / theirs['wall_s']:.2f}x "
+              f"(speed: {theirs['wall_s'] / ours['wall_s']:.2f}x)")
         print(f"peak memory ratio (ours / ST): {ours['peak_rss_mb'] / theirs['peak_rss_mb']:.2f}x")
     if a.json:
         Path(a.json).write_text(json.dumps({"settings": vars(a), "results": results}, indent=2))

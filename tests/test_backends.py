@@ -138,3 +138,40 @@ def test_export_command_and_eval_options(tiny_model, probe):
     assert backends.read_record(tiny_model, "onnx")["probe"]["pairs"] == 16 and graph.is_file()
     names = {f for f in EvalArguments.__dataclass_fields__}
     assert {"backend", "dense_backend"} <= names
+
+
+def test_the_miner_embeds_with_a_graph_as_with_the_weights(tiny_embedder, tmp_path):
+    """reranker-mine --embed_backend openvino mines what the torch embedder mines, and caches apart from it."""
+    from test_mining import mine
+
+    export(str(tiny_embedder), ExportOptions(backend="openvino"))
+    args = ["--model_name_or_path", tiny_embedder, "--pooling", "mean", "--range_for_sampling", "0-6",
+            "--negative_number", "3", "--embed_dtype", "fp32", "--retriever", "dense"]
+    weights, _ = mine(tmp_path, *args, name="torch.jsonl")
+    graph, summary = mine(tmp_path, *args, "--embed_backend", "openvino", name="graph.jsonl")
+    assert [r["neg"] for r in graph] == [r["neg"] for r in weights]
+    assert summary["embedding_cache"] == "miss"  # not the torch run's cached pool
+
+
+def test_auto_takes_the_graph_measured_faster_on_this_cpu(tiny_model):
+    """backend auto reads the speeds the export measured: the graph where it was faster on this CPU model, torch
+    where it was slower, measured on another CPU, stale or absent."""
+    assert backends.choose_backend(tiny_model, "auto") == "torch"  # nothing exported
+    export(str(tiny_model), ExportOptions(backend="onnx"))
+    speed = backends.read_record(tiny_model, "onnx")["speed"]
+    assert speed["cpu"] == backends.this_cpu() and speed["torch_pairs_per_s"] > 0 and speed["graph_pairs_per_s"] > 0
+    records_file = tiny_model / "onnx" / backends.RECORD
+
+    def measured(**changes):
+        records = json.loads(records_file.read_text())
+        records["model.onnx"]["speed"].update(changes)
+        records_file.write_text(json.dumps(records))
+
+    measured(torch_pairs_per_s=10.0, graph_pairs_per_s=20.0)
+    assert backends.choose_backend(tiny_model, "auto") == "onnx"
+    assert Reranker(str(tiny_model), backend="auto").backend == "onnx"
+    assert backends.choose_backend(tiny_model, "auto", "cuda") == "torch"
+    measured(graph_pairs_per_s=5.0)
+    assert backends.choose_backend(tiny_model, "auto") == "torch"
+    measured(graph_pairs_per_s=20.0, cpu="another processor")
+    assert backends.choose_backend(tiny_model, "auto") == "torch"

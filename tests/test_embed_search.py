@@ -85,3 +85,31 @@ def test_bm25_language_picks_the_stemmer_and_stop_words():
     assert BM25(texts, language="none").search(["hunde"], 3)[0][0][0] > 0
     with pytest.raises(ConfigError, match="--bm25_language 'klingon' is not a language BM25 can stem"):
         MineArguments(input_file="a", output_file="b", bm25_language="klingon")
+
+
+def test_dense_run_encodes_a_corpus_once_for_both_splits(tiny_model_master, monkeypatch):
+    """The test split and the dev queries share the corpus: the second dense run reuses its vectors, and ranks as
+    a fresh encoding does; another corpus is encoded anew."""
+    from reranker.data.beir import BeirData
+    from reranker.models import embed
+    from reranker.retrieval import first_stage as fs
+
+    corpus = {f"d{i}": text for i, text in enumerate(["paris is in france", "berlin is in germany",
+                                                       "the sky is blue", "bread is baked in an oven"])}
+    test = BeirData("tiny", corpus, {"q1": "capital of france"}, {"q1": {"d0": 1}}, 0, "a")
+    dev = BeirData("tiny", dict(corpus), {"q2": "why is the sky blue"}, {"q2": {"d2": 1}}, 0, "b")
+    sizes = []
+    original = embed.Embedder.encode
+    monkeypatch.setattr(embed.Embedder, "encode", lambda self, texts, *a, **k: sizes.append(len(texts)) or
+                        original(self, texts, *a, **k))
+    args = (4, str(tiny_model_master), "mean", "", 16, 32, "fp32", 8)
+    fs._LAST_CORPUS.clear()
+    fs.dense_run(test, *args)
+    reused = fs.dense_run(dev, *args)
+    assert sizes == [4, 1, 1]  # the corpus once, then each split's one query
+    fs._LAST_CORPUS.clear()
+    assert fs.dense_run(dev, *args) == reused
+    other = BeirData("tiny", {**corpus, "d4": "a new document"}, {"q2": "why is the sky blue"}, {}, 0, "c")
+    sizes.clear()
+    fs.dense_run(other, *args)
+    assert sizes == [5, 1]

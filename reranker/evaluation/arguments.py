@@ -115,11 +115,12 @@ class EvalArguments:
                                                  "choices": ["fp32", "bf16", "fp16", "auto"]})
     backend: str = field(default="torch", metadata={
         "help": "What scores the rerankers: torch (the weights), or the graph reranker-export wrote beside them: "
-                "onnx, onnx-int8, openvino, openvino-int8 (encoder family, CPU; docs/backends.md).",
-        "choices": ["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]})
+                "onnx, onnx-int8, openvino, openvino-int8 (encoder family, CPU; docs/backends.md); auto: the fastest "
+                "graph its export measured faster than torch on this CPU, else torch.",
+        "choices": ["torch", "onnx", "onnx-int8", "openvino", "openvino-int8", "auto"]})
     dense_backend: str = field(default="torch", metadata={
         "help": "The same for the dense first stage's embedder (--dense_model).",
-        "choices": ["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]})
+        "choices": ["torch", "onnx", "onnx-int8", "openvino", "openvino-int8", "auto"]})
     threshold: float = field(default=0.5, metadata={"help": "Sigmoid threshold for precision/recall/F1 on pairs."})
     keep_self_matches: bool = field(
         default=False,

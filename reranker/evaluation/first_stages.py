@@ -43,16 +43,18 @@ def base_runs(data: BeirData, args: EvalArguments, needed: set[str]) -> dict[str
         runs["bm25_expanded"] = fs.cached_run(args.cache_dir, data, settings, lambda: bm25_run(
             replace(data, corpus=expanded_corpus(data.corpus, args.expand_from))), depth)
     if "dense" in needed:
+        from reranker.models.backends import choose_backend
         from reranker.models.embed_cache import model_fingerprint
 
         settings = {"kind": "dense", "model": model_fingerprint(args.dense_model), "pooling": args.dense_pooling,
                     "instruction": args.query_instruction, "q": args.dense_query_max_len,
                     "p": args.dense_passage_max_len, "dtype": args.dtype, "depth": depth}
-        if args.dense_backend != "torch":  # an int8 graph retrieves differently: its own cache entry
-            settings["backend"] = args.dense_backend
+        backend = choose_backend(args.dense_model, args.dense_backend)  # "auto" resolved before the cache key
+        if backend != "torch":  # an int8 graph retrieves differently: its own cache entry
+            settings["backend"] = backend
         runs["dense"] = fs.cached_run(args.cache_dir, data, settings, lambda: fs.dense_run(
             data, depth, args.dense_model, args.dense_pooling, args.query_instruction, args.dense_query_max_len,
-            args.dense_passage_max_len, args.dtype, args.batch_size, args.dense_backend), depth)
+            args.dense_passage_max_len, args.dtype, args.batch_size, backend), depth)
     if not args.keep_self_matches:
         for stage, run in runs.items():
             runs[stage], dropped = fs.drop_self_matches(run)

@@ -43,8 +43,9 @@ class EmbedArguments:
     )
     embed_backend: str = field(default="torch", metadata={
         "help": "What embeds: torch (the weights), or the graph reranker-export wrote beside them: onnx, onnx-int8, "
-                "openvino, openvino-int8 (CPU; docs/backends.md).",
-        "choices": ["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]})
+                "openvino, openvino-int8 (CPU; docs/backends.md); auto: the fastest graph its export measured "
+                "faster than torch on this CPU, else torch.",
+        "choices": ["torch", "onnx", "onnx-int8", "openvino", "openvino-int8", "auto"]})
     trust_remote_code: bool = field(default=False, metadata={"help": "Run code shipped inside the checkpoint."})
 
     def __post_init__(self):

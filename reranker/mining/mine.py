@@ -225,8 +225,8 @@ def encode_pool_and_queries(embed_args: EmbedArguments, args: MineArguments, poo
                         trust_remote_code=embed_args.trust_remote_code, backend=embed_args.embed_backend)
     settings = {"pooling": embed_args.pooling, "max_length": embed_args.passage_max_len,
                 "dtype": embed_args.embed_dtype, "normalize": True}
-    if embed_args.embed_backend != "torch":  # an int8 graph embeds differently: its own cache entry
-        settings["backend"] = embed_args.embed_backend
+    if embedder.backend != "torch":  # an int8 graph embeds differently: its own cache entry ("auto" resolved)
+        settings["backend"] = embedder.backend
     key = embed_cache.cache_key(embed_args.model_name_or_path, settings, pool.content_hash())
     cache_dir = Path(args.cache_dir).expanduser()
     cached = None if args.no_cache else embed_cache.load(cache_dir, key, len(pool))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,7 +27,10 @@ import torch
 
 from reranker.common.errors import ConfigError
 
+logger = logging.getLogger(__name__)
+
 BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
+CHOICES = (*BACKENDS, "auto")  # auto: the fastest graph export measured on this CPU, else torch
 RECORD = "export.json"
 EXTRA = {"onnx": "onnx", "openvino": "openvino"}  # the pip extra that installs each runtime
 GRAPH_FILES = {"onnx": "onnx/model.onnx", "onnx-int8": "onnx/model_qint8.onnx",
@@ -38,6 +42,45 @@ def check_backend(backend: str, option: str = "backend") -> str:
     if backend not in BACKENDS:
         raise ConfigError(f"{option} must be one of {', '.join(BACKENDS)}, got {backend!r}")
     return backend
+
+
+def this_cpu() -> str:
+    """The processor's model name: where an export's speed was measured (a speed elsewhere says nothing here)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    text = cpuinfo.read_text(errors="replace") if cpuinfo.is_file() else ""
+    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
+                "unknown")
+
+
+def choose_backend(model_path: str | Path, backend: str, device_type: str = "cpu") -> str:
+    """`backend`, or for "auto": of the graphs exported beside the weights, the one whose export measured it faster
+    than torch (in precision auto) on this very CPU model, fastest first, its runtime installed and its weights
+    unchanged; torch where none qualifies, and always on a GPU."""
+    if backend != "auto":
+        return check_backend(backend)
+    if device_type != "cpu":
+        return "torch"
+    cpu, measured = this_cpu(), []
+    for name in BACKENDS[1:]:
+        try:
+            record = read_record(model_path, name)
+            import_runtime(runtime_of(name))
+        except ConfigError:
+            continue
+        speed = record.get("speed") or {}
+        if speed.get("cpu") == cpu and speed.get("graph_pairs_per_s", 0) > speed.get("torch_pairs_per_s", 0):
+            measured.append((speed["graph_pairs_per_s"], name))
+    for _, name in sorted(measured, reverse=True):
+        if read_record(model_path, name)["weights_sha256"] == weights_digest(model_path):
+            logger.info("backend auto: %s, measured %.1fx torch on this CPU at export", name,
+                        _ratio(read_record(model_path, name)["speed"]))
+            return name
+    logger.info("backend auto: torch (no exported graph measured faster on this CPU)")
+    return "torch"
+
+
+def _ratio(speed: dict) -> float:
+    return speed["graph_pairs_per_s"] / speed["torch_pairs_per_s"]
 
 
 def runtime_of(backend: str) -> str:

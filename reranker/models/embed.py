@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from reranker.common.precision import autocast, inference_dtype
-from reranker.models.backends import GraphModel, check_backend, runtime_of
+from reranker.models.backends import GraphModel, choose_backend, runtime_of
 
 POOLINGS = ("cls", "mean", "last")
 # sentence-transformers' names of our poolings in 1_Pooling/config.json (the keys every version reads).
@@ -59,7 +59,8 @@ class Embedder:
         self.dtype = inference_dtype(dtype, self.device.type, "embedder dtype")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
-            if check_backend(backend) == "torch":
+            backend = choose_backend(model_name_or_path, backend, self.device.type)
+            if backend == "torch":
                 self.model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
             else:  # the graph reranker-export wrote beside the weights
                 config = AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)

@@ -256,16 +256,22 @@ def _quantize_openvino(model, target: Path, calibration: list[dict[str, torch.Te
     ov.save_model(quantized, str(target))
 
 
-def _run_graph(path: Path, runtime: str, output: str, batches, hint: str = "f32") -> list[np.ndarray]:
+def _graph_runner(path: Path, runtime: str, output: str, hint: str = "f32"):
+    """`run(batches) -> outputs` over the graph, loaded once, with torch's thread count (as GraphModel runs it)."""
     module = B.import_runtime(runtime)
-    feeds = [{k: v.numpy().astype(np.int64) for k, v in b.items()} for b in batches]
+    threads = torch.get_num_threads()
     if runtime == "onnx":
-        session = module.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = module.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = module.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         names = [i.name for i in session.get_inputs()]
-        return [session.run([output], {n: f[n] for n in names})[0] for f in feeds]
-    compiled = module.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": hint})
-    names = [p.get_any_name() for p in compiled.inputs]
-    return [compiled({n: f[n] for n in names})[compiled.output(output)] for f in feeds]
+        call = lambda feed: session.run([output], {n: feed[n] for n in names})[0]  # noqa: E731
+    else:
+        compiled = module.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": hint,
+                                                                  "INFERENCE_NUM_THREADS": threads})
+        names = [p.get_any_name() for p in compiled.inputs]
+        call = lambda feed: compiled({n: feed[n] for n in names})[compiled.output(output)]  # noqa: E731
+    return lambda batches: [call({k: v.numpy().astype(np.int64) for k, v in b.items()}) for b in batches]
 
 
 def _agreement(reference: np.ndarray, scores: np.ndarray) -> dict:
@@ -317,7 +323,7 @@ def export(model_path: str, options: ExportOptions | None = None) -> Path:
         checks = {}
         hints = ["f32"] + (["bf16"] if runtime == "openvino" and native_bf16("cpu") else [])
         for hint in hints:
-            outputs = _run_graph(built, runtime, source.output, batches, hint)
+            outputs = _graph_runner(built, runtime, source.output, hint)(batches)
             checks[hint] = _agreement(reference, source.scores(outputs, batches, len(pairs)))
         least = FP32_MIN_CORRELATION if not int8 else options.min_correlation
         # The gate is the graph itself (run in f32); bf16 is a run-time choice, recorded and warned about.
@@ -329,6 +335,7 @@ def export(model_path: str, options: ExportOptions | None = None) -> Path:
         if "bf16" in checks and not checks["bf16"]["correlation"] >= options.min_correlation:
             logger.warning("In bf16 (OpenVINO's default on this CPU) the %s graph agrees with torch fp32 at only %.4f "
                            "on the probe pairs: run it with dtype fp32", backend, checks["bf16"]["correlation"])
+        speed = _measure_speed(source, built, runtime, batches, hints[-1])
         record = {"kind": kind, "backend": backend, "output": source.output, "weights_sha256": digest,
                   "made": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "seconds": round(time.time() - started, 1),
@@ -338,7 +345,7 @@ def export(model_path: str, options: ExportOptions | None = None) -> Path:
                                    if backend == "openvino-int8" else None),
                   "probe": {"data": options.probe_data or "built-in pairs", "pairs": len(pairs), "seed": options.seed,
                             "min_correlation": least, "agreement": checks},
-                  "versions": _versions(runtime), "opset": options.opset}
+                  "speed": speed, "versions": _versions(runtime), "opset": options.opset}
         for produced in sorted(work.iterdir()):
             if produced.name != "model.onnx" or backend == "onnx":
                 if produced.name.startswith(target.stem):
@@ -352,6 +359,29 @@ def export(model_path: str, options: ExportOptions | None = None) -> Path:
     logger.info("Wrote %s: correlation with torch fp32 %s on %d probe pairs", target,
                 ", ".join(f"{h} {c['correlation']:.5f}" for h, c in checks.items()), len(pairs))
     return target
+
+
+def _measure_speed(source: _Source, graph: Path, runtime: str, batches, hint: str) -> dict:
+    """Inputs a second on the probe batches, torch in precision auto against the graph as it runs by default, after
+    a warm-up each: what backend "auto" reads (on this CPU model only)."""
+    from reranker.common.precision import autocast, inference_dtype
+
+    count = sum(len(b["input_ids"]) for b in batches)
+    dtype = inference_dtype("auto", "cpu", "torch precision")
+    with torch.inference_mode(), autocast("cpu", dtype):
+        source.model(**batches[0])
+        start = time.perf_counter()
+        for batch in batches:
+            source.model(**batch)
+        torch_seconds = time.perf_counter() - start
+    run = _graph_runner(graph, runtime, source.output, hint)
+    run(batches[:1])
+    start = time.perf_counter()
+    run(batches)
+    graph_seconds = time.perf_counter() - start
+    return {"cpu": B.this_cpu(), "torch_precision": str(dtype or "fp32").replace("torch.", ""),
+            "graph_precision": hint, "inputs": count, "torch_pairs_per_s": round(count / torch_seconds, 1),
+            "graph_pairs_per_s": round(count / graph_seconds, 1)}
 
 
 def _versions(runtime: str) -> dict:

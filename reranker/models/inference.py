@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from reranker.common.errors import ConfigError
 from reranker.common.precision import autocast, inference_dtype
 from reranker.models import lora
-from reranker.models.backends import GraphModel, check_backend, runtime_of
+from reranker.models.backends import GraphModel, choose_backend, runtime_of
 from reranker.models.loading import (
     check_fits,
     check_model_folder,
@@ -41,7 +41,8 @@ class Reranker:
     any other model to 512 tokens or its own limit.
 
     `backend` "onnx", "onnx-int8", "openvino" or "openvino-int8" scores with the graph `reranker-export` wrote
-    beside the weights (encoder family, CPU; reranker/models/backends.py); "torch", the default, with the weights.
+    beside the weights (encoder family, CPU; reranker/models/backends.py); "torch", the default, with the weights;
+    "auto" with the fastest graph whose export measured it faster than torch on this CPU model, else torch.
 
     A LoRA adapter folder (reranker-train --use_lora) is applied to the base model it records, refused if that base
     is missing or its weights are not the ones trained on; `base_model` names a moved copy (checked the same way).
@@ -66,7 +67,7 @@ class Reranker:
         self.scorer = scorer_for(config, self.tokenizer, model_family, ScorerOptions(**scorer_options))
         self.scorer.check_precision(dtype, "reranker dtype")  # "auto" never picks fp16
         self.dtype = inference_dtype(dtype, self.device.type, "reranker dtype")
-        self.backend = check_backend(backend)
+        self.backend = backend = choose_backend(model_name_or_path, backend, self.device.type)
         if backend != "torch":  # an exported graph (reranker-export) in place of the weights
             if adapter or self.scorer.family != "encoder":
                 raise ConfigError(f"backend {backend} runs exported encoder-family rerankers; "

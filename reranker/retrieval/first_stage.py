@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from pathlib import Path
@@ -16,6 +17,7 @@ from reranker.data.beir import BeirData
 from reranker.data.runs import Run
 
 logger = logging.getLogger(__name__)
+_LAST_CORPUS: dict = {}  # the last corpus dense_run encoded: its settings and text digest, and its vectors
 
 
 def read_run(path: str | Path, data: BeirData | None = None, top_k: int | None = None) -> Run:
@@ -100,8 +102,17 @@ def dense_run(data: BeirData, depth: int, model: str, pooling: str, query_instru
 
     embedder = Embedder(model, pooling=pooling, dtype=dtype, backend=backend)
     doc_ids = list(data.corpus)
-    passages = embedder.encode([data.corpus[d] for d in doc_ids], passage_max_len, batch_size,
-                               desc=f"Encoding {data.name} corpus")
+    # The test split and the dev queries search one corpus: it is encoded once per process, not once per split.
+    key = (model, embedder.pooling, dtype, backend, passage_max_len,
+           hashlib.blake2b("\0".join(f"{d}\0{data.corpus[d]}" for d in doc_ids).encode(), digest_size=16).digest())
+    if _LAST_CORPUS.get("key") == key:
+        passages = _LAST_CORPUS["vectors"]
+        logger.info("%s corpus: embeddings reused from this run's other split", data.name)
+    else:
+        passages = embedder.encode([data.corpus[d] for d in doc_ids], passage_max_len, batch_size,
+                                   desc=f"Encoding {data.name} corpus")
+        _LAST_CORPUS.clear()  # one corpus at a time: a large one's vectors are not kept twice
+        _LAST_CORPUS.update(key=key, vectors=passages)
     qids = list(data.queries)
     queries = embedder.encode([data.queries[q] for q in qids], query_max_len, batch_size, query_instruction,
                               desc=f"Encoding {data.name} queries")

@@ -376,7 +376,7 @@ def eval_stage(config: PipelineConfig, stages: Stages, where: Layout, env: dict,
         if config.embedder is not None:
             exports.append((where.embedder, options.get("dense_backend", "torch")))
         for folder, backend in exports:
-            if backend != "torch":
+            if backend not in ("torch", "auto"):  # auto takes what was exported, and exports nothing
                 run_logged([*command("export"), str(folder), "--backend", backend, "--probe_data",
                             str(where.data / "mined.jsonl")], where.report / "eval.log", env)
         run_logged([*command("eval"), "--models", str(where.model), "--datasets", config.beir, "--split",
