@@ -45,11 +45,17 @@ def check_backend(backend: str, option: str = "backend") -> str:
 
 
 def this_cpu() -> str:
-    """The processor's model name: where an export's speed was measured (a speed elsewhere says nothing here)."""
+    """The processor's model name and the vector extensions that decide bf16 and int8 speed: where an export's
+    speed was measured (a speed measured elsewhere says nothing here; "AMD EPYC" alone names several generations)."""
+    from reranker.common.precision import cpu_flags
+
     cpuinfo = Path("/proc/cpuinfo")
     text = cpuinfo.read_text(errors="replace") if cpuinfo.is_file() else ""
-    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
+    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
                 "unknown")
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
+    flags = cpu_flags() or frozenset()
+    return f"{name} ({', '.join(f for f in wanted if f in flags)})"
 
 
 def choose_backend(model_path: str | Path, backend: str, device_type: str = "cpu") -> str:
