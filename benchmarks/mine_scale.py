@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
 
     out = work / "ours.jsonl"
     ours_cmd = [sys.executable, str(ROOT / "hn_mine.py"), "--model_name_or_path", model, "--pooling", "mean",
+                "--retriever", "dense",  # the miner's default is BM25; this race is about dense mining
                 "--input_file", str(queries), "--output_file", str(out), "--candidate_pool", str(pool),
                 "--range_for_sampling", a.range, "--negative_number", str(a.negatives), "--no_cache",
                 "--embed_dtype", a.dtype, "--embed_batch_size", str(a.batch_size), "--query_max_len",

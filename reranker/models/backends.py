@@ -9,7 +9,7 @@ A backend is named `RUNTIME` or `RUNTIME-int8`:
     openvino        openvino/openvino_model.xml, OpenVINO, fp32 or bf16 (the precision option)
     openvino-int8   openvino/openvino_model_qint8.xml, OpenVINO, int8 calibrated on probe pairs at export
 
-The file names are the ones sentence-transformers' own `backend="onnx"`/`"openvino"` loaders look for. Each
+The file names follow sentence-transformers' `backend="onnx"`/`"openvino"` layout. Each
 folder's export.json records how each graph was made and from which weights; a graph whose weights have changed
 since is refused, never run silently.
 """
