@@ -26,17 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
+from common import race, run_peer  # noqa: E402
 from rerank_throughput import beir_pairs  # noqa: E402
 
 OURS = ["torch-fp32", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-int8"]
@@ -49,7 +46,7 @@ import torch
 torch.set_num_threads(cfg["threads"])
 from sentence_transformers import CrossEncoder
 from sentence_transformers.backend import export_dynamic_quantized_onnx_model, export_optimized_onnx_model
-pairs = [tuple(p) for p in json.load(open(cfg["pairs"]))]
+pairs = [tuple(p) for p in json.load(open(cfg["payload"]))]
 path, out = cfg["model"], {}
 def load(**kw):
     return CrossEncoder(path, device="cpu", max_length=cfg["max_length"], **kw)
@@ -147,20 +144,10 @@ def main(argv: list[str] | None = None) -> dict:
     pairs = beir_pairs(Path(a.beir), a.pairs)
     results: dict[str, dict] = {}
 
-    peer = {}
-    if a.peer_python:  # first, alone: it copies the weights and exports them its own way
-        with tempfile.TemporaryDirectory() as work:
-            copy = Path(work) / "model"
-            shutil.copytree(a.model, copy, ignore=shutil.ignore_patterns("onnx", "openvino", "checkpoint-*"))
-            (Path(work) / "pairs.json").write_text(json.dumps(pairs))
-            cfg = {"model": str(copy), "pairs": str(Path(work) / "pairs.json"), "threads": a.threads,
-                   "batch_size": a.batch_size, "max_length": a.max_length, "rounds": a.rounds}
-            done = subprocess.run([a.peer_python, "-c", PEER, json.dumps(cfg)], capture_output=True, text=True,
-                                  env={**os.environ, "PYTHONPATH": ""})
-            line = next((x for x in done.stdout.splitlines() if x.startswith("PEER ")), None)
-            if line is None:
-                raise RuntimeError(f"the peer run failed:\n{done.stderr[-3000:]}")
-            peer = json.loads(line[5:])
+    # The peers first, alone: they copy the weights and export them their own way.
+    peer = run_peer(a.peer_python, PEER, a.model, pairs, {"threads": a.threads, "batch_size": a.batch_size,
+                                                         "max_length": a.max_length, "rounds": a.rounds}) \
+        if a.peer_python else {}
 
     from sentence_transformers import CrossEncoder
 
@@ -172,14 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
              for name, m in systems.items()}
     calls |= {f"ours {name}": (lambda p, m=m: m.compute_score(p, batch_size=a.batch_size))
               for name, m in models.items()}
-    for call in calls.values():
-        call(pairs[:64])
-    speed = {}
-    for _ in range(a.rounds):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            call(pairs)
-            speed[name] = max(speed.get(name, 0.0), len(pairs) / (time.perf_counter() - start))
+    speed = race(calls, pairs, a.rounds)
     for name, value in peer.items():
         speed[f"CrossEncoder {name}"] = value
 

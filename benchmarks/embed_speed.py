@@ -23,14 +23,14 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import race, run_peer  # noqa: E402
 
 OURS = ["torch-fp32", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 
@@ -41,7 +41,7 @@ import torch
 torch.set_num_threads(cfg["threads"])
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.backend import export_dynamic_quantized_onnx_model, export_optimized_onnx_model
-texts = json.load(open(cfg["texts"]))
+texts = json.load(open(cfg["payload"]))
 path = cfg["model"]
 def load(**kw):
     model = SentenceTransformer(path, device="cpu", **kw)
@@ -102,20 +102,9 @@ def main(argv: list[str] | None = None) -> dict:
     corpus = [data.corpus[d] for d in sorted(data.corpus)]
     texts = random.Random(0).sample(corpus, min(a.texts, len(corpus)))
 
-    peer = {}
-    if a.peer_python:
-        with tempfile.TemporaryDirectory() as work:
-            copy = Path(work) / "model"
-            shutil.copytree(model, copy, ignore=shutil.ignore_patterns("onnx", "openvino"))
-            (Path(work) / "texts.json").write_text(json.dumps(texts))
-            cfg = {"model": str(copy), "texts": str(Path(work) / "texts.json"), "threads": a.threads,
-                   "batch_size": a.batch_size, "max_length": a.max_length, "rounds": a.rounds}
-            done = subprocess.run([a.peer_python, "-c", PEER, json.dumps(cfg)], capture_output=True, text=True,
-                                  env={**os.environ, "PYTHONPATH": ""})
-            line = next((x for x in done.stdout.splitlines() if x.startswith("PEER ")), None)
-            if line is None:
-                raise RuntimeError(f"the peer run failed:\n{done.stderr[-3000:]}")
-            peer = json.loads(line[5:])
+    peer = run_peer(a.peer_python, PEER, model, texts, {"threads": a.threads, "batch_size": a.batch_size,
+                                                        "max_length": a.max_length, "rounds": a.rounds}) \
+        if a.peer_python else {}
 
     from sentence_transformers import SentenceTransformer
 
@@ -129,14 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
         embedder = Embedder(str(model), dtype=name.split("-")[1] if name.startswith("torch") else "auto",
                             backend="torch" if name.startswith("torch") else name)
         calls[f"ours {name}"] = lambda t, e=embedder: e.encode(t, a.max_length, a.batch_size, show_progress=False)
-    for call in calls.values():
-        call(texts[:64])
-    speed = {}
-    for _ in range(a.rounds):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            call(texts)
-            speed[name] = max(speed.get(name, 0.0), len(texts) / (time.perf_counter() - start))
+    speed = race(calls, texts, a.rounds)
     speed |= {f"SentenceTransformer {name}": value for name, value in peer.items()}
 
     quality = {}
