@@ -130,14 +130,18 @@ def test_embedder_graph_embeds_as_torch(tiny_embedder, backend):
     np.testing.assert_allclose(vectors, reference, atol=1e-5)
 
 
-def test_export_command_and_eval_options(tiny_model, probe):
+def test_export_command(tiny_model, probe):
+    """reranker-export MODEL_DIR: the options reach the export (the probe's size is recorded); torch and unknown
+    backends are refused by the parser before any work."""
     from reranker.cli import export as export_cli
-    from reranker.evaluation.arguments import EvalArguments
+    from reranker.cli.common import UsageError
 
     graph = export_cli.main([str(tiny_model), "--backend", "onnx", "--probe_data", str(probe), "--probe_pairs", "16"])
     assert backends.read_record(tiny_model, "onnx")["probe"]["pairs"] == 16 and graph.is_file()
-    names = {f for f in EvalArguments.__dataclass_fields__}
-    assert {"backend", "dense_backend"} <= names
+    for backend in ("torch", "tensorrt"):
+        with pytest.raises(UsageError, match="invalid choice"):
+            export_cli.main([str(tiny_model), "--backend", backend])
+    assert not (tiny_model / "openvino").exists()
 
 
 def test_the_miner_embeds_with_a_graph_as_with_the_weights(tiny_embedder, tmp_path):

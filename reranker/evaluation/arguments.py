@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from reranker.common.errors import ConfigError
+from reranker.models.backends import CHOICES
 from reranker.retrieval.search import check_bm25_language
 
 
@@ -117,10 +118,10 @@ class EvalArguments:
         "help": "What scores the rerankers: torch (the weights), or the graph reranker-export wrote beside them: "
                 "onnx, onnx-int8, openvino, openvino-int8 (encoder family, CPU; docs/backends.md); auto: the fastest "
                 "graph its export measured faster than torch on this CPU, else torch.",
-        "choices": ["torch", "onnx", "onnx-int8", "openvino", "openvino-int8", "auto"]})
+        "choices": list(CHOICES)})
     dense_backend: str = field(default="torch", metadata={
         "help": "The same for the dense first stage's embedder (--dense_model).",
-        "choices": ["torch", "onnx", "onnx-int8", "openvino", "openvino-int8", "auto"]})
+        "choices": list(CHOICES)})
     threshold: float = field(default=0.5, metadata={"help": "Sigmoid threshold for precision/recall/F1 on pairs."})
     keep_self_matches: bool = field(
         default=False,

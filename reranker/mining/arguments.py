@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from reranker.common.errors import ConfigError
 from reranker.common.precision import resolve_dtype
+from reranker.models.backends import CHOICES
 from reranker.models.embed import POOLINGS, default_pooling, saved_query_instruction
 from reranker.models.loading import bundled_minilm_path
 from reranker.retrieval.search import check_bm25_language
@@ -45,7 +46,7 @@ class EmbedArguments:
         "help": "What embeds: torch (the weights), or the graph reranker-export wrote beside them: onnx, onnx-int8, "
                 "openvino, openvino-int8 (CPU; docs/backends.md); auto: the fastest graph its export measured "
                 "faster than torch on this CPU, else torch.",
-        "choices": ["torch", "onnx", "onnx-int8", "openvino", "openvino-int8", "auto"]})
+        "choices": list(CHOICES)})
     trust_remote_code: bool = field(default=False, metadata={"help": "Run code shipped inside the checkpoint."})
 
     def __post_init__(self):

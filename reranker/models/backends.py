@@ -66,7 +66,7 @@ def choose_backend(model_path: str | Path, backend: str, device_type: str = "cpu
         return check_backend(backend)
     if device_type != "cpu":
         return "torch"
-    cpu, measured = this_cpu(), []
+    cpu, digest, measured = this_cpu(), None, []
     for name in BACKENDS[1:]:
         try:
             record = read_record(model_path, name)
@@ -75,18 +75,15 @@ def choose_backend(model_path: str | Path, backend: str, device_type: str = "cpu
             continue
         speed = record.get("speed") or {}
         if speed.get("cpu") == cpu and speed.get("graph_pairs_per_s", 0) > speed.get("torch_pairs_per_s", 0):
-            measured.append((speed["graph_pairs_per_s"], name))
-    for _, name in sorted(measured, reverse=True):
-        if read_record(model_path, name)["weights_sha256"] == weights_digest(model_path):
-            logger.info("backend auto: %s, measured %.1fx torch on this CPU at export", name,
-                        _ratio(read_record(model_path, name)["speed"]))
-            return name
+            digest = digest or weights_digest(model_path)  # hashed once, and only where a graph qualifies
+            if record["weights_sha256"] == digest:
+                measured.append((speed["graph_pairs_per_s"] / speed["torch_pairs_per_s"], name))
+    if measured:
+        ratio, name = max(measured)
+        logger.info("backend auto: %s, measured %.1fx torch on this CPU at export", name, ratio)
+        return name
     logger.info("backend auto: torch (no exported graph measured faster on this CPU)")
     return "torch"
-
-
-def _ratio(speed: dict) -> float:
-    return speed["graph_pairs_per_s"] / speed["torch_pairs_per_s"]
 
 
 def runtime_of(backend: str) -> str:
@@ -141,19 +138,41 @@ def read_record(model_path: str | Path, backend: str) -> dict:
     return records[graph.name]
 
 
+def graph_runner(path: str | Path, runtime: str, output: str, hint: str = "f32", threads: int | None = None):
+    """(input names, `run(feed) -> float32 array`) of a graph file, loaded once: ONNX Runtime on the CPU, or OpenVINO
+    with `hint` ("f32" or "bf16") as its inference precision; `threads` defaults to torch's."""
+    module = import_runtime(runtime)
+    threads = threads or torch.get_num_threads()
+    if runtime == "onnx":
+        options = module.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = module.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return [i.name for i in session.get_inputs()], lambda feed: session.run([output], feed)[0]
+    compiled = module.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                              "INFERENCE_PRECISION_HINT": hint,
+                                                              "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    return ([port.get_any_name() for port in compiled.inputs],
+            lambda feed: request.infer(feed)[compiled.output(output)].copy())
+
+
 class GraphModel:
     """An exported graph behind a Hugging Face model's call: `model(**inputs)` returns `.logits` (a reranker's
     graph) or `.last_hidden_state` (an embedder's), as float32 torch tensors on the CPU.
 
-    Inputs the graph does not take (token_type_ids of a model without segments) are left out; int64 ids in."""
+    Inputs the graph does not take (token_type_ids of a model without segments) are left out; int64 ids in.
 
-    def __init__(self, model_path: str | Path, backend: str, config, dtype: torch.dtype | None = None,
-                 threads: int | None = None):
+    `dtype` is the precision option as given (None, "auto", "fp32", "bf16") and `resolved` what it resolved to on
+    this CPU (a torch dtype or None): ONNX Runtime runs fp32 ("auto" included: it has no bf16 kernels worth having);
+    OpenVINO takes bf16 as its precision hint."""
+
+    def __init__(self, model_path: str | Path, backend: str, config, dtype: str | None = None,
+                 resolved: torch.dtype | None = None, threads: int | None = None):
         self.backend = check_backend(backend)
         if backend == "torch":
             raise ValueError("GraphModel runs an exported graph; the torch backend is the model itself")
         self.runtime = runtime_of(backend)
-        module = import_runtime(self.runtime)
+        import_runtime(self.runtime)
         self.record = read_record(model_path, backend)
         if self.record["weights_sha256"] != weights_digest(model_path):
             raise ConfigError(f"{graph_path(model_path, backend)} was exported from other weights than the ones now "
@@ -161,28 +180,14 @@ class GraphModel:
                               f"reranker-export {model_path} --backend {backend}")
         self.config = config
         self.output = self.record["output"]
-        threads = threads or torch.get_num_threads()
-        path = str(graph_path(model_path, backend))
-        if self.runtime == "onnx":
-            if dtype not in (None, torch.float32):
-                raise ConfigError(f"the {backend} backend runs in fp32 (its int8 variant quantises the weights); "
-                                  f"precision {dtype} is for torch or openvino")
-            options = module.SessionOptions()
-            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-            self.session = module.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-            self.inputs = [i.name for i in self.session.get_inputs()]
-            self._run = lambda feed: self.session.run([self.output], feed)[0]
-        else:
-            if dtype not in (None, torch.float32, torch.bfloat16):
-                raise ConfigError(f"the {backend} backend runs in fp32 or bf16, not {dtype}")
-            hint = "bf16" if dtype == torch.bfloat16 else "f32"
-            core = module.Core()
-            compiled = core.compile_model(path, "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                        "INFERENCE_PRECISION_HINT": hint,
-                                                        "PERFORMANCE_HINT": "LATENCY"})
-            self.inputs = [port.get_any_name() for port in compiled.inputs]
-            request = compiled.create_infer_request()
-            self._run = lambda feed: request.infer(feed)[compiled.output(self.output)].copy()
+        if self.runtime == "onnx" and dtype not in (None, "auto") and resolved not in (None, torch.float32):
+            raise ConfigError(f"the {backend} backend runs in fp32 (its int8 variant quantises the weights); "
+                              f"precision {dtype} is for torch or openvino")
+        if resolved not in (None, torch.float32, torch.bfloat16):
+            raise ConfigError(f"the {backend} backend runs in fp32 or bf16, not {dtype}")
+        hint = "bf16" if self.runtime == "openvino" and resolved == torch.bfloat16 else "f32"
+        self.inputs, self._run = graph_runner(graph_path(model_path, backend), self.runtime, self.output, hint,
+                                              threads)
 
     def __call__(self, **inputs) -> SimpleNamespace:
         missing = [name for name in self.inputs if name not in inputs]

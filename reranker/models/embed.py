@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from reranker.common.precision import autocast, inference_dtype
-from reranker.models.backends import GraphModel, choose_backend, runtime_of
+from reranker.models.backends import GraphModel, choose_backend
 
 POOLINGS = ("cls", "mean", "last")
 # sentence-transformers' names of our poolings in 1_Pooling/config.json (the keys every version reads).
@@ -64,8 +64,7 @@ class Embedder:
                 self.model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
             else:  # the graph reranker-export wrote beside the weights
                 config = AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
-                auto_fp32 = runtime_of(backend) == "onnx" and dtype in (None, "auto")
-                self.model = GraphModel(model_name_or_path, backend, config, None if auto_fp32 else self.dtype)
+                self.model = GraphModel(model_name_or_path, backend, config, dtype, self.dtype)
                 self.dtype = None  # the graph's precision is its own: no torch autocast around it
         except OSError as error:
             raise FileNotFoundError(f"embedder {model_name_or_path!r} could not be loaded: {error}") from None

@@ -257,21 +257,9 @@ def _quantize_openvino(model, target: Path, calibration: list[dict[str, torch.Te
 
 
 def _graph_runner(path: Path, runtime: str, output: str, hint: str = "f32"):
-    """`run(batches) -> outputs` over the graph, loaded once, with torch's thread count (as GraphModel runs it)."""
-    module = B.import_runtime(runtime)
-    threads = torch.get_num_threads()
-    if runtime == "onnx":
-        options = module.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        session = module.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        names = [i.name for i in session.get_inputs()]
-        call = lambda feed: session.run([output], {n: feed[n] for n in names})[0]  # noqa: E731
-    else:
-        compiled = module.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": hint,
-                                                                  "INFERENCE_NUM_THREADS": threads})
-        names = [p.get_any_name() for p in compiled.inputs]
-        call = lambda feed: compiled({n: feed[n] for n in names})[compiled.output(output)]  # noqa: E731
-    return lambda batches: [call({k: v.numpy().astype(np.int64) for k, v in b.items()}) for b in batches]
+    """`run(batches) -> outputs` over the graph, loaded once, as GraphModel runs it."""
+    names, call = B.graph_runner(path, runtime, output, hint)
+    return lambda batches: [call({n: b[n].numpy().astype(np.int64) for n in names}) for b in batches]
 
 
 def _agreement(reference: np.ndarray, scores: np.ndarray) -> dict:

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from reranker.common.errors import ConfigError
 from reranker.common.precision import autocast, inference_dtype
 from reranker.models import lora
-from reranker.models.backends import GraphModel, choose_backend, runtime_of
+from reranker.models.backends import GraphModel, choose_backend
 from reranker.models.loading import (
     check_fits,
     check_model_folder,
@@ -73,9 +73,7 @@ class Reranker:
                 raise ConfigError(f"backend {backend} runs exported encoder-family rerankers; "
                                   f"{model_name_or_path} is "
                                   f"{'a LoRA adapter' if adapter else self.scorer.describe()}: use backend torch")
-            # "auto" on ONNX Runtime is fp32 (it has no bf16 kernels worth having); OpenVINO takes bf16 as a hint.
-            auto_fp32 = runtime_of(backend) == "onnx" and dtype in (None, "auto")
-            model = GraphModel(model_name_or_path, backend, config, None if auto_fp32 else self.dtype)
+            model = GraphModel(model_name_or_path, backend, config, dtype, self.dtype)
             self.dtype = None  # the graph's precision is its own: no torch autocast around it
         else:
             model = load_model(weights, self.tokenizer, trust_remote_code, self.scorer.auto_class,
