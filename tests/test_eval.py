@@ -89,16 +89,19 @@ def test_models_run_files_outputs_and_cache(beir, tiny_model_master, tmp_path, c
     rows = run_eval("--models", tiny_model_master, "--datasets", beir, "--first_stage", "bm25", "dense", user_run,
                     "--output_dir", out, "--cache_dir", cache, "--top_k", "3")
     systems = [r["system"] for r in rows]
-    assert systems == ["bm25", "bm25 > model", "dense", "dense > model", "my.run", "my.run > model"]
-    mine = rows[4]
+    # Without dev queries each reranker is also fused with its first stage at the default weight.
+    assert systems == [f"{s}{m}" for s in ("bm25", "dense", "my.run")
+                       for m in ("", " > model", " > model + fusion (default)")]
+    mine = rows[6]
     # q1: d1 (gain 2) at rank 2 of an ideal 2, 1 -> nDCG = (2/log2 3) / (2 + 1/log2 3); q2 perfect; q3 missed.
     assert mine["nDCG@10"] == pytest.approx(((2 / L3) / (2 + 1 / L3) + 1 + 0) / 3, abs=1e-5)
-    for first_stage, reranked in zip(rows[0::2], rows[1::2], strict=True):
+    for first_stage, reranked, fused in zip(rows[0::3], rows[1::3], rows[2::3], strict=True):
         assert reranked["delta_nDCG@10"] == pytest.approx(reranked["nDCG@10"] - first_stage["nDCG@10"])
+        assert fused["delta_nDCG@10"] == pytest.approx(fused["nDCG@10"] - first_stage["nDCG@10"])
     saved = json.loads((out / "results.json").read_text())
     assert [r["system"] for r in saved["results"]] == systems
     assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(
-        f"tinybeir.{s.replace(' > ', '.')}.trec" for s in systems)
+        f"tinybeir.{s.replace(' > ', '.').replace(' + fusion (default)', '.fusion_default')}.trec" for s in systems)
     assert (out / "ndcg10.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Reranking reorders the first stage's candidates and adds none (no injected positives).
     first = {}
@@ -110,7 +113,7 @@ def test_models_run_files_outputs_and_cache(beir, tiny_model_master, tmp_path, c
     with caplog.at_level("INFO"):
         again = run_eval("--datasets", beir, "--first_stage", "bm25", "dense", "--cache_dir", cache, "--top_k", "3")
     assert "from the cache" in caplog.text
-    assert [r["nDCG@10"] for r in again] == [rows[0]["nDCG@10"], rows[2]["nDCG@10"]]
+    assert [r["nDCG@10"] for r in again] == [rows[0]["nDCG@10"], rows[3]["nDCG@10"]]
 
 
 def test_pairwise_files_folders_and_dataset_folders(tiny_model_master, tmp_path):
@@ -219,7 +222,8 @@ def test_depth_curve_rows_with_dev_figures(beir, tiny_model_master, tmp_path):
     rows = run_eval("--models", tiny_model_master, "--datasets", beir, "--first_stage", "bm25", "--top_k", "3",
                     "--depth_curve", "2", "1", "--dev_qrels", dev_qrels, "--cache_dir", "none", "--output_dir", out)
     by_system = {r["system"]: r for r in rows}
-    assert list(by_system) == ["bm25", "bm25 > model", "bm25 > model @1", "bm25 > model @2", "bm25 > model + fusion"]
+    assert list(by_system) == ["bm25", "bm25 > model", "bm25 > model @1", "bm25 > model @2",
+                               "bm25 > model + fusion (default)", "bm25 > model + fusion"]
     # Reranking the first document alone changes nothing.
     assert by_system["bm25 > model @1"]["nDCG@10"] == pytest.approx(by_system["bm25"]["nDCG@10"])
     assert by_system["bm25 > model @1"]["delta_nDCG@10"] == pytest.approx(0.0)

@@ -109,13 +109,13 @@ def test_pipeline_end_to_end_skips_and_resumes(tiny_model_master, tmp_path, capl
                  "dev_metrics.json", "eval.log", "results.json", "ndcg10.png", "stages.json"):
         assert (report / name).is_file(), name
     systems = [r["system"] for r in result["results"]["results"]]
-    assert systems == ["bm25", "bm25 > model", "bm25 > model + fusion", "dense", "dense > model",
-                       "dense > model + fusion", "hybrid", "hybrid > model", "hybrid > model + fusion"]
-    fused = result["results"]["results"][2]
+    assert systems == [f"{s}{m}" for s in ("bm25", "dense", "hybrid")
+                       for m in ("", " > model", " > model + fusion (default)", " > model + fusion")]
+    fused = result["results"]["results"][3]
     assert 0.0 <= fused["fusion_reranker_weight"] <= 1.0 and fused["dev_queries"] == 3
     # The hybrid's fusion uses BM25's and the embedder's scores, with three dev-tuned weights: the written fused
     # run is those weights applied to the written BM25, dense and reranked runs.
-    hybrid = result["results"]["results"][8]
+    hybrid = result["results"]["results"][11]
     weights = (hybrid["fusion_reranker_weight"], hybrid["fusion_bm25_weight"])
     assert weights[0] + weights[1] + hybrid["fusion_dense_weight"] == pytest.approx(1.0)
     runs = {p.name.split(".", 1)[1]: fs.read_run(p) for p in (report / "runs").glob("*.trec")}
@@ -127,9 +127,15 @@ def test_pipeline_end_to_end_skips_and_resumes(tiny_model_master, tmp_path, capl
     assert {"data", "mine", "train", "eval"} == set(json.loads((report / "stages.json").read_text()))
     dev = json.loads((report / "dev_metrics.json").read_text())
     assert [h["step"] for h in dev["history"]] == [2, 4] and dev["queries"] == 3
-    # The 9 test runs, and in runs/dev/ the 6 dev runs the weights were tuned on (3 first stages, each reranked),
-    # which benchmarks/fusion_tuning.py reads to compare the tuning rules without scoring anything again.
-    assert len(list((report / "runs").glob("*.trec"))) == 9
+    # The 12 test runs (3 first stages, each reranked, fused at the default weight and at the tuned weights), and in
+    # runs/dev/ the 6 dev runs the weights were tuned on (3 first stages, each reranked), which
+    # benchmarks/fusion_tuning.py reads to compare the tuning rules without scoring anything again.
+    assert sorted(runs) == sorted(f"{s}{m}.trec" for s in ("bm25", "dense", "hybrid")
+                                  for m in ("", ".model", ".model.fusion_default", ".model.fusion"))
+    for stage in ("bm25", "hybrid"):  # the default fusion: the stage's own scores and the reranker's
+        again = fusion.fuse_scores(runs[f"{stage}.trec"], runs[f"{stage}.model.trec"], fusion.DEFAULT_WEIGHT)
+        for qid, docs in runs[f"{stage}.model.fusion_default.trec"].items():
+            assert again[qid] == pytest.approx(docs, abs=5e-3)
     dev_runs = {p.name.split(".", 1)[1]: fs.read_run(p) for p in (report / "runs" / "dev").glob("*.trec")}
     assert sorted(dev_runs) == sorted(f"{s}{m}.trec" for s in ("bm25", "dense", "hybrid") for m in ("", ".model"))
     assert all(len(run_) == 3 for run_ in dev_runs.values())
@@ -206,8 +212,8 @@ def test_pipeline_document_expansion(tiny_model_master, tmp_path, caplog):
     log = (out / "report" / "train.log").read_text()
     assert "mined_expanded.jsonl" in log and "dev_expanded.jsonl" in log
     systems = [r["system"] for r in result["results"]["results"]]
-    assert systems == ["bm25", "bm25 > model", "bm25 > model + fusion", "bm25_expanded", "bm25_expanded > model",
-                       "bm25_expanded > model + fusion"]
+    assert systems == [f"{s}{m}" for s in ("bm25", "bm25_expanded")
+                       for m in ("", " > model", " > model + fusion (default)", " > model + fusion")]
     assert "--expand_from" in (out / "report" / "eval.log").read_text()
 
     caplog.clear()
@@ -322,7 +328,8 @@ def test_relative_paths_from_another_folder_and_user_model_kept(tiny_model_maste
     monkeypatch.chdir(tmp_path)
     result = pipeline_cli.main(["c.yaml"])
     assert (tmp_path / "out" / "model" / "config.json").is_file()
-    assert [r["system"] for r in result["results"]["results"]] == ["bm25", "bm25 > model"]
+    assert [r["system"] for r in result["results"]["results"]] == ["bm25", "bm25 > model",
+                                                                  "bm25 > model + fusion (default)"]
     # A model the pipeline did not train is never replaced.
     other = tmp_path / "other"
     shutil.copytree(tmp_path / "out" / "model", other / "model")

@@ -17,6 +17,12 @@ def main(argv: list[str] | None = None) -> dict:
     cli.setup_logging()
     (args,) = cli.parse((SynthArguments,), argv, "reranker-synth")
     summary = synthesize(args)
+    if args.pseudo_dev:
+        from reranker.workflows.pseudo_dev import build_pseudo_dev
+
+        summary["pseudo_dev"] = build_pseudo_dev(args.output_file, args.corpus, args.pseudo_dev,
+                                                 args.pseudo_dev_queries, args.seed, args.dev_depth,
+                                                 overwrite=args.overwrite)
     logger.info("Wrote %s:\n%s", args.output_file, json.dumps(summary, indent=2))
     return summary
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from reranker.common.errors import ConfigError
 from reranker.models.backends import CHOICES
+from reranker.retrieval.fusion import DEFAULT_WEIGHT
 from reranker.retrieval.search import check_bm25_language
 
 
@@ -57,6 +58,21 @@ class EvalArguments:
                           "queries; pipeline.sh carves them from the train split). With it, each reranker's score is "
                           "also fused with its first stage's (the hybrid's: with BM25's and the embedder's scores), "
                           "the weights tuned on these queries, and reported as '<stage> > <model> + fusion'."},
+    )
+    pseudo_dev: str | None = field(
+        default=None,
+        metadata={"help": "For a corpus without judged dev queries: a pseudo-dev folder (reranker-synth "
+                          "--pseudo_dev) built over the one --datasets folder's corpus, whose synthetic queries (each "
+                          "with its source document) stand in for --dev_qrels: the fusion weights are tuned on them "
+                          "and they are the evidence that the pure reranker beats its first stage. Agreement with "
+                          "real dev queries: results/cross-domain.md."},
+    )
+    fusion_weight: float = field(
+        default=DEFAULT_WEIGHT,
+        metadata={"help": "Every reranker is also reported fused with each first stage at this reranker weight "
+                          "(the stage gets 1 - it; both min-max normalised per query), tuned on nothing: "
+                          "'<stage> > <model> + fusion (default)', the ranking to ship without dev queries. The "
+                          "default was chosen on cross-domain dev queries (results/cross-domain.md)."},
     )
     fusion_tuning: str = field(
         default="bagged",
@@ -146,8 +162,14 @@ class EvalArguments:
             raise ConfigError(f"--hybrid_bm25_weight must be in [0, 1], got {self.hybrid_bm25_weight}")
         if self.tune_hybrid and "hybrid" not in self.first_stage:
             raise ConfigError("--tune_hybrid tunes the hybrid first stage: add hybrid to --first_stage")
-        if self.tune_hybrid and not self.dev_qrels:
-            raise ConfigError("--tune_hybrid needs --dev_qrels: the weight is tuned on dev queries, never on test")
+        if self.tune_hybrid and not (self.dev_qrels or self.pseudo_dev):
+            raise ConfigError("--tune_hybrid needs --dev_qrels (or --pseudo_dev): the weight is tuned on dev "
+                              "queries, never on test")
+        if self.dev_qrels and self.pseudo_dev:
+            raise ConfigError("give --dev_qrels or --pseudo_dev, not both: judged dev queries are the better "
+                              "evidence where they exist")
+        if not 0.0 <= self.fusion_weight <= 1.0:
+            raise ConfigError(f"--fusion_weight must be in [0, 1], got {self.fusion_weight}")
         if self.rrf_k < 0:
             raise ConfigError("--rrf_k must be non-negative")
         if self.max_queries < 0:

@@ -75,23 +75,66 @@ def fused_row(ev: BeirEval, stage: str, name: str, run: Run, reranked: Run, dev_
             "fusion_tuning": args.fusion_tuning, "dev_queries": len(dev.queries)}
 
 
+def default_fused_row(ev: BeirEval, stage: str, name: str, run: Run, reranked: Run, base: dict,
+                      first_ndcg: float) -> dict:
+    """The reranker fused with its first stage at --fusion_weight, tuned on nothing: the ranking to ship where no
+    dev queries say more (results/cross-domain.md). The first stage's own scores, the hybrid's included."""
+    weight = ev.args.fusion_weight
+    fused = fusion.fuse_scores(run, reranked, weight)
+    ev.out(f"{stage}.{name}.fusion_default", fused, f"{name}+fusion_default")
+    metrics = ranking_metrics(ev.data.qrels, fused)
+    return {**base, "system": f"{stage} > {name} {DEFAULT_FUSION}", **metrics,
+            "delta_nDCG@10": metrics["nDCG@10"] - first_ndcg, "fusion_reranker_weight": weight,
+            "fusion_tuning": "default"}
+
+
+DEFAULT_FUSION = "+ fusion (default)"
+
+
+def check_evidence(ev: BeirEval, stage: str, name: str, dev_first: Run | None, dev_reranked: Run | None,
+                   row: dict) -> None:
+    """Says, in the row ("dev_evidence") and the log, whether dev queries of this corpus show the pure reranker
+    above its first stage; a warning names the safe ranking when they do not, or when there are none."""
+    safe = f"'{stage} > {name} {DEFAULT_FUSION}'"
+    where = f"{ev.data.name}: '{stage} > {name}'"
+    if dev_reranked is None:
+        row["dev_evidence"] = "none"
+        logger.warning("%s is unchecked on this corpus: no dev queries (--dev_qrels) or pseudo-dev queries "
+                       "(--pseudo_dev) show that it ranks above %s, and on a corpus it was not trained on a reranker "
+                       "can rank below its first stage. The safe ranking is %s (docs/cross-domain.md).", where,
+                       stage, safe)
+        return
+    kind = "pseudo-dev" if ev.args.pseudo_dev else "dev"
+    model = ranking_metrics(ev.dev.qrels, dev_reranked)["nDCG@10"]
+    first = ranking_metrics(ev.dev.qrels, dev_first)["nDCG@10"]
+    row.update({"dev_evidence": kind, "dev_evidence_nDCG@10": model, "dev_evidence_first_stage_nDCG@10": first})
+    if model <= first:
+        logger.warning("%s is not above %s on the %d %s queries (nDCG@10 %.4f against %.4f): ship %s or the fusion "
+                       "tuned on them, not the pure ranking.", where, stage, len(ev.dev.queries), kind, model,
+                       first, safe)
+
+
 def reranker_rows(ev: BeirEval, stage: str, run: Run, dev_first: Run | None, name: str, reranker, cache: dict,
                   texts: tuple, base: dict, first_ndcg: float) -> list[dict]:
-    """One reranker over one first stage: its row, its depth curve and, with dev queries, its fusion."""
+    """One reranker over one first stage: its row, its depth curve, its fusion at the default weight and, with dev
+    queries, its fusion at weights tuned on them."""
     data, dev, args = ev.data, ev.dev, ev.args
     reranked = rerank_run(reranker, data, run, args, cache, texts[0])
     metrics = ranking_metrics(data.qrels, reranked)
     row = {**base, "system": f"{stage} > {name}", **metrics, "delta_nDCG@10": metrics["nDCG@10"] - first_ndcg}
     ev.out(f"{stage}.{name}", reranked, name)
+    default = default_fused_row(ev, stage, name, run, reranked, base, first_ndcg)
     if dev_first is None:
         if dev is not None:
             logger.info("%s: no dev run for first stage %s; its fusion is not tuned or reported", data.name, stage)
-        return [row, *depth_rows(data, None, run, reranked, None, None, args, row, first_ndcg)]
+        check_evidence(ev, stage, name, None, None, row)
+        return [row, *depth_rows(data, None, run, reranked, None, None, args, row, first_ndcg), default]
     dev_reranked = rerank_run(reranker, dev, dev_first, args, cache, texts[1])
     ev.out(f"{stage}.{name}", dev_reranked, name, dev=True)
     if args.depth_curve:
         row["dev_nDCG@10"] = ranking_metrics(dev.qrels, dev_reranked)["nDCG@10"]
-    return [row, *depth_rows(data, dev, run, reranked, dev_first, dev_reranked, args, row, first_ndcg),
+    check_evidence(ev, stage, name, dev_first, dev_reranked, row)
+    return [row, *depth_rows(data, dev, run, reranked, dev_first, dev_reranked, args, row, first_ndcg), default,
             fused_row(ev, stage, name, run, reranked, dev_first, dev_reranked, base, first_ndcg)]
 
 

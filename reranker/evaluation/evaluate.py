@@ -57,8 +57,9 @@ def load_all(args: EvalArguments) -> list[tuple[str, object, dict]]:
     """Every dataset and run file is read and validated before anything is scored or written."""
     loaded = []
     run_files = [s for s in args.first_stage if s not in STAGES]
-    if args.dev_qrels and len(args.datasets) != 1:
-        raise ConfigError("--dev_qrels names the dev queries of one BEIR folder; give exactly one --datasets")
+    for option in ("dev_qrels", "pseudo_dev"):
+        if getattr(args, option) and len(args.datasets) != 1:
+            raise ConfigError(f"--{option} names the dev queries of one BEIR folder; give exactly one --datasets")
     for spec in args.datasets:
         if is_hub_layout(spec):  # a hub id such as BeIR/scifact: read once into a local BEIR folder
             spec = str(materialize(spec, [args.split]))
@@ -85,6 +86,12 @@ def load_all(args: EvalArguments) -> list[tuple[str, object, dict]]:
                                                     f"e.g. {unknown[0]!r}")
                 dev = replace(data, name=data.name, queries={q: all_queries[q] for q in dev_qrels}, qrels=dev_qrels,
                               fingerprint=f"{data.fingerprint}:dev:{file_digest(args.dev_qrels, 16)}")
+            elif args.pseudo_dev:
+                from reranker.data.pseudo_dev import load_pseudo_dev
+
+                queries, qrels = load_pseudo_dev(args.pseudo_dev, Path(spec) / "corpus.jsonl")
+                digest = file_digest(Path(args.pseudo_dev) / "dev_qrels.tsv", 16)
+                dev = replace(data, queries=queries, qrels=qrels, fingerprint=f"{data.fingerprint}:pseudo:{digest}")
             if dev is not None:
                 shared = set(dev.queries) & set(data.queries)
                 if shared:
@@ -93,8 +100,8 @@ def load_all(args: EvalArguments) -> list[tuple[str, object, dict]]:
                                       "the test set")
             loaded.append((spec, (data, dev), user_runs))
         else:
-            if args.dev_qrels:
-                raise ConfigError(f"--dev_qrels applies to BEIR folders; {spec} is not one")
+            if args.dev_qrels or args.pseudo_dev:
+                raise ConfigError(f"--dev_qrels and --pseudo_dev apply to BEIR folders; {spec} is not one")
             if args.expand_from:
                 raise ConfigError(f"--expand_from expands BEIR documents by their ids; {spec} is not a BEIR folder")
             loaded.append((spec, load_pairs(spec, args), {}))

@@ -418,7 +418,7 @@ def embedder_teacher_scores(args: MineArguments, embed_args: EmbedArguments, poo
 
         vectors["bm25"] = BM25(pool.texts, language=args.bm25_language)
     bm25 = vectors.get("bm25")
-    from reranker.retrieval.fusion import minmax_array  # as reranker-eval normalises scores before fusing them
+    from reranker.common.scores import minmax_array  # as reranker-eval normalises scores before fusing them
     outside = list(dict.fromkeys(p for q in queries for p in q.example.pos if normalize_text(p) not in pool.by_key))
     if outside and weight:
         raise DataError(args.input_file, f"{len(outside)} positives are not passages of the pool (e.g. "

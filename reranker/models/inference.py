@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,6 +11,7 @@ from tqdm.auto import tqdm
 
 from reranker.common.errors import ConfigError
 from reranker.common.precision import autocast, inference_dtype
+from reranker.common.scores import DEFAULT_FUSION_WEIGHT, fuse_arrays
 from reranker.models import lora
 from reranker.models.backends import GraphModel, choose_backend
 from reranker.models.loading import (
@@ -21,6 +23,8 @@ from reranker.models.loading import (
     position_limit,
 )
 from reranker.models.scorers import ScorerOptions, saved_metadata, scorer_for
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 512
 
@@ -93,6 +97,7 @@ class Reranker:
         else:
             check_fits(self.model.config, max_length, f"{max_length_option} for {model_name_or_path}")
         self.max_length = max_length
+        self._warned_pure = False  # rerank() without first-stage scores warns once per instance
 
     @property
     def family(self) -> str:
@@ -151,9 +156,39 @@ class Reranker:
                 out[idx] = read(self.model, batch).float().cpu().numpy()
         return out
 
-    def rerank(self, query: str, passages: Sequence[str], top_k: int | None = None,
-               batch_size: int = 32) -> list[dict]:
-        """Passages sorted by score, best first: [{"index", "text", "score"}], cut to top_k when given."""
-        scores = self.compute_score([(query, p) for p in passages], batch_size=batch_size)
-        ranked = sorted(range(len(passages)), key=lambda i: -scores[i])
-        return [{"index": i, "text": passages[i], "score": scores[i]} for i in ranked[:top_k]]
+    def rerank(self, query: str, passages: Sequence[str], top_k: int | None = None, batch_size: int = 32,
+               first_stage_scores: Sequence[float] | None = None, weight: float | None = None) -> list[dict]:
+        """Passages sorted by score, best first: [{"index", "text", "score"}], cut to top_k when given.
+
+        With `first_stage_scores` (the retriever's score of each passage, higher is better) the ranking is the
+        fusion `weight` x reranker + (1 - weight) x first stage, each min-max normalised over these passages, as
+        reranker-eval's fused rows; each result then also holds "reranker_score" and "first_stage_score".
+        `weight` defaults to the one chosen on cross-domain dev queries (reranker.common.scores.DEFAULT_FUSION_WEIGHT).
+        On a corpus without dev queries that show the pure reranker above its first stage, the fused ranking is
+        the safe one: a reranker can rank below its first stage on a corpus it was not trained on
+        (docs/cross-domain.md)."""
+        passages = list(passages)
+        if weight is not None and first_stage_scores is None:
+            raise ConfigError("rerank: weight is the reranker's share in the fusion with first_stage_scores; give "
+                              "those scores too")
+        scores = self.compute_score([(query, p) for p in passages], batch_size=batch_size) if passages else []
+        if first_stage_scores is None:
+            if not self._warned_pure:
+                self._warned_pure = True
+                logger.warning("rerank: the pure reranker ranking, unchecked against the first stage here; on a "
+                               "corpus it was not trained on, a reranker can rank below its first stage. Unless dev "
+                               "queries of this corpus showed it above, pass first_stage_scores for the fused "
+                               "ranking, the safe one (docs/cross-domain.md).")
+            ranked = sorted(range(len(passages)), key=lambda i: -scores[i])
+            return [{"index": i, "text": passages[i], "score": scores[i]} for i in ranked[:top_k]]
+        first = np.asarray(first_stage_scores, dtype=np.float64)
+        if first.shape != (len(passages),) or not np.isfinite(first).all():
+            raise ConfigError(f"rerank: first_stage_scores must be {len(passages)} finite numbers, one per passage "
+                              f"(got {first.shape[0] if first.ndim == 1 else first.shape})")
+        weight = DEFAULT_FUSION_WEIGHT if weight is None else float(weight)
+        if not 0.0 <= weight <= 1.0:
+            raise ConfigError(f"rerank: weight must be in [0, 1], got {weight}")
+        fused = fuse_arrays(np.asarray(scores, dtype=np.float64), first, weight)  # as reranker-eval fuses runs
+        ranked = sorted(range(len(passages)), key=lambda i: -fused[i])
+        return [{"index": i, "text": passages[i], "score": float(fused[i]), "reranker_score": scores[i],
+                 "first_stage_score": float(first[i])} for i in ranked[:top_k]]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from reranker.common.scores import DEFAULT_FUSION_WEIGHT, minmax_array
 from reranker.data.runs import Qrels, Run, ranked
 from reranker.retrieval.metrics import per_query_metrics, ranking_metrics
 
@@ -26,15 +27,6 @@ def rrf(runs: list[Run], weights: list[float], k: int = 60, depth: int | None = 
                 fused[did] = fused.get(did, 0.0) + weight / (k + rank)
         out[qid] = {d: fused[d] for d in ranked(fused)[:depth]}
     return out
-
-
-def minmax_array(values: np.ndarray) -> np.ndarray:
-    """Scores scaled to [0, 1]; all zeros when they are all equal (or there are none)."""
-    values = np.asarray(values, dtype=np.float64)
-    if not len(values):
-        return values
-    low, span = values.min(), values.max() - values.min()
-    return (values - low) / span if span > 0 else np.zeros_like(values)
 
 
 def minmax(docs: dict[str, float]) -> dict[str, float]:
@@ -68,6 +60,9 @@ def fuse_with_stages(stages: list[Run], reranked: Run, weights: tuple[float, ...
                     for d in docs}
     return out
 
+
+# The reranker's weight where nothing is tuned (results/cross-domain.md).
+DEFAULT_WEIGHT = DEFAULT_FUSION_WEIGHT
 
 TUNING = ("bagged", "argmax")
 BAGS = 200  # bootstrap resamples of the dev queries in the bagged rule

@@ -19,7 +19,19 @@ class SynthArguments:
     output_file: str = field(default=None, metadata={"help": "Where the {query, pos, pos_id, score} records go."})
     sample: int = field(default=0, metadata={"help": "Use N documents drawn at random (seeded); 0: all."})
     seed: int = field(default=42, metadata={"help": "Seed of the document sample, the crops and sampled decoding."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace an existing output file."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing output file (and --pseudo_dev)."})
+    pseudo_dev: str | None = field(
+        default=None,
+        metadata={"help": "Also write a pseudo-dev folder here from the records kept: each query with the document "
+                          "it was made from as its one relevant document, for a corpus without judged dev queries "
+                          "(reranker-eval --pseudo_dev, reranker-train --dev_file DIR/dev.jsonl; "
+                          "docs/cross-domain.md). InPars queries are the realistic ones: a crop or a title is copied "
+                          "from its source, which makes the first stage look better than it is."},
+    )
+    pseudo_dev_queries: int = field(default=0, metadata={"help": "--pseudo_dev: keep a seeded sample of this many "
+                                                                 "queries (0: all kept records)."})
+    dev_depth: int = field(default=30, metadata={"help": "--pseudo_dev: BM25 candidates per query in its dev.jsonl "
+                                                         "(reranker-train's dev ranking)."})
     # crop
     query_words: str = field(default="5-20", metadata={"help": "crop: pseudo-query span length in words, a-b."})
     passage_words: str = field(default="40-160", metadata={"help": "crop: positive span length in words, a-b."})
@@ -75,6 +87,15 @@ class SynthArguments:
         self.passage_span = parse_span(self.passage_words, "passage_words")
         if self.sample < 0:
             raise ConfigError("--sample must be non-negative")
+        if self.pseudo_dev_queries < 0 or self.dev_depth < 1:
+            raise ConfigError("--pseudo_dev_queries must be non-negative and --dev_depth positive")
+        if self.pseudo_dev:
+            from pathlib import Path
+
+            if Path(self.pseudo_dev).exists() and not self.overwrite:
+                raise ConfigError(f"--pseudo_dev {self.pseudo_dev} exists; pass --overwrite to replace it")
+            if Path(self.pseudo_dev).resolve() == Path(self.output_file).resolve():
+                raise ConfigError("--pseudo_dev is a folder of its own, not --output_file")
         if self.method == "inpars" and not self.generator:
             raise ConfigError("--method inpars needs --generator (a local language model folder, or smollm2)")
         if self.method != "inpars" and self.filter == "logprob":
