@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# Evaluate rerankers (one process; set CUDA_VISIBLE_DEVICES to pick the GPU).
+# Launch eval.py: with more than one GPU in CUDA_VISIBLE_DEVICES (all GPUs when it is unset), under torchrun with
+# one process per GPU (each scores its share of the pairs; rank 0 writes); otherwise as one plain process.
+# NPROC overrides the process count (NPROC=2 on a CPU machine runs two gloo processes).
 # Usage: scripts/eval.sh --models outputs/my-reranker --datasets ../shared/data/beir/scifact \
 #            --first_stage bm25 dense --output_dir outputs/eval [eval.py options]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$here/scripts/nproc.sh"
 PYTHON="$(find_python "$here")"
+nproc="$(count_processes)"
+
+echo "eval.sh: ${nproc} process(es); CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-<unset>}" >&2
+if (( nproc > 1 )); then
+    exec "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$nproc" "$here/eval.py" "$@"
+fi
 exec "$PYTHON" "$here/eval.py" "$@"

@@ -275,3 +275,26 @@ def test_chart_one_panel_per_dataset_and_no_bar_for_a_missing_system(tmp_path, m
     assert [len(ax.patches) for ax in panels] == [2, 1]
     assert [t.get_text() for t in panels[1].get_xticklabels()] == ["bm25"]
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_two_process_eval_matches_one(beir, tiny_model_master, tmp_path):
+    # Two gloo processes under torchrun (scripts/eval.sh, NPROC=2) deal out whole batches of pairs: the same
+    # scores, rows and run files as one process; rank 0 alone writes.
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", group_rows(1))
+    common = ["--models", str(tiny_model_master), "--datasets", str(beir), str(pairs), "--first_stage", "bm25",
+              "--top_k", "4", "--batch_size", "3", "--cache_dir", "none"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable, "PYTHONPATH": str(ROOT)}
+    for nproc, name in ((2, "two"), (1, "one")):
+        result = subprocess.run(["bash", str(ROOT / "scripts" / "eval.sh"), *common, "--output_dir",
+                                 str(tmp_path / name)], env={**env, "NPROC": str(nproc)}, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"eval.sh: {nproc} process(es)" in result.stderr
+        assert result.stdout.count("| tinybeir | bm25 > model |") == 1  # printed once, by rank 0
+    one, two = (json.loads((tmp_path / n / "results.json").read_text()) for n in ("one", "two"))
+    assert two["results"] == one["results"]
+    runs = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one" / "runs").rglob("*.trec"))
+    assert runs and runs == sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*.trec"))
+    for run in runs:
+        assert (tmp_path / "two" / run).read_text() == (tmp_path / "one" / run).read_text()

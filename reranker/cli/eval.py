@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from reranker.cli import common as cli
+from reranker.common import dist
 from reranker.evaluation.arguments import EvalArguments
 from reranker.evaluation.evaluate import STAGES, evaluate, load_rerankers
 from reranker.evaluation.first_stages import system_name
@@ -24,8 +25,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for stage in args.first_stage:
         if stage not in STAGES and not Path(stage).is_file():
             raise FileNotFoundError(f"first stage {stage!r} is neither bm25, dense, hybrid nor an existing run file")
-    rerankers = load_rerankers(args)
+    # Under torchrun (scripts/eval.sh with several GPUs, or NPROC) every rank scores its share of the pairs and
+    # gets all the scores back; rank 0 alone prints and writes.
+    device = dist.init_from_env()
+    rerankers = load_rerankers(args, device)
     rows, runs = evaluate(args, rerankers)
+    if not dist.is_main_process():
+        return rows
     print(markdown_table(rows), flush=True)
     # Outputs are written only once everything has been computed, each file atomically.
     if args.output_dir:

@@ -7,6 +7,7 @@ import logging
 import sys
 
 from reranker.cli import common as cli
+from reranker.common import dist
 from reranker.synth.arguments import SynthArguments
 from reranker.synth.synthesize import synthesize
 
@@ -17,6 +18,8 @@ def main(argv: list[str] | None = None) -> dict:
     cli.setup_logging()
     (args,) = cli.parse((SynthArguments,), argv, "reranker-synth")
     summary = synthesize(args)
+    if not dist.is_main_process():  # a torchrun rank that generated its share: rank 0 writes
+        return summary
     if args.pseudo_dev:
         from reranker.workflows.pseudo_dev import build_pseudo_dev
 

@@ -65,6 +65,34 @@ def gather_shards(local: np.ndarray, n: int) -> np.ndarray | None:
     return out
 
 
+def all_gather_objects(obj) -> list:
+    """Every rank's object, in rank order, on every rank (pickled by torch.distributed between our own processes,
+    never from a file); [obj] in one process."""
+    if not is_initialized() or world_size() == 1:
+        return [obj]
+    parts = [None] * world_size()
+    dist.all_gather_object(parts, obj)
+    return parts
+
+
+def barrier() -> None:
+    """Every rank waits here for the others (nothing in one process)."""
+    if is_initialized() and world_size() > 1:
+        dist.barrier()
+
+
+def shard_batches(order: np.ndarray, batch_size: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """This rank's items when the items in `order` are cut into batches of `batch_size` and the batches dealt out
+    in turn (batch i to rank i mod world_size), and every rank's share in rank order.
+
+    Whole batches are dealt, not items, so each batch is the batch one process would form: padding, and therefore
+    every score, is the same as in one process."""
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    shares = [np.concatenate(batches[r::world_size()]) if batches[r::world_size()] else
+              np.empty(0, dtype=np.int64) for r in range(world_size())]
+    return shares[rank()], shares
+
+
 def _all_sizes(n: int, device) -> list[int]:
     sizes = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(world_size())]
     dist.all_gather(sizes, torch.tensor([n], dtype=torch.long, device=device))

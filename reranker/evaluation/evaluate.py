@@ -18,6 +18,7 @@ from reranker.data.sources import iter_rows
 from reranker.evaluation.arguments import EvalArguments
 from reranker.evaluation.beir_eval import evaluate_beir
 from reranker.evaluation.first_stages import STAGES, system_name
+from reranker.evaluation.rerank import score_pairs
 from reranker.retrieval import first_stage as fs
 from reranker.retrieval.metrics import pairwise_metrics, ranking_metrics
 
@@ -36,8 +37,7 @@ def evaluate_pairs(spec: str, groups: list, rerankers: dict, args: EvalArguments
     rows = []
     for model_name, reranker in rerankers.items():
         pairs = [(g.query, t) for g in groups for t in (*g.pos, *g.neg)]
-        scores = iter(reranker.compute_score(pairs, batch_size=args.batch_size, max_length=args.rerank_max_length,
-                                             show_progress=True))
+        scores = iter(score_pairs(reranker, pairs, args.batch_size, args.rerank_max_length))
         run, labels, flat = {}, [], []
         for i, g in enumerate(groups):
             for j, label in enumerate([1] * len(g.pos) + [0] * len(g.neg)):
@@ -123,8 +123,9 @@ def evaluate(args: EvalArguments, rerankers: dict) -> tuple[list[dict], dict[str
     return rows, runs_out
 
 
-def load_rerankers(args: EvalArguments) -> dict:
-    """Every model loads before any scoring starts: a wrong path fails in seconds."""
+def load_rerankers(args: EvalArguments, device: str | None = None) -> dict:
+    """Every model loads before any scoring starts: a wrong path fails in seconds. `device`: this torchrun rank's
+    GPU (default: the first GPU, else the CPU)."""
     from reranker import Reranker
 
     rerankers = {}
@@ -132,7 +133,7 @@ def load_rerankers(args: EvalArguments) -> dict:
         name = system_name(path)
         if name in rerankers:
             raise ConfigError(f"two models are named {name!r}; give them distinct folder names")
-        rerankers[name] = Reranker(path, dtype=None if args.dtype == "fp32" else args.dtype,
+        rerankers[name] = Reranker(path, device=device, dtype=None if args.dtype == "fp32" else args.dtype,
                                    max_length=args.rerank_max_length, max_length_option="--rerank_max_length",
                                    backend=args.backend)
     return rerankers

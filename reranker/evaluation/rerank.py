@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
+from reranker.common import dist
 from reranker.data.beir import BeirData
 from reranker.data.runs import Run, ranked
 from reranker.evaluation.arguments import EvalArguments
+from reranker.models.inference import length_order
 from reranker.retrieval.metrics import ranking_metrics
 
 logger = logging.getLogger(__name__)
@@ -43,6 +47,20 @@ def depth_rows(data: BeirData, dev: BeirData | None, first: Run, reranked: Run, 
     return rows
 
 
+def score_pairs(reranker, pairs: list[tuple[str, str]], batch_size: int, max_length: int | None) -> list[float]:
+    """The reranker's score of every pair. Under torchrun each rank scores whole batches of the one-process order
+    in turn and every rank gets all the scores back: the same scores as one process, in 1/world_size of the time."""
+    if dist.world_size() == 1:
+        return list(reranker.compute_score(pairs, batch_size=batch_size, max_length=max_length, show_progress=True))
+    mine, shares = dist.shard_batches(length_order(pairs), batch_size)
+    local = reranker.compute_score([pairs[i] for i in mine], batch_size=batch_size, max_length=max_length,
+                                   show_progress=dist.is_main_process())
+    scores = np.empty(len(pairs), dtype=np.float64)
+    for share, part in zip(shares, dist.all_gather_objects(local), strict=True):
+        scores[share] = part
+    return scores.tolist()
+
+
 def rerank_run(reranker, data: BeirData, run: Run, args: EvalArguments,
                cache: dict[tuple[str, str], float] | None = None, texts=None) -> Run:
     """The reranker's scores of the run's candidates; pairs already in `cache` (from another first stage over
@@ -52,9 +70,8 @@ def rerank_run(reranker, data: BeirData, run: Run, args: EvalArguments,
     todo = list(dict.fromkeys((qid, did) for qid, docs in run.items() for did in docs if (qid, did) not in cache))
     if todo:
         doc = texts or (lambda q, d: data.corpus[d])
-        scores = reranker.compute_score([(data.queries[q], doc(q, d)) for q, d in todo],
-                                        batch_size=args.batch_size, max_length=args.rerank_max_length,
-                                        show_progress=True)
+        scores = score_pairs(reranker, [(data.queries[q], doc(q, d)) for q, d in todo], args.batch_size,
+                             args.rerank_max_length)
         cache.update(zip(todo, scores, strict=True))
     return {qid: {did: cache[(qid, did)] for did in docs} for qid, docs in run.items()}
 

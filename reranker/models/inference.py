@@ -29,6 +29,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_LENGTH = 512
 
 
+def length_order(pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+    """The order pairs are scored in: longest first (by characters, stable), so that a batch pads little."""
+    return np.argsort([-(len(q) + len(p)) for q, p in pairs], kind="stable")
+
+
 class Reranker:
     """A reranker checkpoint for inference: a cross-encoder (one-logit AutoModelForSequenceClassification), a
     seq2seq model answering true/false (monoT5) or a causal LM answering yes/no.
@@ -144,7 +149,7 @@ class Reranker:
         by_budgets = self.budgets is not None and max_length in (None, self.max_length)
         budgets = self.budgets if by_budgets else (None, None)
         max_length = max_length or self.max_length
-        order = np.argsort([-(len(q) + len(p)) for q, p in items], kind="stable")
+        order = length_order(items)
         out = np.empty((len(items), *shape), dtype=np.float32)
         starts = range(0, len(items), batch_size)
         for start in tqdm(starts, desc="Scoring", disable=not show_progress, unit="batch"):

@@ -6,6 +6,7 @@ of (document, seed) for crop and title, so a resumed run writes exactly what an 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reranker.common import dist
 from reranker.common.errors import ConfigError, DataError
 from reranker.common.text import random_span
 from reranker.data.corpus import iter_corpus
@@ -275,8 +277,13 @@ def synthesize(args) -> dict:
     docs = sample_documents(load_documents(args.corpus), args.sample, args.seed)
     settings = settings_of(args)
     partial = partial_path(output)
+    # Under torchrun (scripts/synth.sh) every rank generates whole batches in turn and rank 0 writes them: every
+    # rank reads the partial file before rank 0 appends to it.
+    device = dist.init_from_env()
+    main = dist.is_main_process()
     records, done, dropped = read_partial(partial, settings) if partial.exists() else ([], set(), 0)
-    if done:
+    dist.barrier()
+    if done and main:
         logger.info("Resuming from %s: %d of %d documents already done%s", partial, len(done), len(docs),
                     f" ({dropped} cut-off line dropped)" if dropped else "")
     todo = [(i, d) for i, d in enumerate(docs) if d.id not in done]
@@ -285,36 +292,51 @@ def synthesize(args) -> dict:
 
     generator = template = None
     if args.method == "inpars" and todo:
-        generator = QueryGenerator(args.generator, args.gguf_file, args.dtype,
+        generator = QueryGenerator(args.generator, args.gguf_file, args.dtype, device=device,
                                    trust_remote_code=args.trust_remote_code)
         template = read_template(args.prompt_template)
     step = args.batch_size if args.method == "inpars" else 1000
+    world, rank = dist.world_size(), dist.rank()
+    batches = [todo[first:first + step] for first in range(0, len(todo), step)]
+
+    def make(index: int) -> list:
+        """The records of batch `index` (the same batch, and seed, as in one process); [] past the end."""
+        chunk = batches[index] if index < len(batches) else []
+        if not chunk:
+            return []
+        if args.method == "inpars":
+            made = inpars_records(generator, [d for _, d in chunk], template, args.max_doc_tokens,
+                                  args.max_new_tokens, args.do_sample, args.temperature, args.top_p,
+                                  seed=args.seed + index * step)
+        elif args.method == "crop":
+            made = [crop_pair(d, i, args.seed, args.query_span, args.passage_span) for i, d in chunk]
+        else:
+            made = [title_pair(d) for _, d in chunk]
+        reason = "no query generated" if args.method == "inpars" else "too short or no title"
+        return [record if record is not None and record["query"] else {"pos_id": doc.id, "skipped": reason}
+                for (_, doc), record in zip(chunk, made, strict=True)]
+
     output.parent.mkdir(parents=True, exist_ok=True)
-    with open(partial, "a", encoding="utf-8") as handle:
-        if not done:
+    with open(partial, "a", encoding="utf-8") if main else contextlib.nullcontext() as handle:
+        if main and not done:
             handle.seek(0)
             handle.truncate()
             handle.write(json.dumps({"_settings": settings}) + "\n")
-        for first in tqdm(range(0, len(todo), step), desc=f"{args.method} pairs", unit="batch"):
-            chunk = todo[first:first + step]
-            if args.method == "inpars":
-                made = inpars_records(generator, [d for _, d in chunk], template, args.max_doc_tokens,
-                                      args.max_new_tokens, args.do_sample, args.temperature, args.top_p,
-                                      seed=args.seed + first)
-            elif args.method == "crop":
-                made = [crop_pair(d, i, args.seed, args.query_span, args.passage_span) for i, d in chunk]
-            else:
-                made = [title_pair(d) for _, d in chunk]
-            for (_, doc), record in zip(chunk, made, strict=True):
-                if record is None or not record["query"]:
-                    reason = "no query generated" if args.method == "inpars" else "too short or no title"
-                    handle.write(json.dumps({"pos_id": doc.id, "skipped": reason}) + "\n")
-                else:
+        for first in tqdm(range(0, len(batches), world), desc=f"{args.method} pairs", unit="batch",
+                          disable=not main):
+            parts = dist.all_gather_objects(make(first + rank))  # batches first, first + 1, ... in rank order
+            if not main:
+                continue
+            for made in parts:
+                for record in made:
                     handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-                    records.append(record)
+                    if "skipped" not in record:
+                        records.append(record)
             handle.flush()
-            os.fsync(handle.fileno())  # a kill loses at most the batch in flight
+            os.fsync(handle.fileno())  # a kill loses at most the batches in flight
     summary["generation_s"] = round(time.perf_counter() - start, 1)
+    if not main:  # rank 0 filters and writes
+        return summary
     summary["pairs"] = len(records)
     summary["skipped_documents"] = len(docs) - len(records)
 
