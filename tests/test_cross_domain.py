@@ -168,3 +168,24 @@ def test_synth_writes_a_pseudo_dev_and_eval_tunes_on_it(beir, tmp_path, tiny_mod
     (other / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
     with pytest.raises(ConfigError, match="was built over .* not over"):
         evaluate(EvalArguments(datasets=[str(other)], cache_dir="none", pseudo_dev=str(out)), {})
+
+
+def test_training_ranks_a_pseudo_dev(tiny_model, train_file, tmp_path):
+    from conftest import TOPICS
+
+    import run
+
+    docs = [{"_id": f"t{i}", "title": "", "text": pos} for i, (_, pos, _) in enumerate(TOPICS)]
+    docs += [{"_id": f"n{i}-{j}", "title": "", "text": n} for i, (_, _, negs) in enumerate(TOPICS)
+             for j, n in enumerate(negs)]
+    corpus = write_jsonl(tmp_path / "pool.jsonl", docs)
+    synth = write_jsonl(tmp_path / "synth.jsonl", [{"query": q, "pos": [p], "pos_id": f"t{i}"}
+                                                   for i, (q, p, _) in enumerate(TOPICS)])
+    build_pseudo_dev(str(synth), str(corpus), str(tmp_path / "pseudo"), depth=5)
+    out = tmp_path / "out"
+    run.main(["--model_name_or_path", str(tiny_model), "--train_data", str(train_file), "--output_dir", str(out),
+              "--train_group_size", "4", "--per_device_train_batch_size", "3", "--query_max_len", "16",
+              "--passage_max_len", "24", "--use_cpu", "--max_steps", "2", "--save_steps", "2",
+              "--dev_file", str(tmp_path / "pseudo" / "dev.jsonl")])
+    saved = json.loads((out / "dev_metrics.json").read_text())
+    assert saved["queries"] == len(TOPICS) and [h["step"] for h in saved["history"]] == [2]
