@@ -7,9 +7,11 @@ default fusion weight, and how far choices made on pseudo-dev queries agree with
     python benchmarks/cross_domain.py test         # once, after the default is set in code: the test table
 
 Every ranking reranks BM25's top --top_k. Scores are cached under --out/scores (one json per model, corpus and
-query set), so the analyses re-run without scoring again. The dev phase reads no test qrels; the test phase reads
-the default weight from the code (reranker.retrieval.fusion.DEFAULT_WEIGHT) and the pseudo-dev weights from the
-dev phase's output.
+query set, whatever the model's weights, backend or depth: delete the folder after changing any of them), so the
+analyses re-run without scoring again. The dev phase scores and measures no test query (the corpus is read
+through the test split's loader, whose qrels it replaces); the test phase refuses to run unless the default weight
+in the code (reranker.retrieval.fusion.DEFAULT_WEIGHT) is the one the dev phase's rule chose, and reads the
+pseudo-dev weights from the dev phase's output.
 """
 
 from __future__ import annotations
@@ -210,6 +212,9 @@ def checkpoint_phase(a) -> dict:
 
 def test_phase(a) -> dict:
     dev = json.loads((Path(a.out) / "dev.json").read_text())
+    if dev["default_rule"]["chosen"] != fusion.DEFAULT_WEIGHT:
+        raise SystemExit(f"the dev phase's rule chose {dev['default_rule']['chosen']}, the code's default is "
+                         f"{fusion.DEFAULT_WEIGHT}: set the default first (the test split is read once)")
     rerankers: dict = {}
     out = {"default_weight": fusion.DEFAULT_WEIGHT, "rows": []}
     for model, corpus in (("scifact", "nfcorpus"), ("nfcorpus", "scifact")):

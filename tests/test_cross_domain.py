@@ -72,6 +72,7 @@ def test_rerank_with_first_stage_scores_equals_eval_fused_run(beir, tiny_model_m
                                       weight=fusion.DEFAULT_WEIGHT)
     with pytest.raises(ConfigError, match="3 finite numbers, one per passage"):
         reranker.rerank("q", ["a", "b", "c"], first_stage_scores=[1.0, 2.0])
+    assert reranker.rerank("q", [], first_stage_scores=[]) == []
     with pytest.raises(ConfigError, match="give those scores too"):
         reranker.rerank("q", ["a", "b"], weight=0.5)
     # The pure ranking warns, once per instance; the fused one does not.
@@ -108,6 +109,12 @@ def test_warning_without_dev_evidence_and_not_with_it(beir, tmp_path, caplog):
     assert list(rows) == ["bm25", "bm25 > model", f"bm25 > model {DEFAULT}", "bm25 > model + fusion"]
     rows, log = run(bad, dev_qrels=str(dev_qrels))
     assert "'bm25 > model' is not above bm25 on the 1 dev queries" in log
+    # A run file of the user's has no dev run: its reranking is unchecked although dev queries were given.
+    user_run = tmp_path / "mine.run"
+    user_run.write_text("q1 Q0 d1 1 2.0 mine\nq2 Q0 d4 1 1.0 mine\n")
+    rows, log = run(good, dev_qrels=str(dev_qrels), first_stage=[str(user_run)])
+    assert "the dev queries have no run of first stage mine.run" in log
+    assert rows["mine.run > model"]["dev_evidence"] == "none"
 
 
 def synth_records(tmp_path):
@@ -130,12 +137,14 @@ def test_pseudo_dev_folder_one_source_per_query(beir, tmp_path):
     assert qrels == [f"{q['_id']}\t{sources[q['text']]}\t1" for q in queries]
     dev = load_dev(str(out / "dev.jsonl"))  # reranker-train's --dev_file reads it
     assert [(q.query, q.relevance) for q in dev] == [(text, {source: 1}) for text, source in sources.items()]
-    for q in dev:  # its source is each query's only relevant candidate: never read as a negative
-        assert [d for d in q.doc_ids if q.relevance.get(d)] == ([sources[q.query]] if sources[q.query] in q.doc_ids
-                                                                 else [])
-        assert len(q.doc_ids) <= 3
+    for q in dev:  # the source is relevant wherever it is among the candidates: never read as a negative
+        assert len(q.doc_ids) <= 3 and q.relevance == {sources[q.query]: 1}
+    assert all(sources[q.query] in q.doc_ids for q in dev)  # BM25 finds each source in this tiny corpus
     with pytest.raises(FileExistsError, match="--overwrite"):
         build_pseudo_dev(str(synth_records(tmp_path)), str(beir), str(out))
+    with pytest.raises(FileExistsError, match="not a pseudo-dev folder"):  # a user's folder is never replaced
+        build_pseudo_dev(str(synth_records(tmp_path)), str(beir), str(beir), overwrite=True)
+    assert (beir / "corpus.jsonl").is_file()
     sampled = build_pseudo_dev(str(synth_records(tmp_path)), str(beir), str(out), queries=2, overwrite=True)
     assert sampled["queries"] == 2 and len((out / "queries.jsonl").read_text().splitlines()) == 2
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".pseudo")]  # no temporary folder left
@@ -157,9 +166,14 @@ def test_synth_writes_a_pseudo_dev_and_eval_tunes_on_it(beir, tmp_path, tiny_mod
     assert {r["system"]: r for r in rows}["bm25 > model"]["dev_evidence"] == "pseudo-dev"
     with pytest.raises(ConfigError, match="not both"):
         EvalArguments(datasets=[str(beir)], pseudo_dev=str(out), dev_qrels=str(out / "dev_qrels.tsv"))
-    with pytest.raises(ConfigError, match="--pseudo_dev .* exists"):
+    with pytest.raises(ConfigError, match="--pseudo_dev: .* exists"):
         synth_cli.main(["--method", "title", "--corpus", str(beir), "--output_file", str(tmp_path / "u.jsonl"),
                         "--pseudo_dev", str(out)])
+    for target, option in ((tmp_path, "--output_file"), (beir, "--corpus")):
+        with pytest.raises(ConfigError, match=f"would hold {option}"):
+            synth_cli.main(["--method", "title", "--corpus", str(beir), "--output_file", str(tmp_path / "u.jsonl"),
+                            "--pseudo_dev", str(target), "--overwrite"])
+    assert not (tmp_path / "u.jsonl").exists()
     # A pseudo-dev of another corpus is refused before anything is scored.
     other = tmp_path / "other"
     write_jsonl(other / "corpus.jsonl", CORPUS[:3])

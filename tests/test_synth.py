@@ -167,6 +167,9 @@ def test_resume_after_interruption(tmp_path, causal_lm, monkeypatch, caplog):
     assert summary["resumed_documents"] == 2
     assert any("2 of 5 documents already done (1 cut-off line dropped)" in m for m in caplog.messages)
     assert not partial.exists()
+    # Every generated record is kept, each line whole: the cut-off fragment is gone, not left before the new lines.
+    kept = [json.loads(line) for line in (tmp_path / "out.all.jsonl").read_text().splitlines()]
+    assert kept[0]["_settings"] and sorted(r["pos_id"] for r in kept[1:]) == sorted(d["_id"] for d in DOCS)
     # Resuming with other settings would mix two kinds of records: refused.
     partial.write_text(json.dumps({"_settings": {"method": "crop"}}) + "\n")
     with pytest.raises(ConfigError, match="other settings"):

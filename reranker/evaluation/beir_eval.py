@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from reranker.common import dist
 from reranker.data.beir import BeirData
 from reranker.data.runs import Run, top_k
 from reranker.evaluation.arguments import EvalArguments
@@ -97,19 +98,21 @@ def check_evidence(ev: BeirEval, stage: str, name: str, dev_first: Run | None, d
     above its first stage; a warning names the safe ranking when they do not, or when there are none."""
     safe = f"'{stage} > {name} {DEFAULT_FUSION}'"
     where = f"{ev.data.name}: '{stage} > {name}'"
+    warn = logger.warning if dist.is_main_process() else logger.debug  # once, not once per torchrun rank
     if dev_reranked is None:
         row["dev_evidence"] = "none"
-        logger.warning("%s is unchecked on this corpus: no dev queries (--dev_qrels) or pseudo-dev queries "
-                       "(--pseudo_dev) show that it ranks above %s, and on a corpus it was not trained on a reranker "
-                       "can rank below its first stage. The safe ranking is %s (docs/cross-domain.md).", where,
-                       stage, safe)
+        missing = (f"the dev queries have no run of first stage {stage}" if ev.dev is not None else
+                   "no dev queries (--dev_qrels) or pseudo-dev queries (--pseudo_dev)")
+        warn("%s is unchecked on this corpus: %s, so nothing shows that it ranks above %s, and on a corpus it was "
+             "not trained on a reranker can rank below its first stage. The safe ranking is %s "
+             "(docs/cross-domain.md).", where, missing, stage, safe)
         return
     kind = "pseudo-dev" if ev.args.pseudo_dev else "dev"
     model = ranking_metrics(ev.dev.qrels, dev_reranked)["nDCG@10"]
     first = ranking_metrics(ev.dev.qrels, dev_first)["nDCG@10"]
     row.update({"dev_evidence": kind, "dev_evidence_nDCG@10": model, "dev_evidence_first_stage_nDCG@10": first})
     if model <= first:
-        logger.warning("%s is not above %s on the %d %s queries (nDCG@10 %.4f against %.4f): ship %s or the fusion "
+        warn("%s is not above %s on the %d %s queries (nDCG@10 %.4f against %.4f): ship %s or the fusion "
                        "tuned on them, not the pure ranking.", where, stage, len(ev.dev.queries), kind, model,
                        first, safe)
 

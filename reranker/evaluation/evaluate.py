@@ -8,6 +8,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+from reranker.common import dist
 from reranker.common.errors import ConfigError, DataError
 from reranker.common.hashing import file_digest
 from reranker.data.beir import is_beir_folder, load_beir, load_queries
@@ -62,7 +63,11 @@ def load_all(args: EvalArguments) -> list[tuple[str, object, dict]]:
             raise ConfigError(f"--{option} names the dev queries of one BEIR folder; give exactly one --datasets")
     for spec in args.datasets:
         if is_hub_layout(spec):  # a hub id such as BeIR/scifact: read once into a local BEIR folder
+            if not dist.is_main_process():  # under torchrun rank 0 writes it; the others read its copy
+                dist.barrier()
             spec = str(materialize(spec, [args.split]))
+            if dist.is_main_process():
+                dist.barrier()
         if is_beir_folder(spec):
             data = load_beir(spec, args.split)
             user_runs = {path: fs.read_run(path, data) for path in run_files}

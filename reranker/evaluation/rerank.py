@@ -7,6 +7,7 @@ import logging
 import numpy as np
 
 from reranker.common import dist
+from reranker.common.hashing import digest_of
 from reranker.data.beir import BeirData
 from reranker.data.runs import Run, ranked
 from reranker.evaluation.arguments import EvalArguments
@@ -52,6 +53,12 @@ def score_pairs(reranker, pairs: list[tuple[str, str]], batch_size: int, max_len
     in turn and every rank gets all the scores back: the same scores as one process, in 1/world_size of the time."""
     if dist.world_size() == 1:
         return list(reranker.compute_score(pairs, batch_size=batch_size, max_length=max_length, show_progress=True))
+    # Each rank built its own candidate lists; the scores go back by position, so the lists must be the same.
+    digests = dist.all_gather_objects(digest_of([f"{q}\t{p}" for q, p in pairs], 32))
+    if len(set(digests)) > 1:
+        raise RuntimeError("the torchrun processes built different lists of pairs to score (a first stage differed "
+                           f"between them: {len(set(digests))} versions); run eval.py in one process, or with "
+                           "--cache_dir none on a deterministic first stage")
     mine, shares = dist.shard_batches(length_order(pairs), batch_size)
     local = reranker.compute_score([pairs[i] for i in mine], batch_size=batch_size, max_length=max_length,
                                    show_progress=dist.is_main_process())

@@ -193,7 +193,11 @@ class Reranker:
         weight = DEFAULT_FUSION_WEIGHT if weight is None else float(weight)
         if not 0.0 <= weight <= 1.0:
             raise ConfigError(f"rerank: weight must be in [0, 1], got {weight}")
-        fused = fuse_arrays(np.asarray(scores, dtype=np.float64), first, weight)  # as reranker-eval fuses runs
+        raw = np.asarray(scores, dtype=np.float64)
+        if not np.isfinite(raw).all():
+            raise ValueError(f"rerank: the reranker gave {int((~np.isfinite(raw)).sum())} non-finite scores; the "
+                             "fusion's normalisation would spread them to every passage")
+        fused = fuse_arrays(raw, first, weight)  # as reranker-eval fuses runs
         ranked = sorted(range(len(passages)), key=lambda i: -fused[i])
         return [{"index": i, "text": passages[i], "score": float(fused[i]), "reranker_score": scores[i],
                  "first_stage_score": float(first[i])} for i in ranked[:top_k]]

@@ -92,10 +92,17 @@ class SynthArguments:
         if self.pseudo_dev:
             from pathlib import Path
 
-            if Path(self.pseudo_dev).exists() and not self.overwrite:
-                raise ConfigError(f"--pseudo_dev {self.pseudo_dev} exists; pass --overwrite to replace it")
-            if Path(self.pseudo_dev).resolve() == Path(self.output_file).resolve():
-                raise ConfigError("--pseudo_dev is a folder of its own, not --output_file")
+            from reranker.data.pseudo_dev import check_target
+
+            target = Path(self.pseudo_dev).resolve()
+            for option, path in (("--output_file", self.output_file), ("--corpus", self.corpus)):
+                if target == Path(path).resolve() or target in Path(path).resolve().parents:
+                    raise ConfigError(f"--pseudo_dev {self.pseudo_dev} would hold {option} {path}: name a folder "
+                                      "of its own")
+            try:
+                check_target(target, self.overwrite)  # before any generation
+            except FileExistsError as error:
+                raise ConfigError(f"--pseudo_dev: {error}") from None
         if self.method == "inpars" and not self.generator:
             raise ConfigError("--method inpars needs --generator (a local language model folder, or smollm2)")
         if self.method != "inpars" and self.filter == "logprob":

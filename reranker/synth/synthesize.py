@@ -283,6 +283,9 @@ def synthesize(args) -> dict:
     main = dist.is_main_process()
     records, done, dropped = read_partial(partial, settings) if partial.exists() else ([], set(), 0)
     dist.barrier()
+    if dropped and main:  # the line a kill cut off goes, so the next record starts on a line of its own
+        with open(partial, "r+b") as handle:
+            handle.truncate(handle.read().rfind(b"\n") + 1)
     if done and main:
         logger.info("Resuming from %s: %d of %d documents already done%s", partial, len(done), len(docs),
                     f" ({dropped} cut-off line dropped)" if dropped else "")

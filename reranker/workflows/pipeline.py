@@ -445,7 +445,10 @@ def embedder_eval_stage(config: PipelineConfig, stages: Stages, where: Layout, e
 
 def run_pipeline(config: PipelineConfig, config_path: str, until: str = "eval") -> dict:
     """Run the stages up to and including `until`: "mine" (benchmarks/compare_peers.py; with the expansion where
-    the config asks for it), "train" or "eval"."""
+    the config asks for it), "train" (a model alone, as configs/cross_domain/nfcorpus_model.yaml was run) or
+    "eval"."""
+    if until not in ("mine", "train", "eval"):
+        raise ValueError(f"until must be mine, train or eval, got {until!r}")
     where = Layout(Path(config.output_dir), lora=bool(config.train.get("use_lora")))
     stages = Stages(where.out, STAGES)
     env = {**os.environ, "PYTHON": sys.executable}
@@ -465,7 +468,7 @@ def run_pipeline(config: PipelineConfig, config_path: str, until: str = "eval") 
                 "expand_from": str(where.data / "train.jsonl") if config.expand_documents else None,
                 "embedder": str(where.embedder) if embedder_id is not None else None}
     train_key = train_stage(config, stages, where, env, train_file, dev_file if dev else None, train_input_key)
-    if until == "train":  # the model alone (benchmarks/cross_domain.py evaluates it on another corpus)
+    if until == "train":  # the model alone (benchmarks/cross_domain.py evaluates it on other corpora)
         return {"model": str(where.model), "seconds": stages.seconds()}
     eval_stage(config, stages, where, env, train_key, embedder_id)
     if embedder_id is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,10 +24,16 @@ import numpy as np
 from reranker.common.errors import DataError
 from reranker.common.files import atomic_write, iter_jsonl, write_json
 from reranker.common.hashing import file_digest
-from reranker.data.pseudo_dev import SUMMARY
+from reranker.data.pseudo_dev import SUMMARY, check_target
 from reranker.workflows.beir_train import write_dev_candidates, write_qrels
 
 logger = logging.getLogger(__name__)
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 def corpus_file(corpus: str | Path) -> Path:
     path = Path(corpus)
@@ -67,8 +74,7 @@ def build_pseudo_dev(synth_file: str, corpus: str, out_dir: str, queries: int = 
     from reranker.synth.synthesize import load_documents
 
     out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    check_target(out, overwrite)
     docs = {d.id: d.full for d in load_documents(corpus)}
     pairs, dropped = read_pairs(synth_file, docs, corpus)
     available = len(pairs)
@@ -80,6 +86,7 @@ def build_pseudo_dev(synth_file: str, corpus: str, out_dir: str, queries: int = 
                     {qid: {source: 1} for qid, (_, source) in zip(qids, pairs, strict=True)}, 0, "")
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    work.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; the folder is an output like any other
     try:
         with atomic_write(work / "queries.jsonl") as handle:
             for qid, (query, _) in zip(qids, pairs, strict=True):
