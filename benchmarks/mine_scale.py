@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -94,6 +95,9 @@ def main(argv: list[str] | None = None) -> None:
                         choices=["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"],
                         help="our miner's embedder backend (the graph must have been exported beside --model, e.g. "
                              "by benchmarks/embed_speed.py); sentence-transformers encodes with torch in --dtype")
+    parser.add_argument("--index", nargs="+", default=["flat"], choices=["flat", "ivf", "hnsw"],
+                        help="our faiss index; several: one run each, the first encoding the pool and the others "
+                             "reading its embeddings back (their time is the index's)")
     parser.add_argument("--workdir", default=str(ROOT / "outputs/bench_mine"))
     parser.add_argument("--json", default=None, help="also write the figures here")
     a = parser.parse_args(argv)
@@ -110,23 +114,39 @@ def main(argv: list[str] | None = None) -> None:
            "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     results = {}
 
-    out = work / "ours.jsonl"
-    ours_cmd = [sys.executable, str(ROOT / "hn_mine.py"), "--model_name_or_path", model, "--pooling", "mean",
-                "--retriever", "dense",  # the miner's default is BM25; this race is about dense mining
-                "--input_file", str(queries), "--output_file", str(out), "--candidate_pool", str(pool),
-                "--range_for_sampling", a.range, "--negative_number", str(a.negatives), "--no_cache",
-                "--embed_dtype", a.dtype, "--embed_batch_size", str(a.batch_size), "--query_max_len",
-                str(a.max_length), "--passage_max_len", str(a.max_length), "--overwrite",
-                "--embed_backend", a.embed_backend]
-    print("running reranker hn_mine.py ...", file=sys.stderr, flush=True)
-    _, wall, peak = run_measured(ours_cmd, env)
-    timings = json.loads(out.with_name("ours.summary.json").read_text())["timings_s"]
-    results["reranker hn_mine.py"] = {
-        "wall_s": wall, "peak_rss_mb": peak, "encode_pool_s": timings["encode_pool"],
-        "passages_per_s": a.pool_size / timings["encode_pool"],
-        "search_and_select_s": timings["search"] + timings["select"],
-        "queries_per_s_search": a.queries / timings["search"],
-    }
+    # One run per --index: the first encodes the pool (into a cache of its own, emptied first), the others read
+    # those embeddings back, so their time is the index's (building, searching, selecting).
+    cache = work / "embedding_cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    negatives = {}
+    for n, index in enumerate(a.index):
+        name = "reranker hn_mine.py" + (f" ({index})" if len(a.index) > 1 else "")
+        out = work / f"ours_{index}.jsonl"
+        ours_cmd = [sys.executable, str(ROOT / "hn_mine.py"), "--model_name_or_path", model, "--pooling", "mean",
+                    "--retriever", "dense",  # the miner's default is BM25; this race is about dense mining
+                    "--input_file", str(queries), "--output_file", str(out), "--candidate_pool", str(pool),
+                    "--range_for_sampling", a.range, "--negative_number", str(a.negatives),
+                    *(["--cache_dir", str(cache)] if len(a.index) > 1 else ["--no_cache"]), "--index", index,
+                    "--embed_dtype", a.dtype, "--embed_batch_size", str(a.batch_size), "--query_max_len",
+                    str(a.max_length), "--passage_max_len", str(a.max_length), "--overwrite",
+                    "--embed_backend", a.embed_backend]
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        _, wall, peak = run_measured(ours_cmd, env)
+        summary = json.loads(out.with_name(f"ours_{index}.summary.json").read_text())
+        timings = summary["timings_s"]
+        results[name] = {
+            "wall_s": wall, "peak_rss_mb": peak, "encode_pool_s": timings["encode_pool"],
+            "passages_per_s": a.pool_size / timings["encode_pool"] if n == 0 else None,
+            "search_and_select_s": timings["search"] + timings["select"],
+            "queries_per_s_search": a.queries / timings["search"],
+        }
+        negatives[index] = [tuple(json.loads(line)["neg"]) for line in out.read_text().splitlines()]
+        if n:  # how far the approximate index's negatives are from the first (exact) index's
+            same = sum(x == y for x, y in zip(negatives[a.index[0]], negatives[index], strict=True))
+            jaccard = np.mean([len(set(x) & set(y)) / max(1, len(set(x) | set(y)))
+                               for x, y in zip(negatives[a.index[0]], negatives[index], strict=True)])
+            results[name].update({f"queries_with_the_{a.index[0]}_negatives": same / len(negatives[index]),
+                                  f"negatives_jaccard_with_{a.index[0]}": float(jaccard)})
     if not a.skip_st:
         cfg = {"model": model, "pool": str(pool), "queries": str(queries), "range_min": range_min,
                "range_max": range_max, "negatives": a.negatives, "batch_size": a.batch_size, "dtype": a.dtype,
@@ -148,10 +168,14 @@ def main(argv: list[str] | None = None) -> None:
     print("| system | encode passages/s | search+select s | queries/s (search+select) | wall s | peak RSS MB |")
     print("|---|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['passages_per_s']:.0f} | {r['search_and_select_s']:.1f} | "
+        encode = "(cached)" if r["passages_per_s"] is None else f"{r['passages_per_s']:.0f}"
+        print(f"| {name} | {encode} | {r['search_and_select_s']:.1f} | "
               f"{r['queries_per_s_search']:.0f} | {r['wall_s']:.0f} | {r['peak_rss_mb']:.0f} |")
+    for name, r in results.items():
+        if any(k.startswith("queries_with_the") for k in r):
+            print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in r.items() if "_the_" in k or "jaccard" in k))
     if "sentence-transformers" in results:
-        ours, theirs = results["reranker hn_mine.py"], results["sentence-transformers"]
+        ours, theirs = next(iter(results.values())), results["sentence-transformers"]
         print(f"\nencoding speed ratio (ours / ST): {ours['passages_per_s'] / theirs['passages_per_s']:.2f}x")
         speedup = theirs["search_and_select_s"] / ours["search_and_select_s"]
         print(f"search+select speed ratio (ours / ST): {speedup:.2f}x")
