@@ -38,3 +38,18 @@ find_python() {
          "reranker into (pip install -e . or conda env create -f environment.yml)." >&2
     return 1
 }
+
+# Runs a script of the checkout: under torchrun with count_processes processes when that is more than one, else
+# as one plain process; says which on stderr first. Usage: launch NAME SCRIPT [ARGS...] (exec: never returns).
+launch() {
+    local name="$1" script="$2" here python nproc
+    shift 2
+    here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    python="$(find_python "$here")"
+    nproc="$(count_processes)"
+    echo "${name}: ${nproc} process(es); CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-<unset>}" >&2
+    if (( nproc > 1 )); then
+        exec "$python" -m torch.distributed.run --standalone --nproc_per_node "$nproc" "$here/$script" "$@"
+    fi
+    exec "$python" "$here/$script" "$@"
+}

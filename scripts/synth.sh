@@ -6,11 +6,4 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$here/scripts/nproc.sh"
-PYTHON="$(find_python "$here")"
-nproc="$(count_processes)"
-
-echo "synth.sh: ${nproc} process(es); CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-<unset>}" >&2
-if (( nproc > 1 )); then
-    exec "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$nproc" "$here/synth.py" "$@"
-fi
-exec "$PYTHON" "$here/synth.py" "$@"
+launch synth.sh synth.py "$@"

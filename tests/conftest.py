@@ -65,6 +65,20 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def run_launcher(script: str, argv: list[str], nproc: int, timeout: int = 300):
+    """scripts/<script> with NPROC processes (torchrun over gloo on a CPU when more than one), one thread each;
+    checks that it ran that many and succeeded, and returns the completed process."""
+    import subprocess
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable, "PYTHONPATH": str(ROOT),
+           "NPROC": str(nproc)}
+    result = subprocess.run(["bash", str(ROOT / "scripts" / script), *map(str, argv)], env=env, capture_output=True,
+                            text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{script}: {nproc} process(es)" in result.stderr
+    return result
+
+
 @pytest.fixture(scope="session")
 def tiny_model_master(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, group_rows, write_jsonl
+from conftest import ROOT, group_rows, run_launcher, write_jsonl
 
 import eval as eval_cli
 from reranker.common.errors import DataError
@@ -284,13 +284,8 @@ def test_two_process_eval_matches_one(beir, tiny_model_master, tmp_path):
     pairs = write_jsonl(tmp_path / "pairs.jsonl", group_rows(1))
     common = ["--models", str(tiny_model_master), "--datasets", str(beir), str(pairs), "--first_stage", "bm25",
               "--top_k", "4", "--batch_size", "3", "--cache_dir", "none"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable, "PYTHONPATH": str(ROOT)}
     for nproc, name in ((2, "two"), (1, "one")):
-        result = subprocess.run(["bash", str(ROOT / "scripts" / "eval.sh"), *common, "--output_dir",
-                                 str(tmp_path / name)], env={**env, "NPROC": str(nproc)}, capture_output=True,
-                                text=True, timeout=300)
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert f"eval.sh: {nproc} process(es)" in result.stderr
+        result = run_launcher("eval.sh", [*common, "--output_dir", tmp_path / name], nproc)
         assert result.stdout.count("| tinybeir | bm25 > model |") == 1  # printed once, by rank 0
     one, two = (json.loads((tmp_path / n / "results.json").read_text()) for n in ("one", "two"))
     assert two["results"] == one["results"]

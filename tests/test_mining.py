@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, write_jsonl
+from conftest import ROOT, run_launcher, write_jsonl
 
 import hn_mine
 from reranker import Reranker
@@ -218,13 +218,8 @@ def test_two_process_mining_matches_one(tiny_model_master, tmp_path, retriever):
     pool = write_jsonl(tmp_path / "pool.jsonl", POOL)
     common = ["--model_name_or_path", str(tiny_model_master), "--input_file", str(inp), "--candidate_pool", str(pool),
               "--range_for_sampling", "0-9", "--negative_number", "3", "--no_cache", "--retriever", retriever]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable, "PYTHONPATH": str(ROOT)}
     for nproc, name in ((2, "two.jsonl"), (1, "one.jsonl")):
-        result = subprocess.run(["bash", str(ROOT / "scripts" / "mine.sh"), *common, "--output_file",
-                                 str(tmp_path / name)], env={**env, "NPROC": str(nproc)}, capture_output=True,
-                                text=True, timeout=300)
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert f"mine.sh: {nproc} process(es)" in result.stderr
+        run_launcher("mine.sh", [*common, "--output_file", tmp_path / name], nproc)
     assert (tmp_path / "two.jsonl").read_text() == (tmp_path / "one.jsonl").read_text()
 
 

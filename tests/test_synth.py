@@ -197,24 +197,15 @@ def test_errors(tmp_path, causal_lm):
 def test_two_process_inpars_matches_one(tmp_path, causal_lm):
     # Two gloo processes under torchrun (scripts/synth.sh, NPROC=2) generate whole batches in turn, with each
     # batch's own seed: the same records as one process, written once, by rank 0.
-    import os
-    import subprocess
-    import sys
-
-    from conftest import ROOT
+    from conftest import run_launcher
 
     corpus = write_jsonl(tmp_path / "corpus.jsonl", [*UNTITLED, *DOCS[3:], *({**d, "_id": f"{d['_id']}b"}
                                                                            for d in UNTITLED)])
     common = ["--method", "inpars", "--generator", str(causal_lm), "--prompt_template", str(short_template(tmp_path)),
               "--corpus", str(corpus), "--batch_size", "2", "--max_new_tokens", "12", "--do_sample",
               "--filter", "logprob", "--keep_top", "4"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable, "PYTHONPATH": str(ROOT)}
     for nproc, name in ((2, "two"), (1, "one")):
-        result = subprocess.run(["bash", str(ROOT / "scripts" / "synth.sh"), *common, "--output_file",
-                                 str(tmp_path / f"{name}.jsonl")], env={**env, "NPROC": str(nproc)},
-                                capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert f"synth.sh: {nproc} process(es)" in result.stderr
+        run_launcher("synth.sh", [*common, "--output_file", tmp_path / f"{name}.jsonl"], nproc)
     for suffix in (".jsonl", ".all.jsonl"):
         one, two = ((tmp_path / f"{n}{suffix}").read_text() for n in ("one", "two"))
         assert two == one and len(one.splitlines()) >= 4
