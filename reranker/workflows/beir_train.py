@@ -100,6 +100,19 @@ def build(folder: str, out_dir: str | Path, split: str = "train", dev_queries: i
     return summary
 
 
+def query_and_source(path: str, line: int, row: dict, docs: dict[str, str], corpus: str) -> tuple[str, str]:
+    """(query, source document id) of a reranker-synth record used as a dev query; an error naming the file, line
+    and field when it has no query or its pos_id is not a document of the corpus."""
+    query = row.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise DataError(path, "expected a non-empty string", line=line, field="query")
+    source = row.get("pos_id")
+    if source is None or str(source) not in docs:
+        raise DataError(path, f"{source!r} is not a document of {corpus}: a dev query needs the id of the document "
+                              "it was made from (reranker-synth writes it)", line=line, field="pos_id")
+    return query.strip(), str(source)
+
+
 def carve_pairs_dev(files: list[str], corpus: str, out_dir: str | Path, dev_queries: int, seed: int = 42,
                     depth: int = 30, k1: float = 1.2, b: float = 0.75) -> dict:
     """A dev split for data without labels: hold out synthetic pairs (reranker-synth output) as dev queries.
@@ -117,11 +130,7 @@ def carve_pairs_dev(files: list[str], corpus: str, out_dir: str | Path, dev_quer
     docs = {d.id: d.full for d in load_documents(corpus)}
     rows = [[(f, line, row) for line, row in iter_jsonl(f)] for f in files]
     for f, line, row in rows[0]:
-        if not isinstance(row.get("query"), str) or not row["query"].strip():
-            raise DataError(f, "missing or empty", line=line, field="query")
-        if str(row.get("pos_id")) not in docs:
-            raise DataError(f, f"{row.get('pos_id')!r} is not a document of {corpus}: dev queries need the id of "
-                               "their source document", line=line, field="pos_id")
+        query_and_source(f, line, row, docs, corpus)
     if dev_queries >= len(rows[0]):
         raise DataError(files[0], f"asked for {dev_queries} dev queries but it holds only {len(rows[0])} pairs")
     picked = set(np.random.default_rng(seed).choice(len(rows[0]), size=dev_queries, replace=False).tolist())

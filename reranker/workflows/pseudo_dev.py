@@ -25,7 +25,7 @@ from reranker.common.errors import DataError
 from reranker.common.files import atomic_write, iter_jsonl, write_json
 from reranker.common.hashing import file_digest
 from reranker.data.pseudo_dev import SUMMARY, check_target
-from reranker.workflows.beir_train import write_dev_candidates, write_qrels
+from reranker.workflows.beir_train import query_and_source, write_dev_candidates, write_qrels
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
 
 def corpus_file(corpus: str | Path) -> Path:
     path = Path(corpus)
@@ -47,19 +48,13 @@ def read_pairs(path: str, docs: dict[str, str], corpus: str) -> tuple[list[tuple
     the other's source as a miss although the two queries are the same."""
     pairs, seen, repeated = [], set(), 0
     for line, row in iter_jsonl(path):
-        query = row.get("query")
-        if not isinstance(query, str) or not query.strip():
-            raise DataError(path, "expected a non-empty string", line=line, field="query")
-        source = row.get("pos_id")
-        if source is None or str(source) not in docs:
-            raise DataError(path, f"{source!r} is not a document of {corpus}: a pseudo-dev query needs the id of the "
-                                  "document it was made from (reranker-synth writes it)", line=line, field="pos_id")
+        query, source = query_and_source(path, line, row, docs, corpus)
         key = " ".join(query.lower().split())
         if key in seen:
             repeated += 1
             continue
         seen.add(key)
-        pairs.append((query.strip(), str(source)))
+        pairs.append((query, source))
     if not pairs:
         raise DataError(path, "holds no synthetic queries")
     return pairs, {"records_with_repeated_query": repeated}
