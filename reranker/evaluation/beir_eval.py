@@ -76,6 +76,9 @@ def fused_row(ev: BeirEval, stage: str, name: str, run: Run, reranked: Run, dev_
             "fusion_tuning": args.fusion_tuning, "dev_queries": len(dev.queries)}
 
 
+DEFAULT_FUSION = "+ fusion (default)"
+
+
 def default_fused_row(ev: BeirEval, stage: str, name: str, run: Run, reranked: Run, base: dict,
                       first_ndcg: float) -> dict:
     """The reranker fused with its first stage at --fusion_weight, tuned on nothing: the ranking to ship where no
@@ -87,9 +90,6 @@ def default_fused_row(ev: BeirEval, stage: str, name: str, run: Run, reranked: R
     return {**base, "system": f"{stage} > {name} {DEFAULT_FUSION}", **metrics,
             "delta_nDCG@10": metrics["nDCG@10"] - first_ndcg, "fusion_reranker_weight": weight,
             "fusion_tuning": "default"}
-
-
-DEFAULT_FUSION = "+ fusion (default)"
 
 
 def check_evidence(ev: BeirEval, stage: str, name: str, dev_first: Run | None, dev_reranked: Run | None,
@@ -112,9 +112,8 @@ def check_evidence(ev: BeirEval, stage: str, name: str, dev_first: Run | None, d
     first = ranking_metrics(ev.dev.qrels, dev_first)["nDCG@10"]
     row.update({"dev_evidence": kind, "dev_evidence_nDCG@10": model, "dev_evidence_first_stage_nDCG@10": first})
     if model <= first:
-        warn("%s is not above %s on the %d %s queries (nDCG@10 %.4f against %.4f): ship %s or the fusion "
-                       "tuned on them, not the pure ranking.", where, stage, len(ev.dev.queries), kind, model,
-                       first, safe)
+        warn("%s is not above %s on the %d %s queries (nDCG@10 %.4f against %.4f): ship %s or the fusion tuned on "
+             "them, not the pure ranking.", where, stage, len(ev.dev.queries), kind, model, first, safe)
 
 
 def reranker_rows(ev: BeirEval, stage: str, run: Run, dev_first: Run | None, name: str, reranker, cache: dict,
@@ -134,9 +133,9 @@ def reranker_rows(ev: BeirEval, stage: str, run: Run, dev_first: Run | None, nam
         return [row, *depth_rows(data, None, run, reranked, None, None, args, row, first_ndcg), default]
     dev_reranked = rerank_run(reranker, dev, dev_first, args, cache, texts[1])
     ev.out(f"{stage}.{name}", dev_reranked, name, dev=True)
-    if args.depth_curve:
-        row["dev_nDCG@10"] = ranking_metrics(dev.qrels, dev_reranked)["nDCG@10"]
     check_evidence(ev, stage, name, dev_first, dev_reranked, row)
+    if args.depth_curve:
+        row["dev_nDCG@10"] = row["dev_evidence_nDCG@10"]
     return [row, *depth_rows(data, dev, run, reranked, dev_first, dev_reranked, args, row, first_ndcg), default,
             fused_row(ev, stage, name, run, reranked, dev_first, dev_reranked, base, first_ndcg)]
 
