@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint bench check-wheel clean
+.PHONY: setup demo test test-all lint bench check-wheel clean
 
 # Reinstall when the dependency list or the constraints change. The constraints pin torch to the CPU build;
 # without them pip would pull several GB of CUDA packages.
@@ -22,7 +22,12 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 
+# The default run leaves out the tests marked slow (multi-process equivalence, the longer end-to-end pipelines and
+# rounds): about 4-5 minutes on 2 cores. test-all runs every test (about 12).
 test: lint
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
+
+test-all: lint
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
 # A wheel of this tree in a new virtual environment: each command's --help, and the pipeline on a tiny BEIR folder

@@ -51,6 +51,7 @@ def make_config(tmp_path, model, **changes):
     return path
 
 
+@pytest.mark.slow
 def test_two_rounds_folders_filter_and_skip(tiny_model_master, tmp_path, caplog):
     caplog.set_level(logging.INFO)
     config = make_config(tmp_path, tiny_model_master, max_rounds=1)
@@ -75,6 +76,7 @@ def test_two_rounds_folders_filter_and_skip(tiny_model_master, tmp_path, caplog)
     assert sum("done before, skipped" in m for m in caplog.messages) == 2
 
 
+@pytest.mark.slow
 def test_stops_when_dev_metric_stops_improving(tiny_model_master, tmp_path):
     # min_improvement 1.0 cannot be met (nDCG is at most 1): round 1 ends the loop, round 2 never runs.
     rows = iterate_cli.main([str(make_config(tmp_path, tiny_model_master, min_improvement=1.0))])
@@ -196,6 +198,7 @@ def test_a_bad_record_is_reported_in_the_users_file(tmp_path):
     assert not (tmp_path / "r" / "data" / "train.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_rounds_with_an_embedder_teach_each_other(tiny_model_master, tmp_path, caplog):
     """Round 0: an embedder from BM25 negatives mines the reranker's negatives. Round 1: round 0's reranker scores
     round 0's embedder's candidates, a new embedder is distilled from those scores and mines round 1's reranker

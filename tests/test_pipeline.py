@@ -182,6 +182,7 @@ def test_pipeline_end_to_end_skips_and_resumes(tiny_model_master, tmp_path, capl
 EXPANSION_STAGES = ("data", "mine", "expand", "train", "eval")  # the stages without an embedder section
 
 
+@pytest.mark.slow
 def test_pipeline_document_expansion(tiny_model_master, tmp_path, caplog):
     caplog.set_level(logging.INFO)
     beir = make_beir(tmp_path / "beir")
@@ -316,6 +317,7 @@ def test_bad_config_file(tmp_path):
         pipeline_cli.main([str(tmp_path / "missing.yaml")])
 
 
+@pytest.mark.slow
 def test_relative_paths_from_another_folder_and_user_model_kept(tiny_model_master, tmp_path, monkeypatch):
     """Run from a folder other than the checkout, with relative paths: every stage reads and writes under it."""
     make_beir(tmp_path / "beir")
@@ -360,6 +362,7 @@ def test_train_and_test_splits_must_differ(tiny_model_master, tmp_path):
         pipeline_cli.main([str(path)])
 
 
+@pytest.mark.slow
 def test_pipeline_trains_a_lora_adapter_and_skips_it_when_done(tmp_path, tiny_model_master, caplog):
     caplog.set_level(logging.INFO)
     config = make_config(tmp_path, tiny_model_master, mine={"retriever": "bm25"},
@@ -404,6 +407,7 @@ def embedder_pipeline(tiny_model_master, tmp_path_factory):
     return tmp_path, config, pipeline_cli.main([str(config)])
 
 
+@pytest.mark.slow
 def test_pipeline_fine_tunes_the_embedder_first_and_mines_and_retrieves_with_it(tiny_model_master,
                                                                                 embedder_pipeline):
     tmp_path, _, result = embedder_pipeline
@@ -443,6 +447,7 @@ def test_pipeline_fine_tunes_the_embedder_first_and_mines_and_retrieves_with_it(
     assert "| fine-tuned |" in (report / "embedder_comparison.md").read_text()
 
 
+@pytest.mark.slow
 def test_pipeline_embedder_stage_is_skipped_when_done_and_redone_with_what_used_it(tiny_model_master,
                                                                                   embedder_pipeline, caplog):
     tmp_path, config, _ = embedder_pipeline
@@ -456,6 +461,7 @@ def test_pipeline_embedder_stage_is_skipped_when_done_and_redone_with_what_used_
     assert ran(caplog, EMBEDDER_STAGES) == ["embedder", "mine", "train", "eval"]
 
 
+@pytest.mark.slow
 def test_pipeline_eval_exports_the_trained_model_for_a_graph_backend(tiny_model_master, tmp_path, caplog):
     """eval.backend onnx: the eval stage exports the model it trained (checked on the mined training file, not on
     test queries) and scores with the graph; its figures are the torch run's."""

@@ -26,6 +26,7 @@ def write_spec(tmp_path, tiny_model, train_file, variants):
     return path
 
 
+@pytest.mark.slow
 def test_seed_ablation_runs_variants_and_seeds(tiny_model, train_file, tmp_path, capsys):
     tool = load_tool()
     spec = write_spec(tmp_path, tiny_model, train_file, {
