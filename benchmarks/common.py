@@ -1,4 +1,5 @@
-"""Shared by the benchmarks: running a command and reading its process tree's peak resident memory."""
+"""Shared by the benchmarks: running a command and reading its process tree's peak resident memory, racing calls,
+and the driver that trains sentence-transformers' cross-encoder as ours trains."""
 
 from __future__ import annotations
 
@@ -59,3 +60,57 @@ def run_peer(peer_python: str, script: str, model, payload: list, cfg: dict, ski
     if line is None:
         raise RuntimeError(f"the peer run failed:\n{done.stderr[-3000:]}")
     return json.loads(line[5:])
+
+
+# sentence-transformers' CrossEncoder trained with the group softmax our trainer and FlagEmbedding's use, run as
+# `python -c ST_TRAIN '<json>'` in a child so its wall time and memory are measured like the others'. The JSON holds
+# model, train_file, output_dir, group_size, batch_size, steps, learning_rate, warmup_steps, bf16, use_cpu, seed,
+# query_max_len and passage_max_len.
+ST_TRAIN = r'''
+import json, sys
+import numpy as np
+from datasets import Dataset
+from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
+from sentence_transformers.cross_encoder.losses import MultipleNegativesRankingLoss
+
+cfg = json.loads(sys.argv[1])
+
+
+class GroupSoftmaxLoss(MultipleNegativesRankingLoss):
+    """Softmax cross-entropy over each query's own group (positive + its hard negatives), as the other two train:
+    no in-batch negatives (num_negatives=0 crashes in 6.2, so they are switched off here), no sigmoid, no scale."""
+
+    def __init__(self, model):
+        super().__init__(model, num_negatives=None, scale=1.0, activation_fn=None)
+
+    def get_in_batch_negatives(self, anchors, candidates):
+        return iter(())
+
+
+rows = [json.loads(line) for line in open(cfg["train_file"], encoding="utf-8")]
+k = cfg["group_size"] - 1
+columns = {"query": [], "positive": [], **{f"negative_{i}": [] for i in range(k)}}
+# One row per group the budget draws; negatives re-sampled each pass over the queries, as the others do.
+needed = cfg["steps"] * cfg["batch_size"]
+for n in range(needed):
+    epoch, i = divmod(n, len(rows))
+    row = rows[i]
+    rng = np.random.default_rng([cfg["seed"], epoch, i])
+    negs = row["neg"]
+    picks = rng.choice(len(negs), size=k, replace=len(negs) < k)
+    columns["query"].append(row["query"])
+    columns["positive"].append(row["pos"][int(rng.integers(len(row["pos"])))])
+    for j, p in enumerate(picks):
+        columns[f"negative_{j}"].append(negs[int(p)])
+model = CrossEncoder(cfg["model"], num_labels=1, max_length=cfg["query_max_len"] + cfg["passage_max_len"])
+args = CrossEncoderTrainingArguments(
+    output_dir=cfg["output_dir"] + "_trainer", per_device_train_batch_size=cfg["batch_size"],
+    learning_rate=cfg["learning_rate"], warmup_steps=cfg["warmup_steps"], max_steps=cfg["steps"],
+    bf16=cfg["bf16"], use_cpu=cfg["use_cpu"], save_strategy="no", logging_steps=10, report_to="none",
+    seed=cfg["seed"], dataloader_drop_last=True,
+)
+trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_dict(columns),
+                              loss=GroupSoftmaxLoss(model))
+trainer.train()
+model.save_pretrained(cfg["output_dir"])
+'''

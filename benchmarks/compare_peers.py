@@ -25,62 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import run_measured  # noqa: E402
+from common import ST_TRAIN, run_measured  # noqa: E402
 
 from reranker.cli import common as cli  # noqa: E402
 from reranker.workflows.pipeline import PipelineConfig, run_pipeline, to_argv  # noqa: E402
 
 logger = logging.getLogger("compare_peers")
 
-# sentence-transformers is trained in-process in a child, so its wall time and memory are measured like the others.
-ST_TRAIN = r'''
-import json, sys
-import numpy as np
-from datasets import Dataset
-from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
-from sentence_transformers.cross_encoder.losses import MultipleNegativesRankingLoss
-
-cfg = json.loads(sys.argv[1])
-
-
-class GroupSoftmaxLoss(MultipleNegativesRankingLoss):
-    """Softmax cross-entropy over each query's own group (positive + its hard negatives), as the other two train:
-    no in-batch negatives (num_negatives=0 crashes in 6.2, so they are switched off here), no sigmoid, no scale."""
-
-    def __init__(self, model):
-        super().__init__(model, num_negatives=None, scale=1.0, activation_fn=None)
-
-    def get_in_batch_negatives(self, anchors, candidates):
-        return iter(())
-
-
-rows = [json.loads(line) for line in open(cfg["train_file"], encoding="utf-8")]
-k = cfg["group_size"] - 1
-columns = {"query": [], "positive": [], **{f"negative_{i}": [] for i in range(k)}}
-# One row per group the budget draws; negatives re-sampled each pass over the queries, as the others do.
-needed = cfg["steps"] * cfg["batch_size"]
-for n in range(needed):
-    epoch, i = divmod(n, len(rows))
-    row = rows[i]
-    rng = np.random.default_rng([cfg["seed"], epoch, i])
-    negs = row["neg"]
-    picks = rng.choice(len(negs), size=k, replace=len(negs) < k)
-    columns["query"].append(row["query"])
-    columns["positive"].append(row["pos"][int(rng.integers(len(row["pos"])))])
-    for j, p in enumerate(picks):
-        columns[f"negative_{j}"].append(negs[int(p)])
-model = CrossEncoder(cfg["model"], num_labels=1, max_length=cfg["query_max_len"] + cfg["passage_max_len"])
-args = CrossEncoderTrainingArguments(
-    output_dir=cfg["output_dir"] + "_trainer", per_device_train_batch_size=cfg["batch_size"],
-    learning_rate=cfg["learning_rate"], warmup_steps=cfg["warmup_steps"], max_steps=cfg["steps"],
-    bf16=cfg["bf16"], use_cpu=cfg["use_cpu"], save_strategy="no", logging_steps=10, report_to="none",
-    seed=cfg["seed"], dataloader_drop_last=True,
-)
-trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_dict(columns),
-                              loss=GroupSoftmaxLoss(model))
-trainer.train()
-model.save_pretrained(cfg["output_dir"])
-'''
 
 
 def shared_options(train: dict, steps: int) -> dict:

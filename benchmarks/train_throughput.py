@@ -1,8 +1,12 @@
-"""Training throughput and peak memory of run.py beside FlagEmbedding's reranker fine-tuning, in one run.
+"""Training throughput and peak memory of run.py beside FlagEmbedding's and sentence-transformers' reranker
+fine-tuning, in one run.
 
-Both train the same model on the same file with the same group size, token budgets, batch, steps, precision
-and threads, each launched by torchrun with one process. Prints pairs/s (from the Trainer's own
-train_runtime, so model loading is excluded) and peak resident memory, then the ratios ours / theirs.
+All train the same model on the same file with the same group size, token budgets, batch, steps, learning rate,
+precision and threads: ours and FlagEmbedding launched by torchrun with one process, sentence-transformers'
+CrossEncoderTrainer in-process in a child (with the group softmax the other two use). Prints pairs/s (from each
+Trainer's own train_runtime, so model loading is excluded) and peak resident memory, then the ratios ours / theirs.
+`--one_pass` adds a run of ours with --forward_tokens 0 (each batch in one forward pass), to show what the
+length-sorted slices bring.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from common import run_measured
+from common import ST_TRAIN, run_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = re.compile(r"'train_runtime': '?([0-9.]+)")
@@ -87,6 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bf16", dest="bf16", action="store_true", help="train both in bf16 autocast")
     parser.set_defaults(bf16=cpu_has_bf16() is True)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="OMP_NUM_THREADS for both")
+    parser.add_argument("--one_pass", action="store_true", help="also run ours with --forward_tokens 0")
+    parser.add_argument("--skip_st", action="store_true", help="leave sentence-transformers out")
     parser.add_argument("--workdir", default=str(ROOT / "outputs/bench_train"))
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     a = parser.parse_args(argv)
@@ -100,16 +106,23 @@ def main(argv: list[str] | None = None) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "TOKENIZERS_PARALLELISM": "false",
            "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"]
-    systems = {
-        "reranker (run.py)": [*torchrun, str(ROOT / "run.py"), *common_args(a), "--output_dir", str(work / "ours")],
-        "FlagEmbedding": [*torchrun, "-m", "FlagEmbedding.finetune.reranker.encoder_only.base", *common_args(a),
-                          "--output_dir", str(work / "flag")],
-    }
+    ours = [*torchrun, str(ROOT / "run.py"), *common_args(a)]
+    systems = {"reranker (run.py)": [*ours, "--output_dir", str(work / "ours")]}
+    if a.one_pass:
+        systems["reranker, one pass"] = [*ours, "--forward_tokens", "0", "--output_dir", str(work / "ours_one_pass")]
+    systems["FlagEmbedding"] = [*torchrun, "-m", "FlagEmbedding.finetune.reranker.encoder_only.base",
+                                *common_args(a), "--output_dir", str(work / "flag")]
+    if not a.skip_st:
+        systems["sentence-transformers"] = [sys.executable, "-c", ST_TRAIN, json.dumps({
+            "model": a.model, "train_file": a.data, "output_dir": str(work / "st"), "group_size": a.group_size,
+            "batch_size": a.batch_size, "steps": a.steps, "learning_rate": 1e-4, "warmup_steps": 0,
+            "bf16": a.bf16, "use_cpu": True, "seed": 42, "query_max_len": a.query_max_len,
+            "passage_max_len": a.passage_max_len})]
     pairs = a.steps * a.batch_size * a.group_size
     results = {}
     for name, command in systems.items():
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        results[name] = measure(name, command, env, work / f"{name.split()[0]}.log")
+        results[name] = measure(name, command, env, work / f"{name.split()[0].strip(',')}{len(results)}.log")
         results[name]["pairs_per_s"] = pairs / results[name]["train_runtime_s"]
 
     print(f"\n{a.steps} steps x {a.batch_size} groups x {a.group_size} passages = {pairs} pairs; "
@@ -120,9 +133,11 @@ def main(argv: list[str] | None = None) -> None:
     for name, r in results.items():
         print(f"| {name} | {r['pairs_per_s']:.1f} | {r['train_runtime_s']:.1f} | {r['wall_s']:.1f} | "
               f"{r['peak_rss_mb']:.0f} |")
-    ours, theirs = results["reranker (run.py)"], results["FlagEmbedding"]
-    print(f"\nspeed ratio (ours / FlagEmbedding): {ours['pairs_per_s'] / theirs['pairs_per_s']:.2f}x")
-    print(f"peak memory ratio (ours / FlagEmbedding): {ours['peak_rss_mb'] / theirs['peak_rss_mb']:.2f}x")
+    ours = results["reranker (run.py)"]
+    for name, r in results.items():
+        if name != "reranker (run.py)":
+            print(f"\nours / {name}: speed {ours['pairs_per_s'] / r['pairs_per_s']:.2f}x, "
+                  f"peak memory {ours['peak_rss_mb'] / r['peak_rss_mb']:.2f}x")
     if a.json:
         Path(a.json).write_text(json.dumps({"settings": vars(a), "results": results}, indent=2))
 

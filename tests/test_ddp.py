@@ -1,4 +1,5 @@
-"""Two CPU processes under torchrun (gloo) through scripts/train.sh: same weights on both ranks, loss unscaled.
+"""Two CPU processes under torchrun (gloo) through scripts/train.sh: same weights on both ranks, loss unscaled, and
+batches scored in several forward passes (--forward_tokens) equal to one pass.
 
 Also for the decoder family, whose scorer reads the body's hidden states through the model's own forward: the
 gradients must still be synced by the DDP wrapper."""
@@ -46,7 +47,9 @@ def test_two_process_ddp_matches_single_process(tiny_model, tmp_path, family):
         '"$here/scripts/nproc.sh"', f'"{ROOT}/scripts/nproc.sh"')
     (tmp_path / "train.sh").write_text(launcher)
     result = subprocess.run(
-        ["bash", str(tmp_path / "train.sh"), *common, "--per_device_train_batch_size", "2",
+        # The ranks score their batches in slices (several forward passes before one backward through DDP); the
+        # single process below in one pass.
+        ["bash", str(tmp_path / "train.sh"), *common, "--per_device_train_batch_size", "2", "--forward_tokens", "48",
          "--output_dir", str(tmp_path / "out2")],
         env={**env, "NPROC": "2"}, capture_output=True, text=True, timeout=300,
     )
@@ -58,7 +61,7 @@ def test_two_process_ddp_matches_single_process(tiny_model, tmp_path, family):
 
     # One process with the same global batch (2 ranks x 2 groups = 4) sees the same groups in each step.
     single = subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *common, "--per_device_train_batch_size", "4",
+        [sys.executable, str(ROOT / "run.py"), *common, "--per_device_train_batch_size", "4", "--forward_tokens", "0",
          "--output_dir", str(tmp_path / "out1")],
         env=env, capture_output=True, text=True, timeout=300,
     )

@@ -13,11 +13,13 @@ from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from reranker.common import precision
+from reranker.common.errors import ConfigError
 from reranker.data.groups import GroupDataset, MixingSampler
 from reranker.models import interop, lora
 from reranker.models.scorers import Scorer, saved_metadata
 from reranker.models.scorers.encoder import EncoderScorer
 from reranker.training import dev_eval, losses, model_card
+from reranker.training.forward import by_length, resolve_forward_tokens
 from reranker.training.health import CollapseMonitor, HealthCallback, check_finite_scores
 from reranker.training.output_dir import STAGING_PREFIX, discard, move_into_place, publish
 
@@ -169,6 +171,15 @@ class RerankerTrainer(GroupTrainer):
         if self.args.loss in losses.INRANKER_LOSSES:
             logger.info("--loss %s on the student's %s", self.args.loss, "(false, true) logits" if self.pair_loss
                         else "one score per pair, read as logit(true) - logit(false)")
+        self.forward_tokens = resolve_forward_tokens(self.args.forward_tokens, self.args.device.type)
+        if self.forward_tokens and self.args.world_size > 1 and self.args.ddp_broadcast_buffers:
+            raise ConfigError("--ddp_broadcast_buffers with --forward_tokens: the ranks score their batches in "
+                              "different numbers of forward passes, and each pass would wait on a broadcast of the "
+                              "buffers that the other ranks do not make; set --forward_tokens 0 or drop "
+                              "--ddp_broadcast_buffers")
+        if self.forward_tokens:
+            logger.info("Each training batch is scored in forward passes of at most %d padded tokens, over pairs of "
+                        "similar length (--forward_tokens; 0 for one pass)", self.forward_tokens)
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         """Every save (checkpoints, the final model): the Trainer's (weights, config, tokenizer); for a LoRA run
@@ -245,11 +256,12 @@ class RerankerTrainer(GroupTrainer):
         group_size = self.train_dataset.group_size
         if self.pair_loss:
             # InRanker regresses both answer logits: [pairs, 2] (false, true), one pair per group.
-            logits = self.scorer.pair_logits(model, inputs)
+            logits = by_length(lambda part: self.scorer.pair_logits(model, part), inputs, self.forward_tokens)
             check_finite_scores(logits, self.state.global_step)
             scores = (logits[:, 1] - logits[:, 0]).view(-1, group_size)
         else:
-            logits = scores = self.scorer.scores(model, inputs).view(-1, group_size)
+            logits = scores = by_length(lambda part: self.scorer.scores(model, part), inputs,
+                                        self.forward_tokens).view(-1, group_size)
             # A non-finite score can leave the loss finite (BCE of -inf against 0), so the scores are checked.
             check_finite_scores(scores, self.state.global_step)
         loss = losses.compute(self.args.loss, logits, teacher_scores=teacher_scores, soft_labels=soft_labels,
