@@ -5,7 +5,7 @@ import torch
 from conftest import TOPICS
 from safetensors.torch import load_file
 from test_train import args, logged_losses
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 import run
 from reranker.common.errors import ConfigError
@@ -83,15 +83,98 @@ def test_defaults_and_bad_values(tiny_model, train_file, tmp_path):
         run.main(args(tiny_model, train_file, tmp_path / "out", "--max_steps", "1", "--forward_tokens", "-1"))
 
 
-def test_training_in_slices_equals_one_pass(tiny_model, train_file, tmp_path, caplog):
+def test_training_in_slices_equals_one_pass(tiny_model, train_file, tmp_path, caplog, monkeypatch):
+    from reranker.training import trainer as trainer_module
+
+    calls = []
+
+    def spy(score, inputs, budget):
+        calls.append(budget and inputs["attention_mask"].numel() > budget)  # whether this batch was sliced
+        return by_length(score, inputs, budget)
+
+    monkeypatch.setattr(trainer_module, "by_length", spy)
     # SGD: Adam would turn the float noise of ~0 gradients (the bias, unused positions) into full-size steps.
     common = ("--max_steps", "6", "--learning_rate", "0.5", "--optim", "sgd")
     with caplog.at_level("INFO"):
         sliced = run.main(args(tiny_model, train_file, tmp_path / "sliced", *common, "--forward_tokens", "48"))
     assert "forward passes of at most 48 padded tokens" in caplog.text
+    assert len(calls) == 6 and all(calls)
     whole = run.main(args(tiny_model, train_file, tmp_path / "whole", *common, "--forward_tokens", "0"))
     assert logged_losses(sliced) == pytest.approx(logged_losses(whole), rel=1e-4)
     a = load_file(tmp_path / "sliced" / "model.safetensors")
     b = load_file(tmp_path / "whole" / "model.safetensors")
     for name in a:
         torch.testing.assert_close(a[name], b[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_dev_ranking_in_slices_equals_one_pass(tiny_model):
+    from reranker.data.collator import GroupCollator
+    from reranker.models.scorers.encoder import EncoderScorer
+    from reranker.training.dev_eval import DevQuery, score_dev
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model)
+    dev = [DevQuery(f"q{n}", q, tuple(f"d{n}-{i}" for i in range(1 + len(negs))), (pos, *negs), {f"d{n}-0": 1})
+           for n, (q, pos, negs) in enumerate(TOPICS)]
+    collator = GroupCollator(tokenizer, 16, 24)
+    args = (model, EncoderScorer(tokenizer), collator, dev, 12, torch.device("cpu"))
+    whole, sliced = score_dev(*args, forward_tokens=0), score_dev(*args, forward_tokens=48)
+    assert whole.keys() == sliced.keys()
+    for qid in whole:
+        assert sliced[qid] == pytest.approx(whole[qid], abs=1e-5)
+
+
+@pytest.mark.parametrize("family, side", [("seq2seq", "right"), ("decoder", "right"), ("decoder", "left")])
+def test_slices_in_the_other_families(tmp_path, family, side):
+    from tiny import build_tiny_family_model
+
+    from reranker.models.loading import load_model
+    from reranker.models.scorers import scorer_for
+
+    folder = build_tiny_family_model(tmp_path / family, family)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.padding_side = side
+    scorer = scorer_for(AutoConfig.from_pretrained(folder), tokenizer)
+    model = load_model(str(folder), tokenizer, auto_class=scorer.auto_class, **scorer.model_kwargs)
+    queries = [q for q, _, negs in TOPICS for _ in range(1 + len(negs))]
+    passages = [p for _, pos, negs in TOPICS for p in [pos, *negs]]
+    inputs = scorer.encode(queries, passages, 16, 24, pad_to_multiple_of=8)
+    budget = 2 * inputs["input_ids"].shape[1]  # two of the longest pairs a slice: several slices
+    results = {}
+    for name, tokens in (("whole", 0), ("sliced", budget)):
+        model.zero_grad()
+        scores = by_length(lambda part: scorer.scores(model, part), inputs, tokens)
+        (scores * torch.arange(1, len(scores) + 1)).sum().backward()
+        results[name] = scores.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        if family == "seq2seq" or scorer.has_pair_logits:
+            logits = by_length(lambda part: scorer.pair_logits(model, part), inputs, tokens)
+            results[name + " logits"] = logits.detach()
+    torch.testing.assert_close(results["sliced"][0], results["whole"][0], atol=1e-5, rtol=1e-4)
+    for name, grad in results["whole"][1].items():
+        torch.testing.assert_close(results["sliced"][1][name], grad, atol=1e-5, rtol=1e-4, msg=name)
+    if "whole logits" in results:
+        assert results["whole logits"].shape[1] == 2
+        torch.testing.assert_close(results["sliced logits"], results["whole logits"], atol=1e-5, rtol=1e-4)
+
+
+def test_settings_where_ranks_would_hang_are_refused():
+    from types import SimpleNamespace
+
+    from reranker.training.forward import check_slicing
+
+    def settings(**changes):
+        base = dict(fsdp=None, deepspeed=None, world_size=2, ddp_broadcast_buffers=False,
+                    gradient_checkpointing=False, gradient_checkpointing_kwargs=None)
+        return SimpleNamespace(**{**base, **changes})
+
+    check_slicing(settings(), 2048)
+    check_slicing(settings(gradient_checkpointing=True), 2048)  # non-reentrant: fine
+    check_slicing(settings(ddp_broadcast_buffers=True, world_size=1), 2048)  # one process: nothing to wait on
+    check_slicing(settings(ddp_broadcast_buffers=True, fsdp="full_shard"), 0)  # one pass: anything goes
+    for changes, option in ((dict(ddp_broadcast_buffers=True), "--ddp_broadcast_buffers"),
+                            (dict(gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": True}),
+                             "use_reentrant"),
+                            (dict(fsdp="full_shard"), "--fsdp"), (dict(deepspeed="ds.json", world_size=1),
+                                                                  "--deepspeed")):
+        with pytest.raises(ConfigError, match=option):
+            check_slicing(settings(**changes), 2048)

@@ -19,6 +19,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from reranker.common.precision import autocast, inference_dtype
 from reranker.models.backends import GraphModel, choose_backend
+from reranker.models.tokens import TokenizedTexts, fast_backend
 
 POOLINGS = ("cls", "mean", "last")
 # sentence-transformers' names of our poolings in 1_Pooling/config.json (the keys every version reads).
@@ -93,29 +94,24 @@ class Embedder:
     def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return pool(hidden, mask, self.pooling)
 
-    def _lengths(self, texts: list[str], max_length: int, instruction: str, chunk: int = 8192) -> np.ndarray:
-        """Token counts for sorting, in chunks keeping only the counts: the token lists of a whole large pool,
-        held at once as Python ints, would cost more memory than its embeddings."""
-        lengths = np.empty(len(texts), dtype=np.int32)
-        for start in range(0, len(texts), chunk):
-            encoded = self.tokenizer([instruction + t for t in texts[start:start + chunk]], truncation=True,
-                                     max_length=max_length, return_attention_mask=False,
-                                     return_token_type_ids=False, return_length=True)
-            lengths[start:start + chunk] = encoded["length"]
-        return lengths
-
     @torch.inference_mode()
     def encode(self, texts: list[str], max_length: int = 256, batch_size: int = 64, instruction: str = "",
                desc: str = "Encoding", show_progress: bool = True) -> np.ndarray:
-        """Embed `texts` (each prefixed by `instruction`), longest first so batches pad little."""
+        """Embed `texts` (each prefixed by `instruction`), longest first so batches pad little. Each text is
+        tokenized once (TokenizedTexts), for the sort and for its batch."""
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        order = np.argsort(-self._lengths(texts, max_length, instruction), kind="stable")
+        # The tokenizer backend's configured copy, kept: copying a large tokenizer costs a noticeable part of a second
+        backends = self.__dict__.setdefault("_token_backends", {})
+        key = (max_length, self.tokenizer.truncation_side, getattr(self.tokenizer, "split_special_tokens", False))
+        if key not in backends:
+            backends[key] = fast_backend(self.tokenizer, max_length)
+        tokens = TokenizedTexts(self.tokenizer, texts, max_length, prefix=instruction, backend=backends[key])
+        order = np.argsort(-tokens.lengths, kind="stable")
         for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", disable=not show_progress):
             idx = order[start:start + batch_size]
-            batch = self.tokenizer([instruction + texts[i] for i in idx], padding=True, truncation=True,
-                                   max_length=max_length, return_tensors="pt").to(self.device)
+            batch = {name: tensor.to(self.device) for name, tensor in tokens.batch(idx).items()}
             with self._autocast():
                 hidden = self.model(**batch).last_hidden_state
             vectors = self._pool(hidden.float(), batch["attention_mask"])

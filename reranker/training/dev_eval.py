@@ -18,6 +18,7 @@ from reranker.common.files import iter_jsonl
 from reranker.data.collator import GroupCollator
 from reranker.data.groups import Group
 from reranker.retrieval.metrics import ranking_metrics
+from reranker.training.forward import by_length
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +80,10 @@ def qrels_of(dev: list[DevQuery]) -> dict[str, dict[str, int]]:
 
 @torch.no_grad()
 def score_dev(model, scorer, collator: GroupCollator, dev: list[DevQuery], pairs_per_batch: int, device,
-              autocast_dtype=None) -> dict[str, dict[str, float]]:
+              autocast_dtype=None, forward_tokens: int = 0) -> dict[str, dict[str, float]]:
     """The model's run over each query's candidates (a query's candidates may span batches), scored by the
-    family's `scorer` from the training collator's inputs."""
+    family's `scorer` from the training collator's inputs, each batch in forward passes of at most
+    `forward_tokens` padded tokens as training scores its batches (0: one pass)."""
     was_training = model.training
     model.eval()
     pairs = [(q, i) for q in dev for i in range(len(q.doc_ids))]
@@ -94,7 +96,8 @@ def score_dev(model, scorer, collator: GroupCollator, dev: list[DevQuery], pairs
             batch = collator([Group(q.query, (q.texts[i],)) for q, i in chunk])
             batch = {k: v.to(device) for k, v in batch.items()}
             with autocast:
-                logits = scorer.scores(model, batch).float().cpu().tolist()
+                logits = by_length(lambda part: scorer.scores(model, part), batch, forward_tokens)
+                logits = logits.float().cpu().tolist()
             for (q, i), score in zip(chunk, logits, strict=True):
                 run.setdefault(q.qid, {})[q.doc_ids[i]] = score
     finally:

@@ -13,13 +13,12 @@ from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from reranker.common import precision
-from reranker.common.errors import ConfigError
 from reranker.data.groups import GroupDataset, MixingSampler
 from reranker.models import interop, lora
 from reranker.models.scorers import Scorer, saved_metadata
 from reranker.models.scorers.encoder import EncoderScorer
 from reranker.training import dev_eval, losses, model_card
-from reranker.training.forward import by_length, resolve_forward_tokens
+from reranker.training.forward import by_length, check_slicing, resolve_forward_tokens
 from reranker.training.health import CollapseMonitor, HealthCallback, check_finite_scores
 from reranker.training.output_dir import STAGING_PREFIX, discard, move_into_place, publish
 
@@ -172,11 +171,7 @@ class RerankerTrainer(GroupTrainer):
             logger.info("--loss %s on the student's %s", self.args.loss, "(false, true) logits" if self.pair_loss
                         else "one score per pair, read as logit(true) - logit(false)")
         self.forward_tokens = resolve_forward_tokens(self.args.forward_tokens, self.args.device.type)
-        if self.forward_tokens and self.args.world_size > 1 and self.args.ddp_broadcast_buffers:
-            raise ConfigError("--ddp_broadcast_buffers with --forward_tokens: the ranks score their batches in "
-                              "different numbers of forward passes, and each pass would wait on a broadcast of the "
-                              "buffers that the other ranks do not make; set --forward_tokens 0 or drop "
-                              "--ddp_broadcast_buffers")
+        check_slicing(self.args, self.forward_tokens)
         if self.forward_tokens:
             logger.info("Each training batch is scored in forward passes of at most %d padded tokens, over pairs of "
                         "similar length (--forward_tokens; 0 for one pass)", self.forward_tokens)
@@ -232,7 +227,7 @@ class RerankerTrainer(GroupTrainer):
         start = time.perf_counter()
         # The training collator: dev pairs are cut to the same token budgets as training pairs.
         run = dev_eval.score_dev(self.model, self.scorer, self.data_collator, dev,
-                                 self.args.per_device_eval_batch_size, self.args.device, dtype)
+                                 self.args.per_device_eval_batch_size, self.args.device, dtype, self.forward_tokens)
         raw = dev_eval.dev_metrics(dev, run)
         metrics = {f"{metric_key_prefix}_{k}": v for k, v in raw.items()}
         metrics[f"{metric_key_prefix}_runtime"] = round(time.perf_counter() - start, 2)
