@@ -130,6 +130,22 @@ def test_embedder_graph_embeds_as_torch(tiny_embedder, backend):
     np.testing.assert_allclose(vectors, reference, atol=1e-5)
 
 
+def test_an_openvino_graph_keeps_batches_in_flight_and_in_order(tiny_embedder):
+    """GraphModel.map (several batches queued on OpenVINO's throughput streams) gives each batch's output in the
+    order given, equal to one call per batch."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    export(str(tiny_embedder), ExportOptions(backend="openvino"))
+    graph = backends.GraphModel(tiny_embedder, "openvino", AutoConfig.from_pretrained(tiny_embedder))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_embedder)
+    texts = [p for _, p in PAIRS]
+    batches = [tokenizer(texts[i:i + 3], padding=True, return_tensors="pt") for i in range(0, len(texts), 3)]
+    mapped = list(graph.map(iter(batches)))
+    assert len(mapped) == len(batches) > 4
+    for batch, out in zip(batches, mapped, strict=True):
+        torch.testing.assert_close(out, graph(**batch).last_hidden_state)
+
+
 def test_export_command(tiny_model, probe):
     """reranker-export MODEL_DIR: the options reach the export (the probe's size is recorded); torch and unknown
     backends are refused by the parser before any work."""

@@ -10,6 +10,7 @@ spreads work over a multiprocessing pool where we shard across torchrun ranks.
 from __future__ import annotations
 
 import json
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -109,16 +110,35 @@ class Embedder:
             backends[key] = fast_backend(self.tokenizer, max_length)
         tokens = TokenizedTexts(self.tokenizer, texts, max_length, prefix=instruction, backend=backends[key])
         order = np.argsort(-tokens.lengths, kind="stable")
-        for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", disable=not show_progress):
-            idx = order[start:start + batch_size]
-            batch = {name: tensor.to(self.device) for name, tensor in tokens.batch(idx).items()}
-            with self._autocast():
-                hidden = self.model(**batch).last_hidden_state
+        rows = [order[start:start + batch_size] for start in range(0, len(texts), batch_size)]
+        batches = ({name: tensor.to(self.device) for name, tensor in tokens.batch(idx).items()} for idx in rows)
+        progress = tqdm(zip(rows, self._hidden_states(batches), strict=True), total=len(rows), desc=desc,
+                        unit="batch", disable=not show_progress)
+        for idx, (batch, hidden) in progress:
             vectors = self._pool(hidden.float(), batch["attention_mask"])
             if self.normalize:
                 vectors = torch.nn.functional.normalize(vectors, dim=-1)
             out[idx] = vectors.cpu().numpy()
         return out
+
+    def _hidden_states(self, batches):
+        """(inputs, last hidden state) of each batch, in order. A graph keeps several batches in flight
+        (GraphModel.map); the torch model runs them one by one."""
+        if isinstance(self.model, GraphModel):
+            sent = deque()
+
+            def feeds():
+                for batch in batches:
+                    sent.append(batch)
+                    yield batch
+
+            for hidden in self.model.map(feeds()):
+                yield sent.popleft(), hidden
+            return
+        for batch in batches:
+            with self._autocast():
+                hidden = self.model(**batch).last_hidden_state
+            yield batch, hidden
 
 
 def _st_file(path: str, name: str) -> dict | None:
