@@ -61,9 +61,10 @@ def test_slices_keep_every_row_once_within_the_budget_and_other_inputs_by_row():
     lengths = [40, 3, 17, 9, 33, 12, 5]
     for row, n in enumerate(lengths):
         mask[row, :n] = 1
-    slices = length_slices(mask, 64)
+    slices = [index for index, _ in length_slices(mask, 64)]
     assert sorted(torch.cat(slices).tolist()) == list(range(7))
     widths = [max(-(-lengths[i] // 8) * 8 for i in s.tolist()) for s in slices]
+    assert [width for _, width in length_slices(mask, 64)] == widths
     assert all(len(s) * w <= 64 or len(s) == 1 for s, w in zip(slices, widths, strict=True))
     # Sorted by length: no slice holds a row longer than any row of the next slice.
     for a, b in zip(slices, slices[1:], strict=False):

@@ -148,12 +148,18 @@ def graph_runner(path: str | Path, runtime: str, output: str, hint: str = "f32",
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         session = module.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return [i.name for i in session.get_inputs()], lambda feed: session.run([output], feed)[0]
-    compiled = module.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                              "INFERENCE_PRECISION_HINT": hint,
-                                                              "PERFORMANCE_HINT": "LATENCY"})
+    compiled = _compile_openvino(module, path, hint, threads, "LATENCY")
     request = compiled.create_infer_request()
     return ([port.get_any_name() for port in compiled.inputs],
             lambda feed: request.infer(feed)[compiled.output(output)].copy())
+
+
+def _compile_openvino(module, path: str | Path, hint: str, threads: int, mode: str):
+    """The graph compiled for the CPU with `hint` as its inference precision and `mode` as OpenVINO's performance
+    hint (LATENCY: one request on all threads; THROUGHPUT: several streams sharing them)."""
+    return module.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                          "INFERENCE_PRECISION_HINT": hint,
+                                                          "PERFORMANCE_HINT": mode})
 
 
 def openvino_stream(path: str | Path, output: str, hint: str = "f32", threads: int | None = None):
@@ -162,10 +168,7 @@ def openvino_stream(path: str | Path, output: str, hint: str = "f32", threads: i
     each encoded short texts faster than one request on both threads (results/backends.md): a batch's small
     matrices keep two threads waiting on each other."""
     module = import_runtime("openvino")
-    threads = threads or torch.get_num_threads()
-    compiled = module.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                              "INFERENCE_PRECISION_HINT": hint,
-                                                              "PERFORMANCE_HINT": "THROUGHPUT"})
+    compiled = _compile_openvino(module, path, hint, threads or torch.get_num_threads(), "THROUGHPUT")
     port = compiled.output(output)
     jobs = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
 

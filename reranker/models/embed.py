@@ -75,6 +75,7 @@ class Embedder:
         self.pooling = pooling
         self.normalize = normalize
         self.dim = self.model.config.hidden_size
+        self._token_backends = {}  # fast_backend copies by (max_length, truncation side, special-token splitting)
 
     @classmethod
     def from_model(cls, model, tokenizer, pooling: str, normalize: bool = True, autocast_dtype=None) -> Embedder:
@@ -87,6 +88,7 @@ class Embedder:
         self.device = next(model.parameters()).device
         self.dtype = autocast_dtype
         self.dim = model.config.hidden_size
+        self._token_backends = {}
         return self
 
     def _autocast(self):
@@ -104,11 +106,11 @@ class Embedder:
         if not texts:
             return out
         # The tokenizer backend's configured copy, kept: copying a large tokenizer costs a noticeable part of a second
-        backends = self.__dict__.setdefault("_token_backends", {})
         key = (max_length, self.tokenizer.truncation_side, getattr(self.tokenizer, "split_special_tokens", False))
-        if key not in backends:
-            backends[key] = fast_backend(self.tokenizer, max_length)
-        tokens = TokenizedTexts(self.tokenizer, texts, max_length, prefix=instruction, backend=backends[key])
+        if key not in self._token_backends:
+            self._token_backends[key] = fast_backend(self.tokenizer, max_length)
+        tokens = TokenizedTexts(self.tokenizer, texts, max_length, prefix=instruction,
+                                backend=self._token_backends[key])
         order = np.argsort(-tokens.lengths, kind="stable")
         rows = [order[start:start + batch_size] for start in range(0, len(texts), batch_size)]
         batches = ({name: tensor.to(self.device) for name, tensor in tokens.batch(idx).items()} for idx in rows)

@@ -63,36 +63,27 @@ def check_slicing(args, forward_tokens: int) -> None:
                           f"twice; {fix} use_reentrant (the non-reentrant default works)")
 
 
-def _width(mask: torch.Tensor) -> int:
-    """The columns these rows use, counted from the first, rounded up to a multiple of MULTIPLE.
+def length_slices(mask: torch.Tensor, budget: int) -> list[tuple[torch.Tensor, int]]:
+    """(row indices, width) of slices in ascending width, each at most `budget` padded tokens (a wider row alone).
 
-    Only trailing columns are cut: a left-padded row keeps its leading padding, so a model that numbers positions
-    by column (BERT) sees every token where it saw it in the whole batch.
-    """
-    used = mask.any(0).nonzero().view(-1)
-    width = mask.shape[1]
-    if used.numel() == 0:
-        return width
-    return min(width, -(-(int(used[-1]) + 1) // MULTIPLE) * MULTIPLE)
-
-
-def length_slices(mask: torch.Tensor, budget: int) -> list[torch.Tensor]:
-    """Row indices in slices of ascending width (the columns up to a row's last token), each slice at most `budget`
-    padded tokens (a wider row alone)."""
+    A row's width is the columns up to its last token, rounded up to a multiple of MULTIPLE: its length with right
+    padding, the full width with left padding. Only trailing columns are ever cut, so a left-padded row keeps its
+    leading padding and a model that numbers positions by column (BERT) sees every token where it saw it in the
+    whole batch."""
     columns = torch.arange(1, mask.shape[1] + 1, device=mask.device)
-    ends = (mask.bool() * columns).amax(1)  # right padding: the length; left padding: the full width
+    ends = (mask.bool() * columns).amax(1)
     order = torch.argsort(ends, stable=True).tolist()
     ends = ends.tolist()  # one device sync, not one per row
     slices, current, width = [], [], 0
     for row in order:
         row_width = min(mask.shape[1], -(-max(1, ends[row]) // MULTIPLE) * MULTIPLE)
         if current and (len(current) + 1) * max(width, row_width) > budget:
-            slices.append(torch.tensor(current, device=mask.device))
+            slices.append((torch.tensor(current, device=mask.device), width))
             current, width = [], 0
         current.append(row)
         width = max(width, row_width)
     if current:
-        slices.append(torch.tensor(current, device=mask.device))
+        slices.append((torch.tensor(current, device=mask.device), width))
     return slices
 
 
@@ -104,8 +95,7 @@ def by_length(score: Callable[[dict], torch.Tensor], inputs: dict[str, torch.Ten
         return score(inputs)
     rows, width = mask.shape
     parts, order = [], []
-    for index in length_slices(mask, budget):
-        end = _width(mask[index])
+    for index, end in length_slices(mask, budget):
         part = {}
         for name, value in inputs.items():
             if not torch.is_tensor(value) or value.dim() == 0 or value.shape[0] != rows:
