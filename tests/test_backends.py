@@ -195,3 +195,58 @@ def test_auto_takes_the_graph_measured_faster_on_this_cpu(tiny_model):
     assert backends.choose_backend(tiny_model, "auto") == "torch"
     measured(graph_pairs_per_s=20.0, cpu="another processor")
     assert backends.choose_backend(tiny_model, "auto") == "torch"
+
+
+@pytest.fixture(scope="module")
+def family_masters(tmp_path_factory):
+    from tiny import build_tiny_family_model
+
+    root = tmp_path_factory.mktemp("families")
+    return {family: build_tiny_family_model(root / family, family) for family in ("seq2seq", "decoder")}
+
+
+@pytest.fixture
+def family_model(family_masters, tmp_path, request):
+    """A fresh copy of the tiny T5 (seq2seq) or Llama-style (decoder) model: exports write beside the weights."""
+    folder = tmp_path / request.param
+    shutil.copytree(family_masters[request.param], folder)
+    return folder
+
+
+@pytest.mark.parametrize("family_model", ["seq2seq", "decoder"], indirect=True)
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_seq2seq_and_decoder_graphs_score_as_torch(family_model, backend):
+    """A prompt family's graph returns its answer tokens' logits: the same scores and (false, true) logits as the
+    torch scorer, on batches that pad (left for the decoder's tokenizer, right for T5's)."""
+    export(str(family_model), ExportOptions(backend=backend))
+    torch_reranker = Reranker(str(family_model), dtype="fp32")
+    record = backends.read_record(family_model, backend)
+    assert record["output"] == "answer_logits" and record["family"] == torch_reranker.scorer.family
+    assert record["token_ids"] == torch_reranker.scorer.token_ids and len(record["token_ids"]) == 2
+    graph_reranker = Reranker(str(family_model), dtype="fp32", backend=backend)
+    reference, scores = (np.array(r.compute_score(PAIRS, batch_size=5)) for r in (torch_reranker, graph_reranker))
+    assert reference.std() > 1e-3  # scores that differ between pairs, so agreeing on them means something
+    np.testing.assert_allclose(scores, reference, atol=1e-5, rtol=1e-4)
+    np.testing.assert_allclose(graph_reranker.compute_logits(PAIRS, batch_size=4),
+                               torch_reranker.compute_logits(PAIRS, batch_size=4), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family_model", ["decoder"], indirect=True)
+def test_a_prompt_family_graph_is_refused_for_other_answer_tokens(family_model, probe):
+    """The graph holds the logits of the answer tokens it was traced with: a scorer told other tokens is refused,
+    not handed the wrong logits. int8 keeps the family's output projections (o_proj, down_proj) out of int8."""
+    export(str(family_model), ExportOptions(backend="openvino-int8", probe_data=str(probe), min_correlation=0.5))
+    assert r"o_proj|down_proj" in backends.read_record(family_model, "openvino-int8")["quantization"]
+    Reranker(str(family_model), backend="openvino-int8").compute_score(PAIRS[:3])
+    with pytest.raises(ConfigError, match="answer tokens"):
+        Reranker(str(family_model), backend="openvino-int8", true_token="no", false_token="yes")
+    with pytest.raises(ConfigError, match="score mode|answer tokens"):
+        Reranker(str(family_model), backend="openvino-int8", score_mode="single")
+
+
+def test_a_lora_adapter_is_merged_before_export(tmp_path):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="merge it into its base first"):
+        export(str(adapter), ExportOptions(backend="onnx"))

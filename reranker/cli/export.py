@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 from reranker.cli import common
 from reranker.models.backends import BACKENDS
-from reranker.models.export import INT8_KEEP
 
 logger = logging.getLogger("reranker.export")
 
@@ -40,10 +39,11 @@ class ExportArguments:
         "help": "Token budget of the probe inputs. Default: a reranker's trained budgets, 256 for an embedder. The "
                 "graph itself takes any length the model holds."})
     seed: int = field(default=0, metadata={"help": "Seed of the probe sample."})
-    int8_keep: str = field(default=INT8_KEEP, metadata={
+    int8_keep: str = field(default="auto", metadata={
         "help": "openvino-int8: a regular expression over the graph's layer names; matching layers stay out of int8. "
-                "The default keeps each block's output projections (BERT-style names), where int8 cost ranking "
-                "quality; 'none' quantises every layer it can."})
+                "auto: each block's output projections under the family's layer names (BERT's output.dense, T5's "
+                "o and wo, Llama-style o_proj and down_proj), where int8 cost an encoder's ranking quality; 'none' "
+                "quantises every layer it can."})
 
 
 def main(argv: list[str] | None = None):

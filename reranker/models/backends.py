@@ -150,8 +150,16 @@ def graph_runner(path: str | Path, runtime: str, output: str, hint: str = "f32",
         return [i.name for i in session.get_inputs()], lambda feed: session.run([output], feed)[0]
     compiled = _compile_openvino(module, path, hint, threads, "LATENCY")
     request = compiled.create_infer_request()
-    return ([port.get_any_name() for port in compiled.inputs],
+    return ([_input_name(port) for port in compiled.inputs],
             lambda feed: request.infer(feed)[compiled.output(output)].copy())
+
+
+def _input_name(port) -> str:
+    """The tokenizer's name of a compiled graph's input. Compiling may give an input a second name, an internal
+    tensor's merged into it (T5's input_ids gained "34"), and get_any_name may return that one."""
+    names = port.get_names()
+    known = sorted(names & {"input_ids", "attention_mask", "token_type_ids"})
+    return known[0] if known else port.get_any_name()
 
 
 def _compile_openvino(module, path: str | Path, hint: str, threads: int, mode: str):

@@ -24,8 +24,10 @@ import random
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -41,6 +43,13 @@ FP32_MIN_CORRELATION = 0.9999
 # Measured on SciFact's dev queries (results/backends.md): every MatMul in int8 lost 0.020 nDCG@10 against bf16;
 # with these layers kept out of int8 it lost none, at 1.2x bf16's speed.
 INT8_KEEP = r".*output\.dense.*"
+# openvino-int8's default layers kept out of int8, by what is exported: the blocks' output projections (attention
+# output and feed-forward down-projection) under each family's layer names. Only the encoder's was measured on a
+# ranking; T5's and Llama-style decoders' follow it by analogy (no trained monoT5 exists here to measure on).
+INT8_KEEP_BY_KIND = {"encoder": INT8_KEEP,
+                     "seq2seq": r".*\.(SelfAttention\.o|EncDecAttention\.o|DenseReluDense\.wo)/.*",
+                     "decoder": r".*\.(o_proj|down_proj)/.*",
+                     "embedder": INT8_KEEP}
 # A few real-looking pairs, so an fp32 export is checked even without probe data (int8 needs real data to calibrate).
 DEFAULT_PROBE = [
     ("what causes high blood pressure", "Hypertension is often caused by a diet high in salt, lack of exercise and "
@@ -66,22 +75,25 @@ class ExportOptions:
     batch_size: int = 16
     seed: int = 0
     opset: int = 18
-    # openvino-int8: the layers kept out of int8, a regular expression over the graph's layer names. The default
-    # keeps each block's output projections (attention output and feed-forward down-projection, BERT-style names).
-    int8_keep: str | None = INT8_KEEP
+    # openvino-int8: the layers kept out of int8, a regular expression over the graph's layer names; "auto": each
+    # block's output projections (attention output and feed-forward down-projection) under the family's names
+    # (INT8_KEEP_BY_KIND); None: every layer NNCF quantises.
+    int8_keep: str | None = "auto"
 
 
 def model_kind(model_path: str | Path) -> str:
-    """"reranker" (a sequence-classification head: the encoder family) or "embedder" (a bare encoder)."""
+    """"reranker" (a sequence-classification head, a seq2seq model or a causal LM: the three reranker families) or
+    "embedder" (a bare encoder)."""
+    if (Path(model_path) / "adapter_config.json").is_file():
+        raise ConfigError(f"{model_path} is a LoRA adapter: merge it into its base first (reranker-merge), then "
+                          "export the merged model")
     config_file = Path(model_path) / "config.json"
     if not config_file.is_file():
         raise ConfigError(f"{model_path} is not a model folder (no config.json)")
     architectures = json.loads(config_file.read_text(encoding="utf-8")).get("architectures") or []
-    if any(a.endswith("ForSequenceClassification") for a in architectures):
+    if any(a.endswith(("ForSequenceClassification", "ForConditionalGeneration", "ForCausalLM"))
+           for a in architectures):
         return "reranker"
-    if any(a.endswith(("ForConditionalGeneration", "ForCausalLM")) for a in architectures):
-        raise ConfigError(f"{model_path} is a {architectures[0]} (the seq2seq or decoder family): reranker-export "
-                          "covers the encoder family and embedders; score it with the torch backend")
     return "embedder"
 
 
@@ -123,18 +135,44 @@ def read_probe(probe_data: str | None, count: int, seed: int) -> list[tuple[str,
     return pairs[:count]
 
 
+class _AnswerLogits(torch.nn.Module):
+    """A seq2seq or decoder reranker as one graph from the tokens to its answer tokens' logits [pairs, 1 or 2]: the
+    scorer's own `token_logits` (the last real token's hidden state times two rows of the output embedding; T5's
+    first decoder step from its start token, built inside the graph). The prompt is tokenized outside, as for
+    torch, and the score is read from these logits by the scorer."""
+
+    def __init__(self, scorer, model):
+        super().__init__()
+        self.scorer, self.model = scorer, model
+
+    def forward(self, input_ids, attention_mask):
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if self.scorer.family == "seq2seq":
+            inputs["decoder_input_ids"] = torch.full_like(input_ids[:, :1], self.scorer.decoder_start_token_id)
+        return SimpleNamespace(answer_logits=self.scorer.token_logits(self.model, inputs))
+
+
 class _Source:
     """The torch fp32 model, its input encoding and its reference outputs on the probe pairs."""
 
     def __init__(self, model_path: str, kind: str, max_length: int | None):
-        self.kind = kind
+        self.kind = self.family = kind
         if kind == "reranker":
             from reranker.models.inference import Reranker
             reranker = Reranker(model_path, device="cpu", dtype="fp32", max_length=max_length)
-            self.model, self.output = reranker.model, "logits"
+            self.scorer, self.family = reranker.scorer, reranker.scorer.family
+            if self.family == "encoder":
+                self.model, self.output = reranker.model, "logits"
+            else:
+                self.model, self.output = _AnswerLogits(reranker.scorer, reranker.model), "answer_logits"
             budgets = reranker.budgets or (None, None)
-            self.encode = lambda pairs: reranker.scorer.encode([q for q, _ in pairs], [p for _, p in pairs], *budgets,
-                                                               max_length=reranker.max_length)
+
+            def encode(pairs):
+                batch = reranker.scorer.encode([q for q, _ in pairs], [p for _, p in pairs], *budgets,
+                                               max_length=reranker.max_length)
+                batch.pop("decoder_input_ids", None)  # the graph starts T5's decoder itself
+                return batch
+            self.encode = encode
         else:
             from reranker.models.embed import Embedder
             embedder = Embedder(model_path, dtype="fp32", device="cpu")
@@ -156,6 +194,9 @@ class _Source:
     def scores(self, outputs: list[np.ndarray], batches, pairs_count: int) -> np.ndarray:
         """What ranks: a reranker's logits, or an embedder's query-passage cosine similarities (all pairs)."""
         if self.kind == "reranker":
+            if self.output == "answer_logits":
+                return np.concatenate([self.scorer.answer_logits(torch.from_numpy(np.asarray(o))).numpy()
+                                       for o in outputs])
             return np.concatenate([o.reshape(-1) for o in outputs])
         from reranker.models.embed import pool
         vectors = torch.cat([torch.nn.functional.normalize(
@@ -186,6 +227,15 @@ class _TraceableWithSegments(_Traceable):
 def _export_onnx(source: _Source, example: dict[str, torch.Tensor], target: Path, opset: int) -> None:
     names = _names(example)
     module = (_TraceableWithSegments if len(names) == 3 else _Traceable)(source.model, source.output)
+    if source.family == "seq2seq":
+        # torch.export cannot decompose T5's attention reshape with symbolic shapes (a view of a transposed tensor);
+        # the TorchScript exporter traces it, and the probe check below holds it to torch's scores as any export.
+        with _quiet("torch.onnx"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, tuple(example[n] for n in names), str(target), input_names=names,
+                              output_names=[source.output], opset_version=opset, dynamo=False,
+                              dynamic_axes={n: {0: "batch", 1: "length"} for n in names})
+        return
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length", min=2, max=8192)
     with _quiet("onnxscript", "onnx_ir", "torch.onnx"):  # a line per graph rewrite otherwise
         program = torch.onnx.export(module, tuple(example[n] for n in names), input_names=names,
@@ -288,6 +338,7 @@ def export(model_path: str, options: ExportOptions | None = None) -> Path:
     started = time.time()
     source = _Source(model_path, kind, options.max_length)
     batches = source.batches(pairs, options.batch_size)
+    keep = INT8_KEEP_BY_KIND[source.family] if options.int8_keep == "auto" else options.int8_keep
     reference = source.scores(source.reference(batches), batches, len(pairs))
     target = B.graph_path(model_path, backend)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -304,7 +355,7 @@ def export(model_path: str, options: ExportOptions | None = None) -> Path:
                 quantize_dynamic(str(onnx_file), str(built), weight_type=QuantType.QInt8, per_channel=True,
                                  op_types_to_quantize=["MatMul"])
         elif backend == "openvino-int8":
-            _quantize_openvino(_convert_openvino(source, batches[0]), built, batches, options.int8_keep)
+            _quantize_openvino(_convert_openvino(source, batches[0]), built, batches, keep)
         elif backend == "openvino":
             import openvino as ov
             ov.save_model(_convert_openvino(source, batches[0]), str(built), compress_to_fp16=False)
@@ -324,12 +375,15 @@ def export(model_path: str, options: ExportOptions | None = None) -> Path:
             logger.warning("In bf16 (OpenVINO's default on this CPU) the %s graph agrees with torch fp32 at only %.4f "
                            "on the probe pairs: run it with dtype fp32", backend, checks["bf16"]["correlation"])
         speed = _measure_speed(source, built, runtime, batches, hints[-1])
-        record = {"kind": kind, "backend": backend, "output": source.output, "weights_sha256": digest,
+        record = {"kind": kind, "family": source.family, "backend": backend, "output": source.output,
+                  # the answer tokens whose logits the graph returns: a scorer told other tokens cannot use it
+                  "token_ids": list(getattr(source.scorer, "token_ids", [])) if kind == "reranker" else [],
+                  "weights_sha256": digest,
                   "made": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "seconds": round(time.time() - started, 1),
                   "quantization": ("onnxruntime quantize_dynamic, QInt8 weights per channel, MatMul" if backend ==
                                    "onnx-int8" else "nncf.quantize, ModelType.TRANSFORMER, calibrated on the probe, "
-                                   f"layers matching {options.int8_keep!r} kept out of int8"
+                                   f"layers matching {keep!r} kept out of int8"
                                    if backend == "openvino-int8" else None),
                   "probe": {"data": options.probe_data or "built-in pairs", "pairs": len(pairs), "seed": options.seed,
                             "min_correlation": least, "agreement": checks},

@@ -34,6 +34,21 @@ def length_order(pairs: Sequence[tuple[str, str]]) -> np.ndarray:
     return np.argsort([-(len(q) + len(p)) for q, p in pairs], kind="stable")
 
 
+def check_graph_scorer(graph: GraphModel, scorer, model_path: str) -> None:
+    """A graph scores for the family and answer tokens it was exported with: a seq2seq or decoder graph returns the
+    logits of the answer tokens it was traced with, so a scorer told other tokens (or another family) is refused."""
+    family = graph.record.get("family", "encoder")  # exports made before the other families were: the encoder's
+    if family != scorer.family:
+        raise ConfigError(f"the {graph.backend} graph of {model_path} was exported for the {family} family; it cannot "
+                          f"score as {scorer.describe()}")
+    wanted = list(getattr(scorer, "token_ids", []))
+    if wanted != list(graph.record.get("token_ids", [])):
+        raise ConfigError(f"the {graph.backend} graph of {model_path} returns the logits of answer tokens "
+                          f"{graph.record.get('token_ids')}, but this scorer reads {wanted} (--true_token, "
+                          "--false_token or --score_mode differ from the export's): export it again with these "
+                          "options, or score with backend torch")
+
+
 class Reranker:
     """A reranker checkpoint for inference: a cross-encoder (one-logit AutoModelForSequenceClassification), a
     seq2seq model answering true/false (monoT5) or a causal LM answering yes/no.
@@ -50,7 +65,7 @@ class Reranker:
     any other model to 512 tokens or its own limit.
 
     `backend` "onnx", "onnx-int8", "openvino" or "openvino-int8" scores with the graph `reranker-export` wrote
-    beside the weights (encoder family, CPU; reranker/models/backends.py); "torch", the default, with the weights;
+    beside the weights (any family, CPU; reranker/models/backends.py); "torch", the default, with the weights;
     "auto" with the fastest graph whose export measured it faster than torch on this CPU model, else torch.
 
     A LoRA adapter folder (reranker-train --use_lora) is applied to the base model it records, refused if that base
@@ -78,11 +93,11 @@ class Reranker:
         self.dtype = inference_dtype(dtype, self.device.type, "reranker dtype")
         self.backend = backend = choose_backend(model_name_or_path, backend, self.device.type)
         if backend != "torch":  # an exported graph (reranker-export) in place of the weights
-            if adapter or self.scorer.family != "encoder":
-                raise ConfigError(f"backend {backend} runs exported encoder-family rerankers; "
-                                  f"{model_name_or_path} is "
-                                  f"{'a LoRA adapter' if adapter else self.scorer.describe()}: use backend torch")
+            if adapter:
+                raise ConfigError(f"backend {backend} runs an exported graph; {model_name_or_path} is a LoRA adapter: "
+                                  "merge it into its base (reranker-merge), export the merged model and score that")
             model = GraphModel(model_name_or_path, backend, config, dtype, self.dtype)
+            check_graph_scorer(model, self.scorer, model_name_or_path)
             self.dtype = None  # the graph's precision is its own: no torch autocast around it
         else:
             model = load_model(weights, self.tokenizer, trust_remote_code, self.scorer.auto_class,

@@ -189,8 +189,15 @@ class PromptScorer(Scorer):
         """The answer tokens' logits [pairs, 1 or 2], in the order of `token_ids` (true, then false)."""
         raise NotImplementedError
 
+    def graph_or_token_logits(self, model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """`token_logits`, or what an exported graph returns, which is the same: reranker-export traces
+        `token_logits` itself, so the prompt, the answer ids and the reading of the logits stay this scorer's."""
+        if getattr(model, "output", None) == "answer_logits":  # a GraphModel (reranker/models/backends.py)
+            return model(**inputs).answer_logits
+        return self.token_logits(model, inputs)
+
     def scores(self, model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.answer_logits(self.token_logits(model, inputs))
+        return self.answer_logits(self.graph_or_token_logits(model, inputs))
 
     @property
     def has_pair_logits(self) -> bool:
@@ -200,7 +207,7 @@ class PromptScorer(Scorer):
         if not self.has_pair_logits:
             raise ConfigError(f"the {self.family} scorer reads logit({self.true_token!r}) alone (score mode single): "
                               "it has no (false, true) logits")
-        return self.token_logits(model, inputs).float()[:, [1, 0]]
+        return self.graph_or_token_logits(model, inputs).float()[:, [1, 0]]
 
     def answer_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """The score from the answer tokens' logits [n, 1 or 2], in float32."""
