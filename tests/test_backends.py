@@ -130,6 +130,21 @@ def test_embedder_graph_embeds_as_torch(tiny_embedder, backend):
     np.testing.assert_allclose(vectors, reference, atol=1e-5)
 
 
+def test_int8_keeps_a_rerankers_output_projections_and_none_of_an_embedders(tiny_model, tiny_embedder, probe):
+    """openvino-int8's default (--int8_keep auto): a reranker's output projections stay out of int8, an embedder is
+    quantised whole; --int8_keep none quantises a reranker whole too."""
+    from reranker.cli import export as export_cli
+
+    export(str(tiny_embedder), ExportOptions(backend="openvino-int8", probe_data=str(probe), min_correlation=0.5))
+    assert backends.read_record(tiny_embedder, "openvino-int8")["quantization"].endswith("every layer in int8")
+    export(str(tiny_model), ExportOptions(backend="openvino-int8", probe_data=str(probe), min_correlation=0.5))
+    kept = backends.read_record(tiny_model, "openvino-int8")["quantization"]
+    assert "output" in kept and "dense" in kept and kept.endswith("kept out of int8")
+    export_cli.main([str(tiny_model), "--backend", "openvino-int8", "--probe_data", str(probe), "--int8_keep", "none",
+                     "--min_correlation", "0.5"])
+    assert backends.read_record(tiny_model, "openvino-int8")["quantization"].endswith("every layer in int8")
+
+
 def test_an_openvino_graph_keeps_batches_in_flight_and_in_order(tiny_embedder):
     """GraphModel.map (several batches queued on OpenVINO's throughput streams) gives each batch's output in the
     order given, equal to one call per batch."""

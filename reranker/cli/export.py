@@ -1,4 +1,4 @@
-"""reranker-export: write a reranker's (encoder family) or an embedder's graph for ONNX Runtime or OpenVINO beside its
+"""reranker-export: write a reranker's (any family) or an embedder's graph for ONNX Runtime or OpenVINO beside its
 weights, optionally int8, checked against torch fp32 on probe pairs first (refused, nothing written, when it drifts).
 
     reranker-export outputs/my-reranker --backend openvino-int8 --probe_data data/train.jsonl
@@ -19,7 +19,7 @@ logger = logging.getLogger("reranker.export")
 
 @dataclass
 class ExportArguments:
-    model_dir: str = field(metadata={"help": "The model folder (a reranker of the encoder family, or an embedder); "
+    model_dir: str = field(metadata={"help": "The model folder (a reranker of any family, or an embedder); "
                                              "may also be given as the first argument. The graph goes into its onnx/ "
                                              "or openvino/ subfolder, with export.json saying how it was made."})
     backend: str = field(default="openvino-int8", metadata={
@@ -41,9 +41,9 @@ class ExportArguments:
     seed: int = field(default=0, metadata={"help": "Seed of the probe sample."})
     int8_keep: str = field(default="auto", metadata={
         "help": "openvino-int8: a regular expression over the graph's layer names; matching layers stay out of int8. "
-                "auto: each block's output projections under the family's layer names (BERT's output.dense, T5's "
-                "o and wo, Llama-style o_proj and down_proj), where int8 cost an encoder's ranking quality; 'none' "
-                "quantises every layer it can."})
+                "auto: for a reranker, each block's output projections under its family's layer names (BERT's "
+                "output.dense, T5's o and wo, Llama-style o_proj and down_proj), where int8 cost an encoder's "
+                "ranking quality; for an embedder, none. 'none' quantises every layer it can."})
 
 
 def main(argv: list[str] | None = None):

@@ -132,7 +132,7 @@ class EvalArguments:
                                                  "choices": ["fp32", "bf16", "fp16", "auto"]})
     backend: str = field(default="torch", metadata={
         "help": "What scores the rerankers: torch (the weights), or the graph reranker-export wrote beside them: "
-                "onnx, onnx-int8, openvino, openvino-int8 (encoder family, CPU; docs/backends.md); auto: the fastest "
+                "onnx, onnx-int8, openvino, openvino-int8 (any family, CPU; docs/backends.md); auto: the fastest "
                 "graph its export measured faster than torch on this CPU, else torch.",
         "choices": list(CHOICES)})
     dense_backend: str = field(default="torch", metadata={
