@@ -12,8 +12,9 @@ its own way), batch 32, the same max length and threads, after a warm-up, in int
     openvino-int8, the graphs exported by reranker-export (made here when missing, int8 calibrated on --probe_data);
   - with --peer_python (a venv with sentence-transformers, optimum-onnx and optimum-intel, which cannot sit beside
     this project's transformers): CrossEncoder with backend onnx, onnx O3-optimised, onnx int8
-    (`export_dynamic_quantized_onnx_model`, avx512_vnni) and openvino, each exported by sentence-transformers
-    itself from a copy of the weights.
+    (`export_dynamic_quantized_onnx_model`, avx512_vnni), openvino and openvino static int8
+    (`export_static_quantized_openvino_model`, calibrated on 300 passages of --probe_data: its export tokenizes
+    single texts), each exported by sentence-transformers itself from a copy of the weights.
 Then each of our backends ranks the dev file's candidates: nDCG@10 against torch fp32's (the goal: within 0.005).
 The multiply-add rate counts the real (unpadded) tokens of the pairs: per layer 12 d^2 per token (attention
 projections and the feed-forward, ff = 4d) plus 2 d n per token for attention itself, against this CPU's peak
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import race, run_peer  # noqa: E402
+from common import ST_STATIC_OPENVINO, race, run_peer  # noqa: E402
 from rerank_throughput import beir_pairs  # noqa: E402
 
 OURS = ["torch-fp32", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-int8"]
@@ -57,6 +58,7 @@ systems["onnx-O3"] = load(backend="onnx", model_kwargs={"file_name": "onnx/model
 export_dynamic_quantized_onnx_model(systems["onnx"], "avx512_vnni", path)
 systems["onnx-qint8"] = load(backend="onnx", model_kwargs={"file_name": "onnx/model_qint8_avx512_vnni.onnx"})
 systems["openvino"] = load(backend="openvino")
+''' + ST_STATIC_OPENVINO + r'''
 best = {}
 for name, model in systems.items():
     model.predict(pairs[:64], batch_size=cfg["batch_size"], show_progress_bar=False)
@@ -145,9 +147,12 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict[str, dict] = {}
 
     # The peers first, alone: they copy the weights and export them their own way.
+    # The peer's static int8 calibrates on single texts (its export tokenizes one column): the probe's passages.
+    from reranker.models.export import read_probe
+    calibration = [passage for _, passage in read_probe(a.probe_data, 300, 0)]
     peer = run_peer(a.peer_python, PEER, a.model, pairs, {"threads": a.threads, "batch_size": a.batch_size,
-                                                         "max_length": a.max_length, "rounds": a.rounds}) \
-        if a.peer_python else {}
+                                                         "max_length": a.max_length, "rounds": a.rounds},
+                    calibration=calibration) if a.peer_python else {}
 
     from sentence_transformers import CrossEncoder
 

@@ -40,9 +40,27 @@ def race(calls: dict, items: list, rounds: int, warmup: int = 64) -> dict[str, f
     return speed
 
 
-def run_peer(peer_python: str, script: str, model, payload: list, cfg: dict, skip=("onnx", "openvino")) -> dict:
+# sentence-transformers' static int8 OpenVINO export (NNCF through optimum-intel), calibrated on local texts: its
+# default calibration set (GLUE's sst2) would be downloaded. Appended to a peer script that has `systems`, `load`,
+# `path` and `cfg`; run_peer writes the texts as a local dataset folder and passes its path as cfg["calibration"].
+# The export is given a model of its own: optimum-intel's quantizer replaces the graph of the model it is handed in
+# place, which would make the "openvino" system int8 too.
+ST_STATIC_OPENVINO = r"""
+from optimum.intel import OVQuantizationConfig
+from sentence_transformers.backend import export_static_quantized_openvino_model
+export_static_quantized_openvino_model(load(backend="openvino"), OVQuantizationConfig(), path,
+                                       dataset_name=cfg["calibration"], dataset_config_name="default",
+                                       dataset_split="train", column_name="text")
+systems["openvino-qint8-static"] = load(backend="openvino",
+                                        model_kwargs={"file_name": "openvino/openvino_model_qint8_quantized.xml"})
+"""
+
+
+def run_peer(peer_python: str, script: str, model, payload: list, cfg: dict, skip=("onnx", "openvino"),
+             calibration: list[str] | None = None) -> dict:
     """Run `script` (it prints `PEER {json}`) in the peers' venv on a copy of `model` without our exported graphs
-    (the peer exports its own), with `payload` as a JSON file; returns what it printed."""
+    (the peer exports its own), with `payload` as a JSON file and `calibration` texts as a local dataset folder
+    (cfg["calibration"]); offline, as everything here; returns what it printed."""
     import json
     import os
     import shutil
@@ -54,8 +72,14 @@ def run_peer(peer_python: str, script: str, model, payload: list, cfg: dict, ski
         shutil.copytree(model, copy, ignore=shutil.ignore_patterns(*skip, "checkpoint-*"))
         (Path(work) / "payload.json").write_text(json.dumps(payload))
         cfg = {**cfg, "model": str(copy), "payload": str(Path(work) / "payload.json")}
+        if calibration:
+            folder = Path(work) / "calibration"
+            folder.mkdir()
+            (folder / "train.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in calibration))
+            cfg["calibration"] = str(folder)
         done = subprocess.run([peer_python, "-c", script, json.dumps(cfg)], capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": ""})
+                              env={**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1",
+                                   "HF_DATASETS_OFFLINE": "1"})
     line = next((x for x in done.stdout.splitlines() if x.startswith("PEER ")), None)
     if line is None:
         raise RuntimeError(f"the peer run failed:\n{done.stderr[-3000:]}")

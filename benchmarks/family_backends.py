@@ -1,6 +1,6 @@
 """Scoring speed of a seq2seq or decoder reranker on our backends, with FlagEmbedding's FlagLLMReranker beside a
-decoder (sentence-transformers' CrossEncoder loads neither family), in one run; and how each backend's scores agree
-with torch fp32's on dev queries.
+decoder, and sentence-transformers' CrossEncoder where it loads the model (a decoder trained or merged here; it
+loads no seq2seq model), in one run; and how each backend's scores agree with torch fp32's on dev queries.
 
     python benchmarks/family_backends.py --model outputs/smollm2_merged \\
         --dev_file outputs/smollm2_study/data/dev40.jsonl --probe_data outputs/smollm2_study/data/mined.jsonl
@@ -10,7 +10,10 @@ warm-up, in interleaved rounds (best kept):
   - ours: `Reranker` with backend torch (fp32, bf16) and the --graphs (default openvino, in bf16 where the CPU has
     it, and openvino-int8), exported by reranker-export (made here when missing, int8 calibrated on --probe_data);
   - decoders only: FlagEmbedding's `FlagLLMReranker` in fp32 (its CPU default), with the same query and passage
-    budgets as ours (its own prompt: "A: query", "B: passage" and a yes/no question; ours the model's template).
+    budgets as ours (its own prompt: "A: query", "B: passage" and a yes/no question; ours the model's template);
+    and, where the folder has the files reranker writes for it (a decoder trained or merged here),
+    sentence-transformers' `CrossEncoder.predict` in torch fp32 (the reference of the ratios) and bf16, which
+    reads our prompt and answer tokens from them.
 Then each of ours scores the first --max_queries dev queries' candidates: nDCG@10, and the Pearson correlation and
 largest difference of its scores against torch fp32's.
 """
@@ -60,13 +63,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--graphs", nargs="+", default=["openvino", "openvino-int8"],
                         choices=["onnx", "onnx-int8", "openvino", "openvino-int8"])
+    parser.add_argument("--min_correlation", type=float, default=0.98,
+                        help="the int8 export's gate (reranker-export's); the dev figures here are the ranking check")
     parser.add_argument("--output", default=None, help="write the figures here as JSON")
     a = parser.parse_args(argv)
     cli.setup_logging()
     torch.set_num_threads(a.threads)
     for backend in a.graphs:
         if not backends.graph_path(a.model, backend).is_file():
-            export(a.model, ExportOptions(backend=backend, probe_data=a.probe_data))
+            export(a.model, ExportOptions(backend=backend, probe_data=a.probe_data, min_correlation=a.min_correlation))
     dev = load_dev(a.dev_file)
     pairs = [(q.query, text) for q in dev for text in q.texts][:a.pairs]
     models = {name: ours(a.model, name) for name in TORCH + a.graphs}
@@ -80,6 +85,14 @@ def main(argv: list[str] | None = None) -> dict:
         flag = FlagLLMReranker(a.model, use_fp16=False, devices="cpu", batch_size=a.batch_size,
                                query_max_length=query_len, max_length=passage_len or 512)
         calls["FlagLLMReranker torch-fp32"] = lambda p: flag.compute_score(p, batch_size=a.batch_size)
+        if (Path(a.model) / "modules.json").is_file():  # the files reranker writes for sentence-transformers
+            from sentence_transformers import CrossEncoder
+
+            for dtype in ("fp32", "bf16"):
+                kwargs = {"torch_dtype": torch.bfloat16} if dtype == "bf16" else {}
+                cross = CrossEncoder(a.model, device="cpu", model_kwargs=kwargs)
+                calls[f"CrossEncoder torch-{dtype}"] = lambda p, m=cross: m.predict(
+                    p, batch_size=a.batch_size, activation_fn=torch.nn.Identity(), show_progress_bar=False)
     speed = race(calls, pairs, a.rounds, warmup=a.batch_size)
 
     queries = dev[:a.max_queries]
@@ -93,7 +106,8 @@ def main(argv: list[str] | None = None) -> dict:
         agreement[name] = {"dev_nDCG@10": round(dev_metrics(queries, run)["nDCG@10"], 4),
                            "correlation": round(float(np.corrcoef(reference, scores)[0, 1]), 5),
                            "max_abs_diff": round(float(np.abs(reference - scores).max()), 4)}
-    peer = "FlagLLMReranker torch-fp32" if family == "decoder" else "ours torch-fp32"
+    peers = ("CrossEncoder torch-fp32", "FlagLLMReranker torch-fp32", "ours torch-fp32")
+    peer = next(n for n in peers if n in speed)
     print(f"\n{family} family, {len(pairs)} pairs, batch {a.batch_size}, {a.threads} threads; agreement on "
           f"{len(queries)} dev queries ({len(dev_pairs)} pairs)")
     print(f"| system | pairs/s | vs {peer} | dev nDCG@10 | correlation with torch fp32 | largest difference |")

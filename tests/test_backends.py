@@ -87,7 +87,7 @@ def test_a_graph_that_drifts_is_refused_and_nothing_is_written(tiny_model, probe
     assert not [p for p in (tiny_model / "onnx").iterdir()]
 
 
-def test_int8_needs_probe_data_and_the_family_must_be_exportable(tiny_model, tmp_path):
+def test_int8_needs_probe_data_and_torch_is_not_exported(tiny_model, tmp_path):
     with pytest.raises(ConfigError, match="--probe_data"):
         export(str(tiny_model), ExportOptions(backend="openvino-int8"))
     with pytest.raises(ConfigError, match="nothing to export"):
@@ -257,6 +257,88 @@ def test_a_prompt_family_graph_is_refused_for_other_answer_tokens(family_model, 
         Reranker(str(family_model), backend="openvino-int8", true_token="no", false_token="yes")
     with pytest.raises(ConfigError, match="score mode|answer tokens"):
         Reranker(str(family_model), backend="openvino-int8", score_mode="single")
+
+
+@pytest.mark.parametrize("family_model", ["decoder"], indirect=True)
+def test_a_single_mode_graph_is_exported_with_the_scorer_options(family_model):
+    """reranker-export --score_mode single: the graph returns the one answer logit, and scores for a Reranker told
+    the same, as torch does; a Reranker left in the saved pair mode is refused."""
+    from reranker.cli import export as export_cli
+
+    export_cli.main([str(family_model), "--backend", "openvino", "--score_mode", "single"])
+    assert len(backends.read_record(family_model, "openvino")["token_ids"]) == 1
+    reference = Reranker(str(family_model), dtype="fp32", score_mode="single").compute_score(PAIRS, batch_size=5)
+    scores = Reranker(str(family_model), dtype="fp32", score_mode="single", backend="openvino").compute_score(
+        PAIRS, batch_size=5)
+    np.testing.assert_allclose(scores, reference, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ConfigError, match="answer tokens"):
+        Reranker(str(family_model), backend="openvino")
+
+
+@pytest.mark.parametrize("family_model", ["decoder"], indirect=True)
+def test_auto_passes_over_a_graph_traced_for_other_answer_tokens(family_model):
+    export(str(family_model), ExportOptions(backend="openvino"))
+    records_file = family_model / "openvino" / backends.RECORD
+    records = json.loads(records_file.read_text())
+    records["openvino_model.xml"]["speed"].update(torch_pairs_per_s=1.0, graph_pairs_per_s=100.0)
+    records_file.write_text(json.dumps(records))
+    assert Reranker(str(family_model), backend="auto").backend == "openvino"
+    assert Reranker(str(family_model), backend="auto", true_token="no", false_token="yes").backend == "torch"
+
+
+def test_graphs_of_older_exports_and_of_another_kind(tiny_model, tiny_embedder):
+    """An encoder record written before the family was recorded still loads; a graph serves only as the kind and
+    family it was exported as."""
+    export(str(tiny_model), ExportOptions(backend="onnx"))
+    records_file = tiny_model / "onnx" / backends.RECORD
+    records = json.loads(records_file.read_text())
+    for key in ("family", "token_ids"):
+        del records["model.onnx"][key]
+    records_file.write_text(json.dumps(records))
+    assert Reranker(str(tiny_model), backend="onnx").compute_score(PAIRS[:2])
+    records["model.onnx"]["family"] = "decoder"
+    records_file.write_text(json.dumps(records))
+    with pytest.raises(ConfigError, match="exported for the decoder family"):
+        Reranker(str(tiny_model), backend="onnx")
+    export(str(tiny_embedder), ExportOptions(backend="onnx"))
+    shutil.copy(tiny_embedder / "onnx" / "model.onnx", tiny_model / "onnx" / "model.onnx")
+    records["model.onnx"]["kind"] = "embedder"
+    records_file.write_text(json.dumps(records))
+    with pytest.raises(ConfigError, match="kind 'embedder', not 'reranker'"):
+        Reranker(str(tiny_model), backend="onnx")
+    records["model.onnx"]["kind"] = "reranker"
+    records_file.write_text(json.dumps(records))
+    with pytest.raises(ConfigError, match="cannot serve as kind 'embedder'"):
+        Embedder(str(tiny_model), pooling="mean", backend="onnx")
+    with pytest.raises(ConfigError, match="are for a seq2seq or decoder reranker"):
+        export(str(tiny_embedder), ExportOptions(backend="onnx", scorer_options={"score_mode": "single"}))
+
+
+def test_what_is_exported_as_an_embedder(tmp_path):
+    """A sentence-transformers folder that pools is an embedder even with a causal-LM body (decoder embedders); a
+    causal LM without pooling is a decoder reranker; a bare encoder is an embedder."""
+    from reranker.models.export import model_kind
+
+    def folder(name, architectures, modules=None):
+        path = tmp_path / name
+        path.mkdir()
+        (path / "config.json").write_text(json.dumps({"architectures": architectures}))
+        if modules is not None:
+            (path / "modules.json").write_text(json.dumps(modules))
+        return path
+
+    pooled = [{"idx": 0, "type": "sentence_transformers.models.Transformer"},
+              {"idx": 1, "type": "sentence_transformers.models.Pooling"}]
+    assert model_kind(folder("qwen_embedder", ["Qwen3ForCausalLM"], pooled)) == "embedder"
+    assert model_kind(folder("llm", ["LlamaForCausalLM"])) == "reranker"
+    assert model_kind(folder("gpt2", ["GPT2LMHeadModel"])) == "reranker"
+    assert model_kind(folder("bert", ["BertModel"])) == "embedder"
+
+
+def test_an_int8_pattern_that_keeps_nothing_is_refused(tiny_model, probe):
+    with pytest.raises(ConfigError, match="matches no MatMul layer"):
+        export(str(tiny_model), ExportOptions(backend="openvino-int8", probe_data=str(probe), int8_keep="nothing"))
+    assert not (tiny_model / "openvino" / "openvino_model_qint8.xml").exists()
 
 
 def test_a_lora_adapter_is_merged_before_export(tmp_path):

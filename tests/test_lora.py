@@ -185,6 +185,13 @@ def test_merge_equals_unmerged_and_loads_in_reranker(family, decoder, tiny_model
     merged = Reranker(str(out))
     assert merged.family == family and not hasattr(merged.model, "peft_config")
     assert merged.compute_score(PAIRS) == pytest.approx(unmerged, abs=1e-4)
+    # A merged decoder carries the files sentence-transformers' CrossEncoder reads our prompt and answer tokens from.
+    assert ("modules.json" in files) == (family == "decoder")
+    if family == "decoder":
+        from sentence_transformers import CrossEncoder
+
+        scores = CrossEncoder(str(out), device="cpu").predict(PAIRS, activation_fn=torch.nn.Identity())
+        assert list(scores) == pytest.approx(merged.compute_score(PAIRS), abs=1e-4)
 
 
 def test_merge_reloads_the_base_in_the_training_dtype(decoder, data, tmp_path):

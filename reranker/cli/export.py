@@ -45,6 +45,18 @@ class ExportArguments:
                 "output.dense, T5's o and wo, Llama-style o_proj and down_proj), where int8 cost an encoder's "
                 "ranking quality; for an embedder, none. 'none' quantises every layer it can."})
 
+    # What the graph of a seq2seq or decoder reranker answers with: it returns these tokens' logits, and scores only
+    # for a Reranker given the same (the prompt itself is tokenized outside the graph, at scoring time).
+    template: str | None = field(default=None, metadata={
+        "help": "seq2seq and decoder: the named template whose answer tokens and score mode the graph reads. "
+                "Default: those saved with the model, else the family's (monot5, qwen3)."})
+    true_token: str | None = field(default=None, metadata={"help": "seq2seq and decoder: the answer whose logit "
+                                                                   "is the score. Default: as saved."})
+    false_token: str | None = field(default=None, metadata={"help": "seq2seq and decoder: the answer subtracted "
+                                                                    "in the pair mode. Default: as saved."})
+    score_mode: str | None = field(default=None, metadata={"help": "seq2seq and decoder: pair or single. Default: "
+                                                                   "as saved.", "choices": ["pair", "single"]})
+
 
 def main(argv: list[str] | None = None):
     """Parse argv (MODEL_DIR first, or --model_dir), export, and return the graph's path."""
@@ -58,7 +70,10 @@ def main(argv: list[str] | None = None):
     return export(args.model_dir, ExportOptions(backend=args.backend, probe_data=args.probe_data,
                                                 probe_pairs=args.probe_pairs, min_correlation=args.min_correlation,
                                                 max_length=args.max_length, seed=args.seed,
-                                                int8_keep=None if args.int8_keep == "none" else args.int8_keep))
+                                                int8_keep=args.int8_keep,
+                                                scorer_options={k: v for k in ("template", "true_token", "false_token",
+                                                                               "score_mode")
+                                                                if (v := getattr(args, k)) is not None}))
 
 
 def entry() -> int:

@@ -58,10 +58,11 @@ def this_cpu() -> str:
     return f"{name} ({', '.join(f for f in wanted if f in flags)})"
 
 
-def choose_backend(model_path: str | Path, backend: str, device_type: str = "cpu") -> str:
+def choose_backend(model_path: str | Path, backend: str, device_type: str = "cpu", accept=None) -> str:
     """`backend`, or for "auto": of the graphs exported beside the weights, the one whose export measured it faster
-    than torch (in precision auto) on this very CPU model, fastest first, its runtime installed and its weights
-    unchanged; torch where none qualifies, and always on a GPU."""
+    than torch (in precision auto) on this very CPU model, fastest first, its runtime installed, its weights
+    unchanged and its record accepted by `accept(record)` (made for this kind of model and scorer); torch where
+    none qualifies, and always on a GPU."""
     if backend != "auto":
         return check_backend(backend)
     if device_type != "cpu":
@@ -72,6 +73,8 @@ def choose_backend(model_path: str | Path, backend: str, device_type: str = "cpu
             record = read_record(model_path, name)
             import_runtime(runtime_of(name))
         except ConfigError:
+            continue
+        if accept is not None and not accept(record):
             continue
         speed = record.get("speed") or {}
         if speed.get("cpu") == cpu and speed.get("graph_pairs_per_s", 0) > speed.get("torch_pairs_per_s", 0):
@@ -199,8 +202,9 @@ def openvino_stream(path: str | Path, output: str, hint: str = "f32", threads: i
 
 
 class GraphModel:
-    """An exported graph behind a Hugging Face model's call: `model(**inputs)` returns `.logits` (a reranker's
-    graph) or `.last_hidden_state` (an embedder's), as float32 torch tensors on the CPU.
+    """An exported graph behind a Hugging Face model's call: `model(**inputs)` returns `.logits` (an encoder-family
+    reranker's graph), `.answer_logits` (a seq2seq or decoder reranker's: its answer tokens' logits, which its
+    scorer reads) or `.last_hidden_state` (an embedder's), as float32 torch tensors on the CPU.
 
     Inputs the graph does not take (token_type_ids of a model without segments) are left out; int64 ids in.
 
@@ -209,13 +213,16 @@ class GraphModel:
     OpenVINO takes bf16 as its precision hint."""
 
     def __init__(self, model_path: str | Path, backend: str, config, dtype: str | None = None,
-                 resolved: torch.dtype | None = None, threads: int | None = None):
+                 resolved: torch.dtype | None = None, threads: int | None = None, kind: str | None = None):
         self.backend = check_backend(backend)
         if backend == "torch":
             raise ValueError("GraphModel runs an exported graph; the torch backend is the model itself")
         self.runtime = runtime_of(backend)
         import_runtime(self.runtime)
         self.record = read_record(model_path, backend)
+        if kind is not None and self.record["kind"] != kind:
+            raise ConfigError(f"the {backend} graph of {model_path} was exported with kind "
+                              f"{self.record['kind']!r}; it cannot serve as kind {kind!r}")
         if self.record["weights_sha256"] != weights_digest(model_path):
             raise ConfigError(f"{graph_path(model_path, backend)} was exported from other weights than the ones now "
                               f"in {model_path} (trained or copied over since): export it again with "

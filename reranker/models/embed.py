@@ -61,12 +61,13 @@ class Embedder:
         self.dtype = inference_dtype(dtype, self.device.type, "embedder dtype")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
-            backend = choose_backend(model_name_or_path, backend, self.device.type)
+            backend = choose_backend(model_name_or_path, backend, self.device.type,
+                                     accept=lambda record: record["kind"] == "embedder")
             if backend == "torch":
                 self.model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
             else:  # the graph reranker-export wrote beside the weights
                 config = AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
-                self.model = GraphModel(model_name_or_path, backend, config, dtype, self.dtype)
+                self.model = GraphModel(model_name_or_path, backend, config, dtype, self.dtype, kind="embedder")
                 self.dtype = None  # the graph's precision is its own: no torch autocast around it
         except OSError as error:
             raise FileNotFoundError(f"embedder {model_name_or_path!r} could not be loaded: {error}") from None

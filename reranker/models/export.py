@@ -84,20 +84,29 @@ class ExportOptions:
     # block's output projections (attention output and feed-forward down-projection) under the family's names
     # (INT8_KEEP_BY_KIND); None: every layer NNCF quantises.
     int8_keep: str | None = "auto"
+    # A seq2seq or decoder reranker's prompt and answer options (ScorerOptions' names: template, true_token,
+    # false_token, score_mode, ...), over those saved with the model: the graph returns those answer tokens' logits,
+    # and scores only for a Reranker given the same.
+    scorer_options: dict | None = None
 
 
 def model_kind(model_path: str | Path) -> str:
     """"reranker" (a sequence-classification head, a seq2seq model or a causal LM: the three reranker families) or
-    "embedder" (a bare encoder)."""
-    if (Path(model_path) / "adapter_config.json").is_file():
+    "embedder" (a bare encoder, or any model a sentence-transformers folder pools into embeddings)."""
+    folder = Path(model_path)
+    if (folder / "adapter_config.json").is_file():
         raise ConfigError(f"{model_path} is a LoRA adapter: merge it into its base first (reranker-merge), then "
                           "export the merged model")
-    config_file = Path(model_path) / "config.json"
+    config_file = folder / "config.json"
     if not config_file.is_file():
         raise ConfigError(f"{model_path} is not a model folder (no config.json)")
-    architectures = json.loads(config_file.read_text(encoding="utf-8")).get("architectures") or []
-    if any(a.endswith(("ForSequenceClassification", "ForConditionalGeneration", "ForCausalLM"))
-           for a in architectures):
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    modules = folder / "modules.json"
+    if modules.is_file() and any("Pooling" in str(m.get("type", "")) for m in json.loads(modules.read_text())):
+        return "embedder"  # a sentence-transformers embedder, whatever its body (decoder embedders included)
+    architectures = config.get("architectures") or []
+    if config.get("reranker") or any(a.endswith(("ForSequenceClassification", "ForConditionalGeneration",
+                                                  "ForCausalLM", "LMHeadModel")) for a in architectures):
         return "reranker"
     return "embedder"
 
@@ -160,11 +169,15 @@ class _AnswerLogits(torch.nn.Module):
 class _Source:
     """The torch fp32 model, its input encoding and its reference outputs on the probe pairs."""
 
-    def __init__(self, model_path: str, kind: str, max_length: int | None):
+    def __init__(self, model_path: str, kind: str, max_length: int | None, scorer_options: dict | None = None):
         self.kind = self.family = kind
+        if kind != "reranker" and scorer_options:
+            raise ConfigError(f"{model_path} is an embedder: scorer options ({', '.join(scorer_options)}) are for a "
+                              "seq2seq or decoder reranker")
         if kind == "reranker":
             from reranker.models.inference import Reranker
-            reranker = Reranker(model_path, device="cpu", dtype="fp32", max_length=max_length)
+            reranker = Reranker(model_path, device="cpu", dtype="fp32", max_length=max_length,
+                                **(scorer_options or {}))
             self.scorer, self.family = reranker.scorer, reranker.scorer.family
             if self.family == "encoder":
                 self.model, self.output = reranker.model, "logits"
@@ -236,10 +249,12 @@ def _export_onnx(source: _Source, example: dict[str, torch.Tensor], target: Path
         # torch.export cannot decompose T5's attention reshape with symbolic shapes (a view of a transposed tensor);
         # the TorchScript exporter traces it, and the probe check below holds it to torch's scores as any export.
         with _quiet("torch.onnx"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            # its deprecation notice only: TracerWarnings (a shape frozen into the graph) stay visible
+            warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(module, tuple(example[n] for n in names), str(target), input_names=names,
                               output_names=[source.output], opset_version=opset, dynamo=False,
-                              dynamic_axes={n: {0: "batch", 1: "length"} for n in names})
+                              dynamic_axes={**{n: {0: "batch", 1: "length"} for n in names},
+                                            source.output: {0: "batch"}})
         return
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length", min=2, max=8192)
     with _quiet("onnxscript", "onnx_ir", "torch.onnx"):  # a line per graph rewrite otherwise
@@ -294,7 +309,16 @@ def _convert_openvino(source: _Source, example: dict[str, torch.Tensor]):
     return model
 
 
-def _quantize_openvino(model, target: Path, calibration: list[dict[str, torch.Tensor]], keep: str | None) -> None:
+def _quantize_openvino(model, target: Path, calibration: list[dict[str, torch.Tensor]], keep: str | None) -> int:
+    """Writes the int8 graph; returns how many MatMul layers `keep` kept out of int8 (a pattern that matches none is
+    refused: NNCF would quantise every layer without a word, and the record would claim otherwise)."""
+    import re
+
+    kept = sum(bool(re.fullmatch(keep, op.get_friendly_name())) for op in model.get_ops()
+               if op.get_type_name() == "MatMul") if keep else 0
+    if keep and not kept:
+        raise ConfigError(f"--int8_keep {keep!r} matches no MatMul layer of this graph, so every layer would go to "
+                          "int8: give a pattern over its layer names, or --int8_keep none to quantise them all")
     # NNCF sends usage telemetry unless told it runs in CI: this project never touches the network on its own.
     os.environ.setdefault("NNCF_CI", "1")
     try:
@@ -309,6 +333,7 @@ def _quantize_openvino(model, target: Path, calibration: list[dict[str, torch.Te
     quantized = nncf.quantize(model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER,
                               subset_size=len(feeds), ignored_scope=ignored)
     ov.save_model(quantized, str(target))
+    return kept
 
 
 def _graph_runner(path: Path, runtime: str, output: str, hint: str = "f32"):
@@ -341,13 +366,17 @@ def export(model_path: str, options: ExportOptions | None = None) -> Path:
     digest = B.weights_digest(model_path)
     pairs = read_probe(options.probe_data, options.probe_pairs, options.seed)
     started = time.time()
-    source = _Source(model_path, kind, options.max_length)
+    source = _Source(model_path, kind, options.max_length, options.scorer_options)
     batches = source.batches(pairs, options.batch_size)
-    keep = INT8_KEEP_BY_KIND[source.family] if options.int8_keep == "auto" else options.int8_keep
-    reference = source.scores(source.reference(batches), batches, len(pairs))
+    # Also checked on batches of another size and length than the one traced: a shape the trace froze fails there.
+    extra = source.batches(pairs[:3], 3)
+    keep = {"auto": INT8_KEEP_BY_KIND[source.family], "none": None}.get(options.int8_keep, options.int8_keep)
+    sets = ((batches, len(pairs)), (extra, len(extra[0]["input_ids"])))  # (batches, pairs in them)
+    reference = np.concatenate([source.scores(source.reference(b), b, n) for b, n in sets])
     target = B.graph_path(model_path, backend)
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
+    kept = 0  # MatMul layers kept out of int8 (openvino-int8)
     try:
         onnx_file = work / "model.onnx"
         built = work / target.name
@@ -360,15 +389,16 @@ def export(model_path: str, options: ExportOptions | None = None) -> Path:
                 quantize_dynamic(str(onnx_file), str(built), weight_type=QuantType.QInt8, per_channel=True,
                                  op_types_to_quantize=["MatMul"])
         elif backend == "openvino-int8":
-            _quantize_openvino(_convert_openvino(source, batches[0]), built, batches, keep)
+            kept = _quantize_openvino(_convert_openvino(source, batches[0]), built, batches, keep)
         elif backend == "openvino":
             import openvino as ov
             ov.save_model(_convert_openvino(source, batches[0]), str(built), compress_to_fp16=False)
         checks = {}
         hints = ["f32"] + (["bf16"] if runtime == "openvino" and native_bf16("cpu") else [])
         for hint in hints:
-            outputs = _graph_runner(built, runtime, source.output, hint)(batches)
-            checks[hint] = _agreement(reference, source.scores(outputs, batches, len(pairs)))
+            run = _graph_runner(built, runtime, source.output, hint)
+            scores = [source.scores(run(b), b, n) for b, n in sets]
+            checks[hint] = _agreement(reference, np.concatenate(scores))
         least = FP32_MIN_CORRELATION if not int8 else options.min_correlation
         # The gate is the graph itself (run in f32); bf16 is a run-time choice, recorded and warned about.
         if not checks["f32"]["correlation"] >= least:
@@ -382,7 +412,8 @@ def export(model_path: str, options: ExportOptions | None = None) -> Path:
         speed = _measure_speed(source, built, runtime, batches, hints[-1])
         quantization = {"onnx-int8": "onnxruntime quantize_dynamic, QInt8 weights per channel, MatMul",
                         "openvino-int8": "nncf.quantize, ModelType.TRANSFORMER, calibrated on the probe, " + (
-                            f"layers matching {keep!r} kept out of int8" if keep else "every layer in int8")}
+                            f"the {kept} MatMul layers matching {keep!r} kept out of int8" if keep
+                            else "every layer in int8")}
         record = {"kind": kind, "family": source.family, "backend": backend, "output": source.output,
                   # the answer tokens whose logits the graph returns: a scorer told other tokens cannot use it
                   "token_ids": list(getattr(source.scorer, "token_ids", [])) if kind == "reranker" else [],

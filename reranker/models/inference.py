@@ -34,19 +34,21 @@ def length_order(pairs: Sequence[tuple[str, str]]) -> np.ndarray:
     return np.argsort([-(len(q) + len(p)) for q, p in pairs], kind="stable")
 
 
-def check_graph_scorer(graph: GraphModel, scorer, model_path: str) -> None:
-    """A graph scores for the family and answer tokens it was exported with: a seq2seq or decoder graph returns the
-    logits of the answer tokens it was traced with, so a scorer told other tokens (or another family) is refused."""
-    family = graph.record.get("family", "encoder")  # exports made before the other families were: the encoder's
+def graph_mismatch(record: dict, scorer) -> str | None:
+    """Why an exported graph cannot score for `scorer`, or None. A seq2seq or decoder graph returns the logits of
+    the answer tokens it was traced with, so a scorer told other tokens (or of another family) cannot use it."""
+    if record["kind"] != "reranker":
+        return f"it was exported with kind {record['kind']!r}, not 'reranker'"
+    family = record.get("family", "encoder")  # exports made before the other families were: the encoder's
     if family != scorer.family:
-        raise ConfigError(f"the {graph.backend} graph of {model_path} was exported for the {family} family; it cannot "
-                          f"score as {scorer.describe()}")
+        return f"it was exported for the {family} family; it cannot score as {scorer.describe()}"
     wanted = list(getattr(scorer, "token_ids", []))
-    if wanted != list(graph.record.get("token_ids", [])):
-        raise ConfigError(f"the {graph.backend} graph of {model_path} returns the logits of answer tokens "
-                          f"{graph.record.get('token_ids')}, but this scorer reads {wanted} (--true_token, "
-                          "--false_token or --score_mode differ from the export's): export it again with these "
-                          "options, or score with backend torch")
+    if wanted != list(record.get("token_ids", [])):
+        return (f"it returns the logits of answer tokens {record.get('token_ids')}, but this scorer reads {wanted} "
+                "(--true_token, --false_token or --score_mode differ from the export's): export it again with them "
+                "(reranker-export --template / --true_token / --false_token / --score_mode), or score with backend "
+                "torch")
+    return None
 
 
 class Reranker:
@@ -91,13 +93,16 @@ class Reranker:
         self.scorer = scorer_for(config, self.tokenizer, model_family, ScorerOptions(**scorer_options))
         self.scorer.check_precision(dtype, "reranker dtype")  # "auto" never picks fp16
         self.dtype = inference_dtype(dtype, self.device.type, "reranker dtype")
-        self.backend = backend = choose_backend(model_name_or_path, backend, self.device.type)
+        self.backend = backend = choose_backend(model_name_or_path, backend, self.device.type,
+                                                accept=lambda record: graph_mismatch(record, self.scorer) is None)
         if backend != "torch":  # an exported graph (reranker-export) in place of the weights
             if adapter:
                 raise ConfigError(f"backend {backend} runs an exported graph; {model_name_or_path} is a LoRA adapter: "
                                   "merge it into its base (reranker-merge), export the merged model and score that")
             model = GraphModel(model_name_or_path, backend, config, dtype, self.dtype)
-            check_graph_scorer(model, self.scorer, model_name_or_path)
+            mismatch = graph_mismatch(model.record, self.scorer)
+            if mismatch:
+                raise ConfigError(f"the {backend} graph of {model_name_or_path} does not fit: {mismatch}")
             self.dtype = None  # the graph's precision is its own: no torch autocast around it
         else:
             model = load_model(weights, self.tokenizer, trust_remote_code, self.scorer.auto_class,

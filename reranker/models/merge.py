@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from reranker.common.errors import ConfigError
-from reranker.models import lora
+from reranker.models import interop, lora
 from reranker.models.loading import load_config, load_model, load_tokenizer
 from reranker.models.scorers import scorer_for
 
@@ -74,13 +74,17 @@ def merge_adapter(adapter_dir: str, output_dir: str, base_model: str | None = No
     logger.info("Probe batch: merged and unmerged scores agree within %.2g (%d pairs)", gap, len(PROBE_PAIRS))
     # The merged model stands alone: it needs no base, and its family is recorded as for any model trained here.
     merged_model.config.reranker = {k: v for k, v in metadata.items() if k not in ("base_fingerprint", "dtype")}
-    write_atomically(merged_model, tokenizer, out)
+    # A merged decoder is served like a trained one: with the files that make sentence-transformers' CrossEncoder
+    # give our scores (reranker/models/interop.py), written into the staging folder with the rest.
+    write_atomically(merged_model, tokenizer, out, lambda folder: interop.write_sentence_transformers_files(
+        folder, scorer, merged_model.config.reranker.get("max_length")))
     logger.info("Wrote the merged %s model to %s", scorer.family, out)
     return out
 
 
-def write_atomically(model, tokenizer, out: Path) -> None:
-    """Write into a staging folder beside `out`, then rename it to `out`: a kill leaves `out` as it was."""
+def write_atomically(model, tokenizer, out: Path, also=None) -> None:
+    """Write into a staging folder beside `out` (`also(folder)` writes any further files there), then rename it to
+    `out`: a kill leaves `out` as it was."""
     staging = out.parent / f"{STAGING_PREFIX}{out.name}"
     if staging.exists():
         shutil.rmtree(staging)
@@ -88,6 +92,8 @@ def write_atomically(model, tokenizer, out: Path) -> None:
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        if also is not None:
+            also(staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
