@@ -58,11 +58,12 @@ def this_cpu() -> str:
     return f"{name} ({', '.join(f for f in wanted if f in flags)})"
 
 
-def choose_backend(model_path: str | Path, backend: str, device_type: str = "cpu", accept=None) -> str:
+def choose_backend(model_path: str | Path, backend: str, device_type: str = "cpu", kind: str | None = None,
+                   accept=None) -> str:
     """`backend`, or for "auto": of the graphs exported beside the weights, the one whose export measured it faster
     than torch (in precision auto) on this very CPU model, fastest first, its runtime installed, its weights
-    unchanged and its record accepted by `accept(record)` (made for this kind of model and scorer); torch where
-    none qualifies, and always on a GPU."""
+    unchanged, exported as `kind` ("reranker" or "embedder") and its record accepted by `accept(record)` (a
+    reranker's: made for its scorer); torch where none qualifies, and always on a GPU."""
     if backend != "auto":
         return check_backend(backend)
     if device_type != "cpu":
@@ -74,7 +75,7 @@ def choose_backend(model_path: str | Path, backend: str, device_type: str = "cpu
             import_runtime(runtime_of(name))
         except ConfigError:
             continue
-        if accept is not None and not accept(record):
+        if (kind is not None and record["kind"] != kind) or (accept is not None and not accept(record)):
             continue
         speed = record.get("speed") or {}
         if speed.get("cpu") == cpu and speed.get("graph_pairs_per_s", 0) > speed.get("torch_pairs_per_s", 0):

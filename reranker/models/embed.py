@@ -61,8 +61,7 @@ class Embedder:
         self.dtype = inference_dtype(dtype, self.device.type, "embedder dtype")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
-            backend = choose_backend(model_name_or_path, backend, self.device.type,
-                                     accept=lambda record: record["kind"] == "embedder")
+            backend = choose_backend(model_name_or_path, backend, self.device.type, kind="embedder")
             if backend == "torch":
                 self.model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
             else:  # the graph reranker-export wrote beside the weights

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import tempfile
 import time
@@ -152,18 +153,16 @@ def read_probe(probe_data: str | None, count: int, seed: int) -> list[tuple[str,
 class _AnswerLogits(torch.nn.Module):
     """A seq2seq or decoder reranker as one graph from the tokens to its answer tokens' logits [pairs, 1 or 2]: the
     scorer's own `token_logits` (the last real token's hidden state times two rows of the output embedding; T5's
-    first decoder step from its start token, built inside the graph). The prompt is tokenized outside, as for
-    torch, and the score is read from these logits by the scorer."""
+    first decoder step from its start token, which the scorer builds inside the graph). The prompt is tokenized
+    outside, as for torch, and the score is read from these logits by the scorer."""
 
     def __init__(self, scorer, model):
         super().__init__()
         self.scorer, self.model = scorer, model
 
     def forward(self, input_ids, attention_mask):
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if self.scorer.family == "seq2seq":
-            inputs["decoder_input_ids"] = torch.full_like(input_ids[:, :1], self.scorer.decoder_start_token_id)
-        return SimpleNamespace(answer_logits=self.scorer.token_logits(self.model, inputs))
+        return SimpleNamespace(answer_logits=self.scorer.token_logits(
+            self.model, {"input_ids": input_ids, "attention_mask": attention_mask}))
 
 
 class _Source:
@@ -312,8 +311,6 @@ def _convert_openvino(source: _Source, example: dict[str, torch.Tensor]):
 def _quantize_openvino(model, target: Path, calibration: list[dict[str, torch.Tensor]], keep: str | None) -> int:
     """Writes the int8 graph; returns how many MatMul layers `keep` kept out of int8 (a pattern that matches none is
     refused: NNCF would quantise every layer without a word, and the record would claim otherwise)."""
-    import re
-
     kept = sum(bool(re.fullmatch(keep, op.get_friendly_name())) for op in model.get_ops()
                if op.get_type_name() == "MatMul") if keep else 0
     if keep and not kept:

@@ -37,8 +37,6 @@ def length_order(pairs: Sequence[tuple[str, str]]) -> np.ndarray:
 def graph_mismatch(record: dict, scorer) -> str | None:
     """Why an exported graph cannot score for `scorer`, or None. A seq2seq or decoder graph returns the logits of
     the answer tokens it was traced with, so a scorer told other tokens (or of another family) cannot use it."""
-    if record["kind"] != "reranker":
-        return f"it was exported with kind {record['kind']!r}, not 'reranker'"
     family = record.get("family", "encoder")  # exports made before the other families were: the encoder's
     if family != scorer.family:
         return f"it was exported for the {family} family; it cannot score as {scorer.describe()}"
@@ -93,13 +91,13 @@ class Reranker:
         self.scorer = scorer_for(config, self.tokenizer, model_family, ScorerOptions(**scorer_options))
         self.scorer.check_precision(dtype, "reranker dtype")  # "auto" never picks fp16
         self.dtype = inference_dtype(dtype, self.device.type, "reranker dtype")
-        self.backend = backend = choose_backend(model_name_or_path, backend, self.device.type,
+        self.backend = backend = choose_backend(model_name_or_path, backend, self.device.type, kind="reranker",
                                                 accept=lambda record: graph_mismatch(record, self.scorer) is None)
         if backend != "torch":  # an exported graph (reranker-export) in place of the weights
             if adapter:
                 raise ConfigError(f"backend {backend} runs an exported graph; {model_name_or_path} is a LoRA adapter: "
                                   "merge it into its base (reranker-merge), export the merged model and score that")
-            model = GraphModel(model_name_or_path, backend, config, dtype, self.dtype)
+            model = GraphModel(model_name_or_path, backend, config, dtype, self.dtype, kind="reranker")
             mismatch = graph_mismatch(model.record, self.scorer)
             if mismatch:
                 raise ConfigError(f"the {backend} graph of {model_name_or_path} does not fit: {mismatch}")

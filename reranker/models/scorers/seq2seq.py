@@ -39,5 +39,8 @@ class Seq2SeqScorer(PromptScorer):
         return inputs
 
     def token_logits(self, model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        if "decoder_input_ids" not in inputs:  # an export traces from the tokens alone: the start token built here
+            ids = inputs["input_ids"]
+            inputs = {**inputs, "decoder_input_ids": torch.full_like(ids[:, :1], self.decoder_start_token_id)}
         # [pairs, 1, vocab] at the one decoder step only; the answer columns are kept.
         return model(**inputs, use_cache=False).logits[:, 0, self.token_ids]
