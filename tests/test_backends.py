@@ -146,6 +146,33 @@ def test_int8_keeps_a_rerankers_output_projections_and_none_of_an_embedders(tiny
     assert backends.read_record(tiny_model, "openvino-int8")["quantization"].endswith("every layer in int8")
 
 
+def test_int8_calibration_can_take_each_probe_pair_alone(tiny_model, probe, monkeypatch):
+    """--calibration_batch_size 1: NNCF's ranges come from each probe pair alone (no padding position among them);
+    the default calibrates on the padded probe batches. The record says which."""
+    from reranker.cli import export as export_cli
+    from reranker.models import export as export_module
+
+    seen = []
+    original = export_module._quantize_openvino
+
+    def spy(model, target, calibration, keep):
+        seen.append(calibration)
+        return original(model, target, calibration, keep)
+
+    monkeypatch.setattr(export_module, "_quantize_openvino", spy)
+    export_cli.main([str(tiny_model), "--backend", "openvino-int8", "--probe_data", str(probe),
+                     "--calibration_batch_size", "1", "--min_correlation", "0.5"])
+    export(str(tiny_model), ExportOptions(backend="openvino-int8", probe_data=str(probe), min_correlation=0.5))
+    single, batched = seen
+    assert len(single) == sum(len(b["input_ids"]) for b in batched) > len(batched)
+    assert all(len(b["input_ids"]) == 1 and bool(b["attention_mask"].all()) for b in single)
+    assert not all(bool(b["attention_mask"].all()) for b in batched)  # the probe batches pad
+    assert "in batches of 16" in backends.read_record(tiny_model, "openvino-int8")["quantization"]
+    with pytest.raises(ConfigError, match="calibration_batch_size must be at least 1"):
+        export(str(tiny_model), ExportOptions(backend="openvino-int8", probe_data=str(probe),
+                                              calibration_batch_size=-1))
+
+
 def test_an_openvino_graph_keeps_batches_in_flight_and_in_order(tiny_embedder):
     """GraphModel.map (several batches queued on OpenVINO's throughput streams) gives each batch's output in the
     order given, equal to one call per batch."""

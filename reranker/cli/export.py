@@ -44,6 +44,9 @@ class ExportArguments:
                 "auto: for a reranker, each block's output projections under its family's layer names (BERT's "
                 "output.dense, T5's o and wo, Llama-style o_proj and down_proj), where int8 cost an encoder's "
                 "ranking quality; for an embedder, none. 'none' quantises every layer it can."})
+    calibration_batch_size: int | None = field(default=None, metadata={
+        "help": "openvino-int8: NNCF collects its activation ranges on the probe pairs in batches of this many "
+                "(default: the probe batches, 16). 1: each pair alone, so no padding enters the ranges."})
 
     # What the graph of a seq2seq or decoder reranker answers with: it returns these tokens' logits, and scores only
     # for a Reranker given the same (the prompt itself is tokenized outside the graph, at scoring time).
@@ -71,6 +74,7 @@ def main(argv: list[str] | None = None):
                                                 probe_pairs=args.probe_pairs, min_correlation=args.min_correlation,
                                                 max_length=args.max_length, seed=args.seed,
                                                 int8_keep=args.int8_keep,
+                                                calibration_batch_size=args.calibration_batch_size,
                                                 scorer_options={k: v for k in ("template", "true_token", "false_token",
                                                                                "score_mode")
                                                                 if (v := getattr(args, k)) is not None}))

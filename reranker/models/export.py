@@ -79,6 +79,9 @@ class ExportOptions:
     min_correlation: float = 0.98
     max_length: int | None = None  # the reranker's pair budget / the embedder's text budget; default as it scores
     batch_size: int = 16
+    # openvino-int8: the probe pairs NNCF collects its ranges on, in batches of this many (None: batch_size); 1 gives
+    # each pair alone, so no padding position enters the ranges.
+    calibration_batch_size: int | None = None
     seed: int = 0
     opset: int = 18
     # openvino-int8: the layers kept out of int8, a regular expression over the graph's layer names; "auto": each
@@ -359,6 +362,10 @@ def export(model_path: str, options: ExportOptions | None = None) -> Path:
                           "{query, pos, neg} jsonl such as a training file, or a BEIR folder)")
     if not 0 < options.min_correlation <= 1:
         raise ConfigError(f"--min_correlation must be in (0, 1], got {options.min_correlation}")
+    calibration_size = options.calibration_batch_size or options.batch_size
+    if calibration_size < 1 or options.batch_size < 1:
+        raise ConfigError(f"--batch_size and --calibration_batch_size must be at least 1, got {options.batch_size} "
+                          f"and {options.calibration_batch_size}")
     kind = model_kind(model_path)
     digest = B.weights_digest(model_path)
     pairs = read_probe(options.probe_data, options.probe_pairs, options.seed)
@@ -386,7 +393,9 @@ def export(model_path: str, options: ExportOptions | None = None) -> Path:
                 quantize_dynamic(str(onnx_file), str(built), weight_type=QuantType.QInt8, per_channel=True,
                                  op_types_to_quantize=["MatMul"])
         elif backend == "openvino-int8":
-            kept = _quantize_openvino(_convert_openvino(source, batches[0]), built, batches, keep)
+            calibration = (batches if calibration_size == options.batch_size
+                           else source.batches(pairs, calibration_size))
+            kept = _quantize_openvino(_convert_openvino(source, batches[0]), built, calibration, keep)
         elif backend == "openvino":
             import openvino as ov
             ov.save_model(_convert_openvino(source, batches[0]), str(built), compress_to_fp16=False)
@@ -408,7 +417,8 @@ def export(model_path: str, options: ExportOptions | None = None) -> Path:
                            "on the probe pairs: run it with dtype fp32", backend, checks["bf16"]["correlation"])
         speed = _measure_speed(source, built, runtime, batches, hints[-1])
         quantization = {"onnx-int8": "onnxruntime quantize_dynamic, QInt8 weights per channel, MatMul",
-                        "openvino-int8": "nncf.quantize, ModelType.TRANSFORMER, calibrated on the probe, " + (
+                        "openvino-int8": "nncf.quantize, ModelType.TRANSFORMER, calibrated on the probe in batches "
+                                         f"of {calibration_size}, " + (
                             f"the {kept} MatMul layers matching {keep!r} kept out of int8" if keep
                             else "every layer in int8")}
         record = {"kind": kind, "family": source.family, "backend": backend, "output": source.output,
