@@ -136,7 +136,8 @@ def test_int8_keeps_a_rerankers_output_projections_and_none_of_an_embedders(tiny
     from reranker.cli import export as export_cli
 
     export(str(tiny_embedder), ExportOptions(backend="openvino-int8", probe_data=str(probe), min_correlation=0.5))
-    assert backends.read_record(tiny_embedder, "openvino-int8")["quantization"].endswith("every layer in int8")
+    embedder = backends.read_record(tiny_embedder, "openvino-int8")["quantization"]
+    assert embedder.endswith("every layer in int8") and "in batches of 1," in embedder
     export(str(tiny_model), ExportOptions(backend="openvino-int8", probe_data=str(probe), min_correlation=0.5))
     kept = backends.read_record(tiny_model, "openvino-int8")["quantization"]
     # 2 layers x (attention output + feed-forward down-projection), counted in the graph
@@ -146,9 +147,9 @@ def test_int8_keeps_a_rerankers_output_projections_and_none_of_an_embedders(tiny
     assert backends.read_record(tiny_model, "openvino-int8")["quantization"].endswith("every layer in int8")
 
 
-def test_int8_calibration_can_take_each_probe_pair_alone(tiny_model, probe, monkeypatch):
-    """--calibration_batch_size 1: NNCF's ranges come from each probe pair alone (no padding position among them);
-    the default calibrates on the padded probe batches. The record says which."""
+def test_int8_calibration_takes_each_probe_pair_alone_or_the_probe_batches(tiny_model, probe, monkeypatch):
+    """An encoder reranker's int8 ranges come from each probe pair alone by default (no padding position among
+    them); --calibration_batch_size 16 takes the padded probe batches. The record says which."""
     from reranker.cli import export as export_cli
     from reranker.models import export as export_module
 
@@ -160,14 +161,15 @@ def test_int8_calibration_can_take_each_probe_pair_alone(tiny_model, probe, monk
         return original(model, target, calibration, keep)
 
     monkeypatch.setattr(export_module, "_quantize_openvino", spy)
-    export_cli.main([str(tiny_model), "--backend", "openvino-int8", "--probe_data", str(probe),
-                     "--calibration_batch_size", "1", "--min_correlation", "0.5"])
     export(str(tiny_model), ExportOptions(backend="openvino-int8", probe_data=str(probe), min_correlation=0.5))
+    assert "in batches of 1," in backends.read_record(tiny_model, "openvino-int8")["quantization"]
+    export_cli.main([str(tiny_model), "--backend", "openvino-int8", "--probe_data", str(probe),
+                     "--calibration_batch_size", "16", "--min_correlation", "0.5"])
+    assert "in batches of 16," in backends.read_record(tiny_model, "openvino-int8")["quantization"]
     single, batched = seen
     assert len(single) == sum(len(b["input_ids"]) for b in batched) > len(batched)
     assert all(len(b["input_ids"]) == 1 and bool(b["attention_mask"].all()) for b in single)
     assert not all(bool(b["attention_mask"].all()) for b in batched)  # the probe batches pad
-    assert "in batches of 16" in backends.read_record(tiny_model, "openvino-int8")["quantization"]
     with pytest.raises(ConfigError, match="calibration_batch_size must be at least 1"):
         export(str(tiny_model), ExportOptions(backend="openvino-int8", probe_data=str(probe),
                                               calibration_batch_size=-1))
@@ -378,3 +380,16 @@ def test_a_lora_adapter_is_merged_before_export(tmp_path):
     (adapter / "adapter_config.json").write_text("{}")
     with pytest.raises(ConfigError, match="merge it into its base first"):
         export(str(adapter), ExportOptions(backend="onnx"))
+
+
+def test_a_decoder_graph_is_not_compiled_in_bf16_where_openvino_would_crash(monkeypatch):
+    """OpenVINO 2026.4 kills the process compiling a decoder graph in bf16 for a one-thread stream on an AMX CPU:
+    that case (and only that one) is named, so the caller runs the graph in f32 and says why."""
+    from reranker.common import precision
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16", "amx_bf16"}))
+    assert "crashes" in backends.bf16_crash("decoder", 1)
+    assert backends.bf16_crash("decoder", 2) is None
+    assert backends.bf16_crash("encoder", 1) is None and backends.bf16_crash("seq2seq", 1) is None
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    assert backends.bf16_crash("decoder", 1) is None

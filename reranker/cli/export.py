@@ -45,8 +45,9 @@ class ExportArguments:
                 "output.dense, T5's o and wo, Llama-style o_proj and down_proj), where int8 cost an encoder's "
                 "ranking quality; for an embedder, none. 'none' quantises every layer it can."})
     calibration_batch_size: int | None = field(default=None, metadata={
-        "help": "openvino-int8: NNCF collects its activation ranges on the probe pairs in batches of this many "
-                "(default: the probe batches, 16). 1: each pair alone, so no padding enters the ranges."})
+        "help": "openvino-int8: NNCF collects its activation ranges on the probe pairs in batches of this many. "
+                "1: each input alone, so no padding enters the ranges (the default for an encoder reranker and an "
+                "embedder); default for the seq2seq and decoder families: the probe batches of 16."})
 
     # What the graph of a seq2seq or decoder reranker answers with: it returns these tokens' logits, and scores only
     # for a Reranker given the same (the prompt itself is tokenized outside the graph, at scoring time).

@@ -166,6 +166,19 @@ def _input_name(port) -> str:
     return known[0] if known else port.get_any_name()
 
 
+def bf16_crash(family: str | None, threads_per_stream: int) -> str | None:
+    """Why OpenVINO must not compile this graph in bf16 here, or None. OpenVINO 2026.4's CPU plugin kills the process
+    (SIGFPE: no exception to catch) compiling a decoder-family graph in bf16 for a stream of one thread on a CPU with
+    AMX: measured on a Xeon with amx_bf16, tiny Llama graphs of every size tried, one thread (or the throughput
+    streams of one thread each) crashed and two threads ran. The caller runs such a graph in f32 and says so."""
+    from reranker.common.precision import cpu_flags
+
+    if family == "decoder" and threads_per_stream <= 1 and "amx_bf16" in (cpu_flags() or ()):
+        return ("OpenVINO crashes compiling a decoder graph in bf16 for one thread on a CPU with AMX, so it runs in "
+                "f32 here (give it two or more threads, torch.set_num_threads or OMP_NUM_THREADS, for bf16)")
+    return None
+
+
 def _compile_openvino(module, path: str | Path, hint: str, threads: int, mode: str):
     """The graph compiled for the CPU with `hint` as its inference precision and `mode` as OpenVINO's performance
     hint (LATENCY: one request on all threads; THROUGHPUT: several streams sharing them)."""
@@ -236,6 +249,9 @@ class GraphModel:
         if resolved not in (None, torch.float32, torch.bfloat16):
             raise ConfigError(f"the {backend} backend runs in fp32 or bf16, not {dtype}")
         hint = "bf16" if self.runtime == "openvino" and resolved == torch.bfloat16 else "f32"
+        if hint == "bf16" and (why := bf16_crash(self.record.get("family"), threads or torch.get_num_threads())):
+            logger.warning("%s: %s", graph_path(model_path, backend), why)
+            hint = "f32"
         self.inputs, self._run = graph_runner(graph_path(model_path, backend), self.runtime, self.output, hint,
                                               threads)
         self.model_path, self.hint, self.threads = model_path, hint, threads
@@ -260,7 +276,11 @@ class GraphModel:
                 yield getattr(self(**inputs), self.output)
             return
         if self._stream is None:
-            self._stream = openvino_stream(graph_path(self.model_path, self.backend), self.output, self.hint,
+            hint = self.hint  # the throughput streams have one thread each on a few cores
+            if hint == "bf16" and (why := bf16_crash(self.record.get("family"), 1)):
+                logger.warning("%s: %s", graph_path(self.model_path, self.backend), why)
+                hint = "f32"
+            self._stream = openvino_stream(graph_path(self.model_path, self.backend), self.output, hint,
                                            self.threads)
         for out in self._stream(self._feed(inputs) for inputs in batches):
             yield torch.from_numpy(np.asarray(out, dtype=np.float32))
