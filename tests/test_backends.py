@@ -175,6 +175,26 @@ def test_int8_calibration_takes_each_probe_pair_alone_or_the_probe_batches(tiny_
                                               calibration_batch_size=-1))
 
 
+def test_a_reranker_keeps_openvino_batches_in_flight_and_scores_in_order(tiny_model, monkeypatch):
+    """Reranker.compute_score on an OpenVINO graph sends its batches through GraphModel.map (several in flight,
+    the next tokenized meanwhile) and gives each pair its own score, as torch does, in the order given."""
+    export(str(tiny_model), ExportOptions(backend="openvino"))
+    mapped = []
+    original = backends.GraphModel.map
+
+    def spy(self, batches):
+        for output in original(self, batches):
+            mapped.append(len(output))
+            yield output
+
+    monkeypatch.setattr(backends.GraphModel, "map", spy)
+    pairs = PAIRS[::-1]  # another order than the length sort
+    torch_scores = Reranker(str(tiny_model), dtype="fp32").compute_score(pairs, batch_size=3)
+    graph_scores = Reranker(str(tiny_model), dtype="fp32", backend="openvino").compute_score(pairs, batch_size=3)
+    assert sum(mapped) == len(pairs) and len(mapped) > 2
+    np.testing.assert_allclose(graph_scores, torch_scores, atol=1e-4)
+
+
 def test_an_openvino_graph_keeps_batches_in_flight_and_in_order(tiny_embedder):
     """GraphModel.map (several batches queued on OpenVINO's throughput streams) gives each batch's output in the
     order given, equal to one call per batch."""

@@ -270,17 +270,14 @@ class GraphModel:
 
     def map(self, batches):
         """The output tensor of each batch of inputs, in order: OpenVINO keeps several batches in flight
-        (openvino_stream, compiled on first use), ONNX Runtime runs them one by one."""
-        if self.runtime != "openvino":
+        (openvino_stream, compiled on first use), ONNX Runtime runs them one by one, and so does OpenVINO where
+        its streams of one thread each could not run this graph in its precision (bf16_crash)."""
+        if self.runtime != "openvino" or (self.hint == "bf16" and bf16_crash(self.record.get("family"), 1)):
             for inputs in batches:
                 yield getattr(self(**inputs), self.output)
             return
         if self._stream is None:
-            hint = self.hint  # the throughput streams have one thread each on a few cores
-            if hint == "bf16" and (why := bf16_crash(self.record.get("family"), 1)):
-                logger.warning("%s: %s", graph_path(self.model_path, self.backend), why)
-                hint = "f32"
-            self._stream = openvino_stream(graph_path(self.model_path, self.backend), self.output, hint,
+            self._stream = openvino_stream(graph_path(self.model_path, self.backend), self.output, self.hint,
                                            self.threads)
         for out in self._stream(self._feed(inputs) for inputs in batches):
             yield torch.from_numpy(np.asarray(out, dtype=np.float32))
