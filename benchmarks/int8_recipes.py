@@ -42,7 +42,8 @@ from backend_speed import dev_ndcg  # noqa: E402
 from common import race  # noqa: E402
 from rerank_throughput import beir_pairs  # noqa: E402
 
-RECIPES = {"kept-batches": ("kept", None), "kept-single": ("kept", 1), "all-batches": ("none", None),
+# (layers kept out of int8, calibration batch size): the probe batches are reranker-export's batches of 16.
+RECIPES = {"kept-batches": ("kept", 16), "kept-single": ("kept", 1), "all-batches": ("none", 16),
            "all-single": ("none", 1)}
 
 
@@ -84,8 +85,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workdir", default=str(ROOT / "outputs/int8_recipes"))
     parser.add_argument("--output", default=None, help="write the figures here as JSON")
     a = parser.parse_args(argv)
-    if a.embedder == bool(a.dev_file) or a.embedder != bool(a.queries):
-        parser.error("a reranker needs --dev_file, an embedder (--embedder) --queries")
+    if a.embedder == bool(a.dev_file) or a.embedder != bool(a.queries) or not (a.embedder or a.model):
+        parser.error("a reranker needs --model and --dev_file, an embedder (--embedder) --queries")
+    if any(":" not in q for q in a.queries):
+        parser.error("--queries takes BEIR_FOLDER:SPLIT")
     a.model = a.model or str(bundled_minilm_path())
     a.batch_size = a.batch_size or (64 if a.embedder else 32)
     cli.setup_logging()
@@ -95,7 +98,12 @@ def main(argv: list[str] | None = None) -> dict:
     for name in a.recipes:
         keep, calibration = RECIPES[name]
         copy = Path(a.workdir) / f"{'embedder-' if a.embedder else ''}{name}"
-        if not backends.graph_path(copy, "openvino-int8").is_file():
+        made = backends.read_record(copy, "openvino-int8") if backends.graph_path(copy, "openvino-int8").is_file() \
+            else {}
+        # An earlier export is reused only when it is this model's, on this probe, calibrated as the recipe says.
+        if (made.get("weights_sha256") != backends.weights_digest(a.model)
+                or made.get("probe", {}).get("data") != a.probe_data
+                or f"in batches of {calibration}," not in made.get("quantization", "")):
             shutil.rmtree(copy, ignore_errors=True)
             shutil.copytree(a.model, copy, ignore=shutil.ignore_patterns("onnx", "openvino", "checkpoint-*"))
             export(str(copy), ExportOptions(backend="openvino-int8", probe_data=a.probe_data,
@@ -108,11 +116,10 @@ def main(argv: list[str] | None = None) -> dict:
                           "quantization"])) else 0, "quality": [], "diffs": []}
 
     measure = embedder_quality(a) if a.embedder else reranker_quality(a)
-    reference = [measure(a.model, "torch")]
+    reference = measure(a.model, "torch")
     for row in rows.values():
-        row["quality"] = [round(v, 4) for v in measure(row["path"], "openvino-int8")]
-        row["diffs"] = [round(v - r, 4) for v, r in zip(row["quality"], reference[0], strict=True)]
-    reference = reference[0]
+        row["quality"] = measure(row["path"], "openvino-int8")
+        row["diffs"] = [v - r for v, r in zip(row["quality"], reference, strict=True)]  # unrounded: the rule's
 
     if a.embedder:
         from reranker.models.embed import Embedder

@@ -170,29 +170,10 @@ def test_int8_calibration_takes_each_probe_pair_alone_or_the_probe_batches(tiny_
     assert len(single) == sum(len(b["input_ids"]) for b in batched) > len(batched)
     assert all(len(b["input_ids"]) == 1 and bool(b["attention_mask"].all()) for b in single)
     assert not all(bool(b["attention_mask"].all()) for b in batched)  # the probe batches pad
-    with pytest.raises(ConfigError, match="calibration_batch_size must be at least 1"):
-        export(str(tiny_model), ExportOptions(backend="openvino-int8", probe_data=str(probe),
-                                              calibration_batch_size=-1))
-
-
-def test_a_reranker_keeps_openvino_batches_in_flight_and_scores_in_order(tiny_model, monkeypatch):
-    """Reranker.compute_score on an OpenVINO graph sends its batches through GraphModel.map (several in flight,
-    the next tokenized meanwhile) and gives each pair its own score, as torch does, in the order given."""
-    export(str(tiny_model), ExportOptions(backend="openvino"))
-    mapped = []
-    original = backends.GraphModel.map
-
-    def spy(self, batches):
-        for output in original(self, batches):
-            mapped.append(len(output))
-            yield output
-
-    monkeypatch.setattr(backends.GraphModel, "map", spy)
-    pairs = PAIRS[::-1]  # another order than the length sort
-    torch_scores = Reranker(str(tiny_model), dtype="fp32").compute_score(pairs, batch_size=3)
-    graph_scores = Reranker(str(tiny_model), dtype="fp32", backend="openvino").compute_score(pairs, batch_size=3)
-    assert sum(mapped) == len(pairs) and len(mapped) > 2
-    np.testing.assert_allclose(graph_scores, torch_scores, atol=1e-4)
+    for wrong in (0, -1):
+        with pytest.raises(ConfigError, match="calibration_batch_size must be at least 1"):
+            export(str(tiny_model), ExportOptions(backend="openvino-int8", probe_data=str(probe),
+                                                  calibration_batch_size=wrong))
 
 
 def test_an_openvino_graph_keeps_batches_in_flight_and_in_order(tiny_embedder):
@@ -413,3 +394,30 @@ def test_a_decoder_graph_is_not_compiled_in_bf16_where_openvino_would_crash(monk
     assert backends.bf16_crash("encoder", 1) is None and backends.bf16_crash("seq2seq", 1) is None
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
     assert backends.bf16_crash("decoder", 1) is None
+
+
+@pytest.mark.parametrize("family_model", ["decoder"], indirect=True)
+def test_a_decoder_graph_runs_in_f32_where_its_bf16_compile_would_crash(family_model, monkeypatch, caplog):
+    """On an AMX CPU, one thread: the export leaves bf16 unchecked and says so in the record, GraphModel runs the
+    graph in f32 with a warning, and map runs the batches one by one rather than on one-thread streams. (On a CPU
+    with AMX this compiles for real: without the guard the process would die here.)"""
+    from transformers import AutoConfig
+
+    from reranker.common import precision
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16", "amx_bf16"}))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        export(str(family_model), ExportOptions(backend="openvino"))
+        assert backends.read_record(family_model, "openvino")["probe"]["bf16"].startswith("not checked: OpenVINO")
+        with caplog.at_level("WARNING", logger="reranker.models.backends"):
+            graph = backends.GraphModel(family_model, "openvino", AutoConfig.from_pretrained(family_model), "bf16",
+                                        torch.bfloat16, threads=1)
+        assert graph.hint == "f32" and "runs in f32 here" in caplog.text
+        graph.hint = "bf16"  # as a graph compiled for bf16 on more threads: map must not open one-thread streams
+        ids = torch.tensor([[5, 6, 7, 8], [0, 0, 9, 10]])
+        outputs = list(graph.map(iter([{"input_ids": ids, "attention_mask": (ids > 0).long()}])))
+        assert len(outputs) == 1 and outputs[0].shape == (2, 2) and graph._stream is None
+    finally:
+        torch.set_num_threads(threads)

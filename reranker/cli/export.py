@@ -45,7 +45,7 @@ class ExportArguments:
                 "output.dense, T5's o and wo, Llama-style o_proj and down_proj), where int8 cost an encoder's "
                 "ranking quality; for an embedder, none. 'none' quantises every layer it can."})
     calibration_batch_size: int | None = field(default=None, metadata={
-        "help": "openvino-int8: NNCF collects its activation ranges on the probe pairs in batches of this many. "
+        "help": "openvino-int8: NNCF collects its activation ranges on the probe inputs in batches of this many. "
                 "1: each input alone, so no padding enters the ranges (the default for an encoder reranker and an "
                 "embedder); default for the seq2seq and decoder families: the probe batches of 16."})
 

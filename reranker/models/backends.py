@@ -272,6 +272,7 @@ class GraphModel:
         """The output tensor of each batch of inputs, in order: OpenVINO keeps several batches in flight
         (openvino_stream, compiled on first use), ONNX Runtime runs them one by one, and so does OpenVINO where
         its streams of one thread each could not run this graph in its precision (bf16_crash)."""
+        # The throughput streams are taken to have one thread each, as on a few cores (not measured per machine).
         if self.runtime != "openvino" or (self.hint == "bf16" and bf16_crash(self.record.get("family"), 1)):
             for inputs in batches:
                 yield getattr(self(**inputs), self.output)

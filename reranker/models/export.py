@@ -369,9 +369,10 @@ def export(model_path: str, options: ExportOptions | None = None) -> Path:
                           "{query, pos, neg} jsonl such as a training file, or a BEIR folder)")
     if not 0 < options.min_correlation <= 1:
         raise ConfigError(f"--min_correlation must be in (0, 1], got {options.min_correlation}")
-    if options.batch_size < 1 or (options.calibration_batch_size or 1) < 1:
-        raise ConfigError(f"--batch_size and --calibration_batch_size must be at least 1, got {options.batch_size} "
-                          f"and {options.calibration_batch_size}")
+    if options.batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {options.batch_size}")
+    if options.calibration_batch_size is not None and options.calibration_batch_size < 1:
+        raise ConfigError(f"--calibration_batch_size must be at least 1, got {options.calibration_batch_size}")
     kind = model_kind(model_path)
     digest = B.weights_digest(model_path)
     pairs = read_probe(options.probe_data, options.probe_pairs, options.seed)
@@ -409,9 +410,11 @@ def export(model_path: str, options: ExportOptions | None = None) -> Path:
             ov.save_model(_convert_openvino(source, batches[0]), str(built), compress_to_fp16=False)
         checks = {}
         hints = ["f32"] + (["bf16"] if runtime == "openvino" and native_bf16("cpu") else [])
+        bf16_skipped = None
         if "bf16" in hints and (why := B.bf16_crash(source.family, torch.get_num_threads())):
             logger.warning("bf16 not checked: %s", why)
             hints.remove("bf16")
+            bf16_skipped = f"not checked: {why}"
         for hint in hints:
             run = _graph_runner(built, runtime, source.output, hint)
             scores = [source.scores(run(b), b, n) for b, n in sets]
@@ -440,7 +443,8 @@ def export(model_path: str, options: ExportOptions | None = None) -> Path:
                   "seconds": round(time.time() - started, 1),
                   "quantization": quantization.get(backend),
                   "probe": {"data": options.probe_data or "built-in pairs", "pairs": len(pairs), "seed": options.seed,
-                            "min_correlation": least, "agreement": checks},
+                            "min_correlation": least, "agreement": checks,
+                            **({"bf16": bf16_skipped} if bf16_skipped else {})},
                   "speed": speed, "versions": _versions(runtime), "opset": options.opset}
         for produced in sorted(work.iterdir()):
             if produced.name != "model.onnx" or backend == "onnx":

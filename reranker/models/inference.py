@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Sequence
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -27,17 +25,6 @@ from reranker.models.loading import (
 from reranker.models.scorers import ScorerOptions, saved_metadata, scorer_for
 
 logger = logging.getLogger(__name__)
-
-
-class _Finished:
-    """One batch's graph output, already computed, answering the scorer's `model(**inputs).<output>` as the graph
-    would (a scorer reads a graph by its `output` name: reranker/models/scorers)."""
-
-    def __init__(self, output: str, value: torch.Tensor):
-        self.output, self._value = output, value
-
-    def __call__(self, **inputs) -> SimpleNamespace:
-        return SimpleNamespace(**{self.output: self._value})
 
 DEFAULT_MAX_LENGTH = 512
 
@@ -182,33 +169,15 @@ class Reranker:
         max_length = max_length or self.max_length
         order = length_order(items)
         out = np.empty((len(items), *shape), dtype=np.float32)
-        rows = [order[start:start + batch_size] for start in range(0, len(items), batch_size)]
-        batches = ({k: v.to(self.device) for k, v in self.scorer.encode(
-            [items[i][0] for i in idx], [items[i][1] for i in idx], *budgets, max_length=max_length).items()}
-            for idx in rows)
-        for idx, (batch, model) in tqdm(zip(rows, self._computed(batches), strict=True), total=len(rows),
-                                        desc="Scoring", disable=not show_progress, unit="batch"):
+        starts = range(0, len(items), batch_size)
+        for start in tqdm(starts, desc="Scoring", disable=not show_progress, unit="batch"):
+            idx = order[start:start + batch_size]
+            queries, passages = [items[i][0] for i in idx], [items[i][1] for i in idx]
+            batch = self.scorer.encode(queries, passages, *budgets, max_length=max_length)
+            batch = {k: v.to(self.device) for k, v in batch.items()}
             with self._autocast():
-                out[idx] = read(model, batch).float().cpu().numpy()
+                out[idx] = read(self.model, batch).float().cpu().numpy()
         return out
-
-    def _computed(self, batches):
-        """(inputs, the model to read them with) of each batch, in order. A graph keeps several batches in flight
-        (GraphModel.map: the next batches are tokenized while the graph runs), and the scorer then reads each
-        batch's finished output; the torch model is called by the scorer itself."""
-        if not isinstance(self.model, GraphModel):
-            for batch in batches:
-                yield batch, self.model
-            return
-        sent = deque()
-
-        def feeds():
-            for batch in batches:
-                sent.append(batch)
-                yield batch
-
-        for output in self.model.map(feeds()):
-            yield sent.popleft(), _Finished(self.model.output, output)
 
     def rerank(self, query: str, passages: Sequence[str], top_k: int | None = None, batch_size: int = 32,
                first_stage_scores: Sequence[float] | None = None, weight: float | None = None) -> list[dict]:
