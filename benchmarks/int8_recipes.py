@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -95,25 +94,25 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(a.threads)
 
     rows: dict[str, dict] = {}
+    digest = backends.weights_digest(a.model)
     for name in a.recipes:
         keep, calibration = RECIPES[name]
+        pattern = INT8_KEEP if keep == "kept" else None
         copy = Path(a.workdir) / f"{'embedder-' if a.embedder else ''}{name}"
         made = backends.read_record(copy, "openvino-int8") if backends.graph_path(copy, "openvino-int8").is_file() \
             else {}
-        # An earlier export is reused only when it is this model's, on this probe, calibrated as the recipe says.
-        if (made.get("weights_sha256") != backends.weights_digest(a.model)
-                or made.get("probe", {}).get("data") != a.probe_data
-                or f"in batches of {calibration}," not in made.get("quantization", "")):
+        # An earlier export is reused only when it is this model's, on this probe, made as the recipe says.
+        int8 = made.get("int8", {})
+        if (made.get("weights_sha256") != digest or made.get("probe", {}).get("data") != a.probe_data
+                or int8.get("calibration_batch_size") != calibration or int8.get("keep") != pattern):
             shutil.rmtree(copy, ignore_errors=True)
             shutil.copytree(a.model, copy, ignore=shutil.ignore_patterns("onnx", "openvino", "checkpoint-*"))
             export(str(copy), ExportOptions(backend="openvino-int8", probe_data=a.probe_data,
-                                            int8_keep=INT8_KEEP if keep == "kept" else "none",
-                                            calibration_batch_size=calibration))
-        record = json.loads((copy / "openvino" / backends.RECORD).read_text())["openvino_model_qint8.xml"]
-        rows[name] = {"path": str(copy), "quantization": record["quantization"],
-                      "probe_correlation": record["probe"]["agreement"]["f32"]["correlation"],
-                      "kept": int(kept.group(1)) if (kept := re.search(r"the (\d+) MatMul layers", record[
-                          "quantization"])) else 0, "quality": [], "diffs": []}
+                                            int8_keep=pattern or "none", calibration_batch_size=calibration))
+            made = backends.read_record(copy, "openvino-int8")
+        rows[name] = {"path": str(copy), "quantization": made["quantization"],
+                      "probe_correlation": made["probe"]["agreement"]["f32"]["correlation"],
+                      "kept": made["int8"]["layers_kept"], "quality": [], "diffs": []}
 
     measure = embedder_quality(a) if a.embedder else reranker_quality(a)
     reference = measure(a.model, "torch")

@@ -142,6 +142,7 @@ def test_int8_keeps_a_rerankers_output_projections_and_none_of_an_embedders(tiny
     kept = backends.read_record(tiny_model, "openvino-int8")["quantization"]
     # 2 layers x (attention output + feed-forward down-projection), counted in the graph
     assert "the 4 MatMul layers matching" in kept and "dense" in kept and kept.endswith("kept out of int8")
+    assert backends.read_record(tiny_model, "openvino-int8")["int8"]["layers_kept"] == 4
     export_cli.main([str(tiny_model), "--backend", "openvino-int8", "--probe_data", str(probe), "--int8_keep", "none",
                      "--min_correlation", "0.5"])
     assert backends.read_record(tiny_model, "openvino-int8")["quantization"].endswith("every layer in int8")
@@ -162,7 +163,8 @@ def test_int8_calibration_takes_each_probe_pair_alone_or_the_probe_batches(tiny_
 
     monkeypatch.setattr(export_module, "_quantize_openvino", spy)
     export(str(tiny_model), ExportOptions(backend="openvino-int8", probe_data=str(probe), min_correlation=0.5))
-    assert "in batches of 1," in backends.read_record(tiny_model, "openvino-int8")["quantization"]
+    record = backends.read_record(tiny_model, "openvino-int8")
+    assert "in batches of 1," in record["quantization"] and record["int8"]["calibration_batch_size"] == 1
     export_cli.main([str(tiny_model), "--backend", "openvino-int8", "--probe_data", str(probe),
                      "--calibration_batch_size", "16", "--min_correlation", "0.5"])
     assert "in batches of 16," in backends.read_record(tiny_model, "openvino-int8")["quantization"]

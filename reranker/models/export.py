@@ -442,6 +442,9 @@ def export(model_path: str, options: ExportOptions | None = None) -> Path:
                   "made": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "seconds": round(time.time() - started, 1),
                   "quantization": quantization.get(backend),
+                  # the same, as fields a program reads (openvino-int8 only)
+                  **({"int8": {"layers_kept": kept, "keep": keep, "calibration_batch_size": calibration_size}}
+                     if backend == "openvino-int8" else {}),
                   "probe": {"data": options.probe_data or "built-in pairs", "pairs": len(pairs), "seed": options.seed,
                             "min_correlation": least, "agreement": checks,
                             **({"bf16": bf16_skipped} if bf16_skipped else {})},
