@@ -10,6 +10,7 @@ its own way), batch 32, the same max length and threads, after a warm-up, in int
   - sentence-transformers `CrossEncoder.predict` in torch fp32 (the reference of the 2x goal) and bf16;
   - ours: `Reranker` with backend torch (fp32, bf16), onnx, onnx-int8, openvino (bf16 where the CPU has it) and
     openvino-int8, the graphs exported by reranker-export (made here when missing, int8 calibrated on --probe_data);
+    and openvino-int8 again without the copies compiled for recurring batch shapes (backends.OpenVinoShapes);
   - with --peer_python (a venv with sentence-transformers, optimum-onnx and optimum-intel, which cannot sit beside
     this project's transformers): CrossEncoder with backend onnx, onnx O3-optimised, onnx int8
     (`export_dynamic_quantized_onnx_model`, avx512_vnni), openvino and openvino static int8
@@ -37,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import ST_STATIC_OPENVINO, race, run_peer  # noqa: E402
 from rerank_throughput import beir_pairs  # noqa: E402
 
-OURS = ["torch-fp32", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+# "-dynamic": the same graph run without the copies OpenVINO compiles for recurring batch shapes (what they add).
+OURS = ["torch-fp32", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-int8", "openvino-int8-dynamic"]
 
 # Run in the peer venv: sentence-transformers exports and scores with its own backends.
 PEER = r'''
@@ -105,7 +107,14 @@ def count_macs(model_path: str, pairs, max_length: int) -> float:
 
 def ours(model: str, name: str, max_length: int):
     from reranker import Reranker
+    from reranker.models import backends
 
+    if name.endswith("-dynamic"):
+        saved, backends.STATIC_COPIES = backends.STATIC_COPIES, 0  # read when the graph is loaded
+        try:
+            return ours(model, name.removesuffix("-dynamic"), max_length)
+        finally:
+            backends.STATIC_COPIES = saved
     if name.startswith("torch"):
         return Reranker(model, device="cpu", dtype=name.split("-")[1], max_length=max_length)
     # openvino runs bf16 where the CPU has it (auto); ONNX Runtime fp32 or int8 weights.
@@ -187,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
                "vs_fastest_peer": round(value / speed[fastest_peer], 2)}
         short = name.removeprefix("ours ")
         if short in ndcg:
-            precision = "int8" if short.endswith("int8") else "bf16" if short in ("torch-bf16", "openvino") else "fp32"
+            precision = "int8" if "int8" in short else "bf16" if short in ("torch-bf16", "openvino") else "fp32"
             peak, how = peak_macs(precision, a.threads)
             row |= {"dev_nDCG@10": round(ndcg[short], 4), "diff_vs_fp32": round(ndcg[short] - ndcg["torch-fp32"], 4),
                     "share_of_peak": round(macs * value / len(pairs) / peak, 3), "peak": how}

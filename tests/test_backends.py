@@ -194,6 +194,50 @@ def test_an_openvino_graph_keeps_batches_in_flight_and_in_order(tiny_embedder):
         torch.testing.assert_close(out, graph(**batch).last_hidden_state)
 
 
+def test_a_batch_shape_that_recurs_gets_a_graph_compiled_for_it(tiny_embedder, monkeypatch):
+    """OpenVINO compiles a copy of the graph for a batch shape on its STATIC_AFTER-th batch, at most STATIC_COPIES
+    shapes, for the call and for map; a copy gives what the dynamic graph gives, and other shapes still run."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    export(str(tiny_embedder), ExportOptions(backend="openvino"))
+    monkeypatch.setattr(backends, "STATIC_COPIES", 1)
+    config = AutoConfig.from_pretrained(tiny_embedder)
+    graph = backends.GraphModel(tiny_embedder, "openvino", config, dtype="fp32", resolved=torch.float32)
+    assert graph.static_copies == 1
+    tokenizer = AutoTokenizer.from_pretrained(tiny_embedder)
+    texts = [p for _, p in PAIRS]
+
+    def batch(rows, length):
+        return tokenizer(rows, padding="max_length", truncation=True, max_length=length, return_tensors="pt")
+
+    same, other = [batch(texts[:4], 24) for _ in range(4)], [batch(texts[4:6], 20) for _ in range(4)]
+    monkeypatch.setattr(backends, "STATIC_COPIES", 0)
+    reference = backends.GraphModel(tiny_embedder, "openvino", config, dtype="fp32", resolved=torch.float32)
+    assert reference.static_copies == 0
+    expected = [reference(**batch).last_hidden_state for batch in same + other]
+
+    outputs = [graph(**batch).last_hidden_state for batch in same + other]
+    assert list(graph._run.shapes.static) == [(("attention_mask", (4, 24)), ("input_ids", (4, 24)),
+                                                ("token_type_ids", (4, 24)))]
+    mapped = list(graph.map(iter(same + other)))
+    for out, map_out, want in zip(outputs, mapped, expected, strict=True):
+        torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(map_out, want, atol=1e-5, rtol=1e-5)
+
+
+def test_only_small_encoder_and_embedder_graphs_get_one_shape_copies(tmp_path):
+    graph = tmp_path / "openvino_model.xml"
+    graph.write_text("<net/>")
+    graph.with_suffix(".bin").write_bytes(b"\0" * 1024)
+    assert backends.static_copies_for({"family": "encoder"}, graph) == backends.STATIC_COPIES > 0
+    assert backends.static_copies_for({"family": "embedder"}, graph) == backends.STATIC_COPIES
+    assert backends.static_copies_for({"family": "decoder"}, graph) == 0
+    assert backends.static_copies_for({"family": "seq2seq"}, graph) == 0
+    with open(graph.with_suffix(".bin"), "r+b") as handle:  # sparse: past the size gate without writing it
+        handle.truncate(backends.STATIC_MAX_BYTES + 1)
+    assert backends.static_copies_for({"family": "encoder"}, graph) == 0
+
+
 def test_export_command(tiny_model, probe):
     """reranker-export MODEL_DIR: the options reach the export (the probe's size is recorded); torch and unknown
     backends are refused by the parser before any work."""

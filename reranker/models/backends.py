@@ -142,9 +142,11 @@ def read_record(model_path: str | Path, backend: str) -> dict:
     return records[graph.name]
 
 
-def graph_runner(path: str | Path, runtime: str, output: str, hint: str = "f32", threads: int | None = None):
+def graph_runner(path: str | Path, runtime: str, output: str, hint: str = "f32", threads: int | None = None,
+                 static_copies: int = 0):
     """(input names, `run(feed) -> float32 array`) of a graph file, loaded once: ONNX Runtime on the CPU, or OpenVINO
-    with `hint` ("f32" or "bf16") as its inference precision; `threads` defaults to torch's."""
+    with `hint` ("f32" or "bf16") as its inference precision; `threads` defaults to torch's. `static_copies`: how
+    many batch shapes OpenVINO may compile a copy of the graph for (OpenVinoShapes)."""
     module = import_runtime(runtime)
     threads = threads or torch.get_num_threads()
     if runtime == "onnx":
@@ -152,10 +154,21 @@ def graph_runner(path: str | Path, runtime: str, output: str, hint: str = "f32",
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         session = module.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return [i.name for i in session.get_inputs()], lambda feed: session.run([output], feed)[0]
-    compiled = _compile_openvino(module, path, hint, threads, "LATENCY")
-    request = compiled.create_infer_request()
-    return ([_input_name(port) for port in compiled.inputs],
-            lambda feed: request.infer(feed)[compiled.output(output)].copy())
+    run = OpenVinoRun(OpenVinoShapes(module, path, hint, threads, "LATENCY", static_copies), output)
+    return [_input_name(port) for port in run.shapes.dynamic.inputs], run
+
+
+class OpenVinoRun:
+    """`run(feed) -> float32 array` on an OpenVINO graph: one infer request per compiled graph (OpenVinoShapes)."""
+
+    def __init__(self, shapes, output: str):
+        self.shapes, self.output, self.requests = shapes, output, {}
+
+    def __call__(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        compiled = self.shapes.compiled(feed)
+        if id(compiled) not in self.requests:
+            self.requests[id(compiled)] = compiled.create_infer_request()
+        return self.requests[id(compiled)].infer(feed)[compiled.output(self.output)].copy()
 
 
 def _input_name(port) -> str:
@@ -179,35 +192,96 @@ def bf16_crash(family: str | None, threads_per_stream: int) -> str | None:
     return None
 
 
-def _compile_openvino(module, path: str | Path, hint: str, threads: int, mode: str):
-    """The graph compiled for the CPU with `hint` as its inference precision and `mode` as OpenVINO's performance
-    hint (LATENCY: one request on all threads; THROUGHPUT: several streams sharing them)."""
-    return module.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                          "INFERENCE_PRECISION_HINT": hint,
-                                                          "PERFORMANCE_HINT": mode})
+def _compile_openvino(module, model, hint: str, threads: int, mode: str):
+    """The graph (a file path or a read model) compiled for the CPU with `hint` as its inference precision and `mode`
+    as OpenVINO's performance hint (LATENCY: one request on all threads; THROUGHPUT: several streams sharing them)."""
+    return module.Core().compile_model(model if not isinstance(model, Path | str) else str(model), "CPU",
+                                       {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": hint,
+                                        "PERFORMANCE_HINT": mode})
 
 
-def openvino_stream(path: str | Path, output: str, hint: str = "f32", threads: int | None = None):
+# A batch shape met this many times gets a copy of the graph compiled for that shape alone.
+STATIC_AFTER = 3
+# At most this many such copies per graph: each holds its own weights (about 90 MB for MiniLM in int8) and costs
+# about half a second to compile, so a shape that came back only a few times may not repay it.
+STATIC_COPIES = 2
+# Measured for these families only (MiniLM rerankers and embedders), and for graphs up to this size.
+STATIC_FAMILIES = ("encoder", "embedder")
+STATIC_MAX_BYTES = 256 << 20
+
+
+class OpenVinoShapes:
+    """An OpenVINO graph compiled for any shape (dynamic), plus copies compiled each for one batch shape (static).
+
+    The same graph compiled for one fixed shape ran 1.10-1.14x faster than compiled for any shape here (MiniLM,
+    OpenVINO 2026.4, int8 and bf16, 256-token pairs in batches of 32 and 34-token texts in batches of 128;
+    results/backends.md). Batches sorted by length share their shape where texts meet the token budget: 72-79% of
+    scifact's and nfcorpus's passages fill 256 tokens, so most batches of a long corpus are (batch, budget). A shape
+    gets its copy on its STATIC_AFTER-th batch, up to `copies` shapes; the rest run on the dynamic graph. The inputs
+    are never padded or changed: a copy computes what the dynamic graph computes, for one shape."""
+
+    def __init__(self, module, path: str | Path, hint: str, threads: int, mode: str, copies: int = 0):
+        self.module, self.path, self.hint, self.threads, self.mode = module, path, hint, threads, mode
+        self.copies = copies
+        self.dynamic = _compile_openvino(module, path, hint, threads, mode)
+        self.static: dict[tuple, object] = {}
+        self.seen: dict[tuple, int] = {}
+
+    def compiled(self, feed: dict[str, np.ndarray]):
+        """The compiled graph to run this feed on."""
+        key = tuple((name, array.shape) for name, array in sorted(feed.items()))
+        if key in self.static:
+            return self.static[key]
+        if len(self.static) < self.copies:
+            self.seen[key] = self.seen.get(key, 0) + 1
+            if self.seen[key] >= STATIC_AFTER:
+                model = self.module.Core().read_model(str(self.path))
+                model.reshape({name: list(shape) for name, shape in key})
+                self.static[key] = _compile_openvino(self.module, model, self.hint, self.threads, self.mode)
+                logger.debug("%s: compiled for shape %s", self.path, key)
+                return self.static[key]
+        return self.dynamic
+
+
+def static_copies_for(record: dict, path: str | Path) -> int:
+    """How many one-shape copies (OpenVinoShapes) an OpenVINO graph gets: STATIC_COPIES for the families and sizes
+    where they were measured faster, else none."""
+    weights = Path(path).with_suffix(".bin")
+    small = weights.is_file() and weights.stat().st_size <= STATIC_MAX_BYTES
+    return STATIC_COPIES if record.get("family") in STATIC_FAMILIES and small else 0
+
+
+def openvino_stream(path: str | Path, output: str, hint: str = "f32", threads: int | None = None,
+                    static_copies: int = 0):
     """`run_many(feeds) -> iterator of float32 arrays`, in the feeds' order, for an OpenVINO graph compiled for
     throughput: several batches in flight on streams that share the threads. On 2 cores, two streams of one thread
     each encoded short texts faster than one request on both threads (results/backends.md): a batch's small
-    matrices keep two threads waiting on each other."""
+    matrices keep two threads waiting on each other. `static_copies` as in graph_runner."""
     module = import_runtime("openvino")
-    compiled = _compile_openvino(module, path, hint, threads or torch.get_num_threads(), "THROUGHPUT")
-    port = compiled.output(output)
-    jobs = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+    shapes = OpenVinoShapes(module, path, hint, threads or torch.get_num_threads(), "THROUGHPUT", static_copies)
 
     def run_many(feeds):
-        queue = module.AsyncInferQueue(compiled, jobs)
         done: dict[int, np.ndarray] = {}
-        queue.set_callback(lambda request, n: done.__setitem__(n, request.get_tensor(port).data.copy()))
-        following = 0
+        queues = {}  # one queue of requests per compiled graph
+        following, running = 0, None
         for n, feed in enumerate(feeds):
+            compiled = shapes.compiled(feed)
+            if id(compiled) not in queues:
+                jobs = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+                queues[id(compiled)] = module.AsyncInferQueue(compiled, jobs)
+                port = compiled.output(output)
+                queues[id(compiled)].set_callback(
+                    lambda request, n, port=port: done.__setitem__(n, request.get_tensor(port).data.copy()))
+            queue = queues[id(compiled)]
+            if running is not None and running is not queue:
+                running.wait_all()  # one graph's streams at a time: two would share the threads
+            running = queue
             queue.start_async(feed, n)  # waits for a free request when all are busy
             while following in done:
                 yield done.pop(following)
                 following += 1
-        queue.wait_all()
+        if running is not None:
+            running.wait_all()
         while following in done:
             yield done.pop(following)
             following += 1
@@ -252,8 +326,9 @@ class GraphModel:
         if hint == "bf16" and (why := bf16_crash(self.record.get("family"), threads or torch.get_num_threads())):
             logger.warning("%s: %s", graph_path(model_path, backend), why)
             hint = "f32"
-        self.inputs, self._run = graph_runner(graph_path(model_path, backend), self.runtime, self.output, hint,
-                                              threads)
+        graph = graph_path(model_path, backend)
+        self.static_copies = static_copies_for(self.record, graph) if self.runtime == "openvino" else 0
+        self.inputs, self._run = graph_runner(graph, self.runtime, self.output, hint, threads, self.static_copies)
         self.model_path, self.hint, self.threads = model_path, hint, threads
         self._stream = None  # map()'s throughput-compiled graph, made on first use
 
@@ -279,7 +354,7 @@ class GraphModel:
             return
         if self._stream is None:
             self._stream = openvino_stream(graph_path(self.model_path, self.backend), self.output, self.hint,
-                                           self.threads)
+                                           self.threads, self.static_copies)
         for out in self._stream(self._feed(inputs) for inputs in batches):
             yield torch.from_numpy(np.asarray(out, dtype=np.float32))
 
