@@ -72,6 +72,9 @@ class Embedder:
             raise FileNotFoundError(f"embedder {model_name_or_path!r} could not be loaded: {error}") from None
         self.backend = backend
         self.model.to(self.device).eval()
+        if self.dtype == torch.bfloat16:  # bf16 weights rather than autocast, as Reranker (models/inference.py)
+            self.model.to(torch.bfloat16)
+            self.dtype = None
         self.pooling = pooling
         self.normalize = normalize
         self.dim = self.model.config.hidden_size

@@ -58,11 +58,11 @@ class Reranker:
     (`template`, `prefix`, `body`, `suffix`, `instruction`, `true_token`, `false_token`, `score_mode`, as in
     ScorerOptions) override them.
 
-    `dtype` "bf16"/"fp16" runs the forward under autocast; on CPU, bf16 roughly doubles MiniLM throughput
-    where the processor has AVX512-BF16 and is several times slower than fp32 where it has not. "auto": bf16
-    where the device has it natively, else fp32. `max_length` is the pair's token budget; by default a model
-    trained here is read as it was trained (query and passage each cut to the budgets saved in its config.json),
-    any other model to 512 tokens or its own limit.
+    `dtype` "bf16" casts the weights to bf16, "fp16" runs the forward under autocast; on CPU, bf16 roughly doubles
+    MiniLM throughput where the processor has AVX512-BF16 and is several times slower than fp32 where it has not.
+    "auto": bf16 where the device has it natively, else fp32. `max_length` is the pair's token budget; by default a
+    model trained here is read as it was trained (query and passage each cut to the budgets saved in its
+    config.json), any other model to 512 tokens or its own limit.
 
     `backend` "onnx", "onnx-int8", "openvino" or "openvino-int8" scores with the graph `reranker-export` wrote
     beside the weights (any family, CPU; reranker/models/backends.py); "torch", the default, with the weights;
@@ -108,6 +108,13 @@ class Reranker:
         if adapter:
             model = lora.apply_adapter(model, model_name_or_path, metadata)
         self.model = model.to(self.device).eval()
+        if self.dtype == torch.bfloat16:
+            # bf16 weights, as sentence-transformers and FlagEmbedding load them, rather than autocast over fp32
+            # weights, which casts every weight again each batch and keeps some ops in fp32: 1.13x the pairs/s on a
+            # CPU with AMX (MiniLM, 256-token pairs; results/backends.md), dev nDCG@10 as close to fp32. fp16 keeps
+            # autocast: fp16 weights overflow where bf16's range does not (T5's activations).
+            self.model.to(torch.bfloat16)
+            self.dtype = None
         # (query, passage) token budgets of a model we trained (config.json "reranker"): used unless a length is given.
         self.budgets: tuple[int, int] | None = None
         trained = saved_metadata(self.model.config)
