@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import ST_STATIC_OPENVINO, race, run_peer  # noqa: E402
+from common import ST_STATIC_OPENVINO, race, run_peer, without_shape_copies  # noqa: E402
 from rerank_throughput import beir_pairs  # noqa: E402
 
 # "-dynamic": the same graph run without the copies OpenVINO compiles for recurring batch shapes (what they add).
@@ -107,14 +107,10 @@ def count_macs(model_path: str, pairs, max_length: int) -> float:
 
 def ours(model: str, name: str, max_length: int):
     from reranker import Reranker
-    from reranker.models import backends
 
     if name.endswith("-dynamic"):
-        saved, backends.STATIC_COPIES = backends.STATIC_COPIES, 0  # read when the graph is loaded
-        try:
+        with without_shape_copies():
             return ours(model, name.removesuffix("-dynamic"), max_length)
-        finally:
-            backends.STATIC_COPIES = saved
     if name.startswith("torch"):
         return Reranker(model, device="cpu", dtype=name.split("-")[1], max_length=max_length)
     # openvino runs bf16 where the CPU has it (auto); ONNX Runtime fp32 or int8 weights.

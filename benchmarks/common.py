@@ -1,8 +1,10 @@
 """Shared by the benchmarks: running a command and reading its process tree's peak resident memory, racing calls,
-and the driver that trains sentence-transformers' cross-encoder as ours trains."""
+OpenVINO graphs without their one-shape copies, and the driver that trains sentence-transformers' cross-encoder as
+ours trains."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -13,6 +15,20 @@ _MEASURE = (
     "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
     "sys.exit(code)"
 )
+
+
+@contextlib.contextmanager
+def without_shape_copies(active: bool = True):
+    """OpenVINO graphs loaded inside run on their dynamic compile alone, without the copies compiled for recurring
+    batch shapes (reranker.models.backends.OpenVinoShapes): what those copies add, raced in the same run."""
+    from reranker.models import backends
+
+    saved = backends.STATIC_COPIES
+    backends.STATIC_COPIES = 0 if active else saved  # read when a graph is loaded
+    try:
+        yield
+    finally:
+        backends.STATIC_COPIES = saved
 
 
 def run_measured(command: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float, float]:

@@ -9,7 +9,7 @@ the same corpus passages (seeded sample, in that order: each batches its own way
 and threads, after a warm-up, in interleaved rounds (best kept):
   - sentence-transformers `SentenceTransformer.encode` in torch fp32 and bf16;
   - ours: `Embedder` with backend torch (fp32, bf16), onnx, onnx-int8, openvino (bf16 where the CPU has it) and
-    openvino-int8;
+    openvino-int8, and openvino-int8 again without the copies compiled for recurring batch shapes;
   - with --peer_python: SentenceTransformer with backend onnx, onnx O3, onnx int8 (avx512_vnni), openvino and
     openvino static int8 (`export_static_quantized_openvino_model`, calibrated on 300 other corpus passages), each
     exported by sentence-transformers from a copy of the weights.
@@ -31,9 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import ST_STATIC_OPENVINO, race, run_peer  # noqa: E402
+from common import ST_STATIC_OPENVINO, race, run_peer, without_shape_copies  # noqa: E402
 
-OURS = ["torch-fp32", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+# "-dynamic": the same graph run without the copies OpenVINO compiles for recurring batch shapes (what they add).
+OURS = ["torch-fp32", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-int8", "openvino-int8-dynamic"]
 
 PEER = r'''
 import json, sys, time
@@ -121,8 +122,9 @@ def main(argv: list[str] | None = None) -> dict:
         st.max_seq_length = a.max_length
         calls[f"SentenceTransformer torch-{dtype}"] = lambda t, m=st: m.encode(t, batch_size=a.batch_size)
     for name in OURS:
-        embedder = Embedder(str(model), dtype=name.split("-")[1] if name.startswith("torch") else "auto",
-                            backend="torch" if name.startswith("torch") else name)
+        with without_shape_copies(name.endswith("-dynamic")):
+            embedder = Embedder(str(model), dtype=name.split("-")[1] if name.startswith("torch") else "auto",
+                                backend="torch" if name.startswith("torch") else name.removesuffix("-dynamic"))
         calls[f"ours {name}"] = lambda t, e=embedder: e.encode(t, a.max_length, a.batch_size, show_progress=False)
     speed = race(calls, texts, a.rounds)
     speed |= {f"SentenceTransformer {name}": value for name, value in peer.items()}
@@ -130,8 +132,9 @@ def main(argv: list[str] | None = None) -> dict:
     quality = {}
     for name in OURS:
         dtype = name.split("-")[1] if name.startswith("torch") else "auto"
-        run = dense_run(data, 100, str(model), None, "", 64, a.max_length, dtype, a.batch_size,
-                        "torch" if name.startswith("torch") else name)
+        with without_shape_copies(name.endswith("-dynamic")):
+            run = dense_run(data, 100, str(model), None, "", 64, a.max_length, dtype, a.batch_size,
+                            "torch" if name.startswith("torch") else name.removesuffix("-dynamic"))
         metrics = ranking_metrics(data.qrels, run)
         quality[name] = {"nDCG@10": metrics["nDCG@10"], "Recall@100": metrics["Recall@100"]}
     reference = speed["SentenceTransformer torch-fp32"]
