@@ -211,15 +211,18 @@ def test_a_batch_shape_that_recurs_gets_a_graph_compiled_for_it(tiny_embedder, m
         return tokenizer(rows, padding="max_length", truncation=True, max_length=length, return_tensors="pt")
 
     same, other = [batch(texts[:4], 24) for _ in range(4)], [batch(texts[4:6], 20) for _ in range(4)]
-    monkeypatch.setattr(backends, "STATIC_COPIES", 0)
-    reference = backends.GraphModel(tiny_embedder, "openvino", config, dtype="fp32", resolved=torch.float32)
+    reference = backends.GraphModel(tiny_embedder, "openvino", config, dtype="fp32", resolved=torch.float32,
+                                    shape_copies=False)
     assert reference.static_copies == 0
     expected = [reference(**batch).last_hidden_state for batch in same + other]
+    assert all(torch.equal(expected[0], out) for out in expected[1:4])  # one compile: the same batch, the same output
 
     outputs = [graph(**batch).last_hidden_state for batch in same + other]
     assert list(graph._run.shapes.static) == [(("attention_mask", (4, 24)), ("input_ids", (4, 24)),
                                                 ("token_type_ids", (4, 24)))]
+    assert len(graph._run.requests) == 2  # the later batches of that shape ran on the copy
     mapped = list(graph.map(iter(same + other)))
+    assert len(graph._stream.shapes.static) == 1 and not reference._run.shapes.static
     for out, map_out, want in zip(outputs, mapped, expected, strict=True):
         torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(map_out, want, atol=1e-5, rtol=1e-5)

@@ -110,3 +110,15 @@ def test_auto_can_be_pinned_for_a_process_tree(cpu, monkeypatch):
     assert precision.resolve_dtype("auto", "--dtype", "cpu") == "fp32"
     monkeypatch.setenv(precision.AUTO_ENV, "nonsense")  # not a precision: ignored, the hardware decides
     assert precision.resolve_dtype("auto", "--dtype", "cpu") == "bf16"
+
+
+def test_bf16_weights_leave_buffers_and_integer_weights_alone():
+    """cast_weights: floating parameters to bf16; a floating buffer (rotary inv_freq) and integer tensors stay."""
+    import torch
+
+    module = torch.nn.Linear(4, 2)
+    module.register_buffer("inv_freq", torch.rand(3))
+    module.codes = torch.nn.Parameter(torch.ones(2, dtype=torch.int8), requires_grad=False)
+    precision.cast_weights(module, torch.bfloat16)
+    assert module.weight.dtype == module.bias.dtype == torch.bfloat16
+    assert module.inv_freq.dtype == torch.float32 and module.codes.dtype == torch.int8

@@ -126,8 +126,18 @@ def autocast(device_type: str, dtype):
     return contextlib.nullcontext() if dtype is None else torch.autocast(device_type, dtype=dtype)
 
 
+def cast_weights(model, dtype) -> None:
+    """The model's floating-point parameters in `dtype`, cast once for inference. Buffers keep their precision:
+    rotary embeddings' inv_freq rounded to bf16 would shift every position's angle (a known transformers pitfall),
+    and loading with from_pretrained(dtype=bf16) keeps them in fp32 too. Quantised (integer) weights are left alone."""
+    for param in model.parameters():
+        if param.is_floating_point():
+            param.data = param.data.to(dtype)
+
+
 def inference_dtype(name: str | None, device_type: str, what: str):
-    """The autocast dtype of a scoring or embedding model: 'auto' resolved for the device, fp16 refused on a CPU."""
+    """The torch dtype of a scoring or embedding model's precision: 'auto' resolved for the device, fp16 refused on a
+    CPU."""
     if name not in (None, "auto", *PRECISIONS):
         raise ValueError(f"{what} must be one of {[*PRECISIONS, 'auto']}, got {name!r}")
     name = resolve_dtype(name, what, device_type)

@@ -162,13 +162,16 @@ class OpenVinoRun:
     """`run(feed) -> float32 array` on an OpenVINO graph: one infer request per compiled graph (OpenVinoShapes)."""
 
     def __init__(self, shapes, output: str):
-        self.shapes, self.output, self.requests = shapes, output, {}
+        self.shapes, self.output = shapes, output
+        self.requests: list[tuple[object, object]] = []  # (compiled graph, its request)
 
     def __call__(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         compiled = self.shapes.compiled(feed)
-        if id(compiled) not in self.requests:
-            self.requests[id(compiled)] = compiled.create_infer_request()
-        return self.requests[id(compiled)].infer(feed)[compiled.output(self.output)].copy()
+        request = next((r for c, r in self.requests if c is compiled), None)
+        if request is None:
+            request = compiled.create_infer_request()
+            self.requests.append((compiled, request))
+        return request.infer(feed)[compiled.output(self.output)].copy()
 
 
 def _input_name(port) -> str:
@@ -195,7 +198,7 @@ def bf16_crash(family: str | None, threads_per_stream: int) -> str | None:
 def _compile_openvino(module, model, hint: str, threads: int, mode: str):
     """The graph (a file path or a read model) compiled for the CPU with `hint` as its inference precision and `mode`
     as OpenVINO's performance hint (LATENCY: one request on all threads; THROUGHPUT: several streams sharing them)."""
-    return module.Core().compile_model(model if not isinstance(model, Path | str) else str(model), "CPU",
+    return module.Core().compile_model(str(model) if isinstance(model, Path | str) else model, "CPU",
                                        {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": hint,
                                         "PERFORMANCE_HINT": mode})
 
@@ -218,7 +221,10 @@ class OpenVinoShapes:
     results/backends.md). Batches sorted by length share their shape where texts meet the token budget: 72-79% of
     scifact's and nfcorpus's passages fill 256 tokens, so most batches of a long corpus are (batch, budget). A shape
     gets its copy on its STATIC_AFTER-th batch, up to `copies` shapes; the rest run on the dynamic graph. The inputs
-    are never padded or changed: a copy computes what the dynamic graph computes, for one shape."""
+    are never padded or changed, but the two compiles are not bit-equal (kernels chosen per shape round
+    differently): a batch's first STATIC_AFTER - 1 runs and its later ones can differ by what int8 or bf16 rounding
+    allows, each as close to fp32 torch as the other. `copies=0` (Reranker/Embedder shape_copies=False) keeps every
+    batch on the dynamic graph, for scores that repeat exactly within a process."""
 
     def __init__(self, module, path: str | Path, hint: str, threads: int, mode: str, copies: int = 0):
         self.module, self.path, self.hint, self.threads, self.mode = module, path, hint, threads, mode
@@ -286,6 +292,7 @@ def openvino_stream(path: str | Path, output: str, hint: str = "f32", threads: i
             yield done.pop(following)
             following += 1
 
+    run_many.shapes = shapes  # which shapes got copies: for the tests
     return run_many
 
 
@@ -298,10 +305,12 @@ class GraphModel:
 
     `dtype` is the precision option as given (None, "auto", "fp32", "bf16") and `resolved` what it resolved to on
     this CPU (a torch dtype or None): ONNX Runtime runs fp32 ("auto" included: it has no bf16 kernels worth having);
-    OpenVINO takes bf16 as its precision hint."""
+    OpenVINO takes bf16 as its precision hint. `shape_copies`: whether OpenVINO may compile copies of the graph for
+    batch shapes that recur (OpenVinoShapes)."""
 
     def __init__(self, model_path: str | Path, backend: str, config, dtype: str | None = None,
-                 resolved: torch.dtype | None = None, threads: int | None = None, kind: str | None = None):
+                 resolved: torch.dtype | None = None, threads: int | None = None, kind: str | None = None,
+                 shape_copies: bool = True):
         self.backend = check_backend(backend)
         if backend == "torch":
             raise ValueError("GraphModel runs an exported graph; the torch backend is the model itself")
@@ -327,7 +336,8 @@ class GraphModel:
             logger.warning("%s: %s", graph_path(model_path, backend), why)
             hint = "f32"
         graph = graph_path(model_path, backend)
-        self.static_copies = static_copies_for(self.record, graph) if self.runtime == "openvino" else 0
+        openvino = self.runtime == "openvino" and shape_copies
+        self.static_copies = static_copies_for(self.record, graph) if openvino else 0
         self.inputs, self._run = graph_runner(graph, self.runtime, self.output, hint, threads, self.static_copies)
         self.model_path, self.hint, self.threads = model_path, hint, threads
         self._stream = None  # map()'s throughput-compiled graph, made on first use

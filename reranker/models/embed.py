@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-from reranker.common.precision import autocast, inference_dtype
+from reranker.common.precision import autocast, cast_weights, inference_dtype
 from reranker.models.backends import GraphModel, choose_backend
 from reranker.models.tokens import TokenizedTexts, fast_backend
 
@@ -49,11 +49,11 @@ class Embedder:
     """Encodes texts into L2-normalised vectors (float32 numpy), in input order.
 
     `backend` other than "torch" runs the graph `reranker-export` wrote beside the weights (onnx, onnx-int8,
-    openvino, openvino-int8; CPU), pooled here as the torch model's output is."""
+    openvino, openvino-int8; CPU), pooled here as the torch model's output is; `shape_copies` as for Reranker."""
 
     def __init__(self, model_name_or_path: str, pooling: str | None = None, dtype: str = "fp32",
                  device: str | None = None, normalize: bool = True, trust_remote_code: bool = False,
-                 backend: str = "torch"):
+                 backend: str = "torch", shape_copies: bool = True):
         pooling = pooling or default_pooling(model_name_or_path)
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
@@ -66,14 +66,15 @@ class Embedder:
                 self.model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
             else:  # the graph reranker-export wrote beside the weights
                 config = AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
-                self.model = GraphModel(model_name_or_path, backend, config, dtype, self.dtype, kind="embedder")
+                self.model = GraphModel(model_name_or_path, backend, config, dtype, self.dtype, kind="embedder",
+                                        shape_copies=shape_copies)
                 self.dtype = None  # the graph's precision is its own: no torch autocast around it
         except OSError as error:
             raise FileNotFoundError(f"embedder {model_name_or_path!r} could not be loaded: {error}") from None
         self.backend = backend
         self.model.to(self.device).eval()
-        if self.dtype == torch.bfloat16:  # bf16 weights rather than autocast, as Reranker (models/inference.py)
-            self.model.to(torch.bfloat16)
+        if self.dtype == torch.bfloat16:  # bf16 weights rather than autocast, as Reranker's encoder family
+            cast_weights(self.model, torch.bfloat16)
             self.dtype = None
         self.pooling = pooling
         self.normalize = normalize

@@ -344,7 +344,7 @@ def _quantize_openvino(model, target: Path, calibration: list[dict[str, torch.Te
 
 
 def _graph_runner(path: Path, runtime: str, output: str, hint: str = "f32"):
-    """`run(batches) -> outputs` over the graph, loaded once, as GraphModel runs it."""
+    """`run(batches) -> outputs` over the graph, loaded once, compiled for any shape."""
     names, call = B.graph_runner(path, runtime, output, hint)
     return lambda batches: [call({n: b[n].numpy().astype(np.int64) for n in names}) for b in batches]
 
@@ -465,17 +465,25 @@ def export(model_path: str, options: ExportOptions | None = None) -> Path:
 
 
 def _measure_speed(source: _Source, graph: Path, runtime: str, batches, hint: str) -> dict:
-    """Inputs a second on the probe batches, torch in precision auto against the graph as it runs by default, after
-    a warm-up each: what backend "auto" reads (on this CPU model only)."""
-    from reranker.common.precision import autocast, inference_dtype
+    """Inputs a second on the probe batches, torch in precision auto as Reranker and Embedder run it (bf16 weights
+    for an encoder or an embedder, else autocast) against the graph compiled for any shape (without one-shape copies,
+    which a probe's few batches would not repay), after a warm-up each: what backend "auto" reads (on this CPU model
+    only)."""
+    import copy
+
+    from reranker.common.precision import autocast, cast_weights, inference_dtype
 
     count = sum(len(b["input_ids"]) for b in batches)
     dtype = inference_dtype("auto", "cpu", "torch precision")
-    with torch.inference_mode(), autocast("cpu", dtype):
-        source.model(**batches[0])
+    model, autocast_dtype = source.model, dtype
+    if dtype == torch.bfloat16 and source.family in ("encoder", "embedder"):
+        model, autocast_dtype = copy.deepcopy(source.model), None  # the traced fp32 model stays as it is
+        cast_weights(model, dtype)
+    with torch.inference_mode(), autocast("cpu", autocast_dtype):
+        model(**batches[0])
         start = time.perf_counter()
         for batch in batches:
-            source.model(**batch)
+            model(**batch)
         torch_seconds = time.perf_counter() - start
     run = _graph_runner(graph, runtime, source.output, hint)
     run(batches[:1])

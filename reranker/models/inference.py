@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from reranker.common.errors import ConfigError
-from reranker.common.precision import autocast, inference_dtype
+from reranker.common.precision import autocast, cast_weights, inference_dtype
 from reranker.common.scores import DEFAULT_FUSION_WEIGHT, fuse_arrays
 from reranker.models import lora
 from reranker.models.backends import GraphModel, choose_backend
@@ -58,8 +58,9 @@ class Reranker:
     (`template`, `prefix`, `body`, `suffix`, `instruction`, `true_token`, `false_token`, `score_mode`, as in
     ScorerOptions) override them.
 
-    `dtype` "bf16" casts the weights to bf16, "fp16" runs the forward under autocast; on CPU, bf16 roughly doubles
-    MiniLM throughput where the processor has AVX512-BF16 and is several times slower than fp32 where it has not.
+    `dtype` "bf16" casts an encoder's weights to bf16 and runs the other families under autocast, as "fp16" runs
+    every family; on CPU, bf16 roughly doubles MiniLM throughput where the processor has AVX512-BF16 and is several
+    times slower than fp32 (measured under autocast) where it has not.
     "auto": bf16 where the device has it natively, else fp32. `max_length` is the pair's token budget; by default a
     model trained here is read as it was trained (query and passage each cut to the budgets saved in its
     config.json), any other model to 512 tokens or its own limit.
@@ -67,6 +68,8 @@ class Reranker:
     `backend` "onnx", "onnx-int8", "openvino" or "openvino-int8" scores with the graph `reranker-export` wrote
     beside the weights (any family, CPU; reranker/models/backends.py); "torch", the default, with the weights;
     "auto" with the fastest graph whose export measured it faster than torch on this CPU model, else torch.
+    On OpenVINO, a batch shape that recurs gets a copy of the graph compiled for it (faster; not bit-equal to the
+    first batches of that shape); `shape_copies=False` keeps every batch on one compile (docs/backends.md).
 
     A LoRA adapter folder (reranker-train --use_lora) is applied to the base model it records, refused if that base
     is missing or its weights are not the ones trained on; `base_model` names a moved copy (checked the same way).
@@ -75,7 +78,8 @@ class Reranker:
     def __init__(self, model_name_or_path: str, device: str | None = None, dtype: str | None = None,
                  max_length: int | None = None, trust_remote_code: bool = False,
                  max_length_option: str = "max_length", model_family: str | None = None,
-                 base_model: str | None = None, backend: str = "torch", **scorer_options):
+                 base_model: str | None = None, backend: str = "torch", shape_copies: bool = True,
+                 **scorer_options):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         check_model_folder(model_name_or_path)  # before the tokenizer: a half-written folder may hold one
         self.tokenizer = load_tokenizer(model_name_or_path, trust_remote_code)
@@ -97,7 +101,8 @@ class Reranker:
             if adapter:
                 raise ConfigError(f"backend {backend} runs an exported graph; {model_name_or_path} is a LoRA adapter: "
                                   "merge it into its base (reranker-merge), export the merged model and score that")
-            model = GraphModel(model_name_or_path, backend, config, dtype, self.dtype, kind="reranker")
+            model = GraphModel(model_name_or_path, backend, config, dtype, self.dtype, kind="reranker",
+                               shape_copies=shape_copies)
             mismatch = graph_mismatch(model.record, self.scorer)
             if mismatch:
                 raise ConfigError(f"the {backend} graph of {model_name_or_path} does not fit: {mismatch}")
@@ -108,12 +113,13 @@ class Reranker:
         if adapter:
             model = lora.apply_adapter(model, model_name_or_path, metadata)
         self.model = model.to(self.device).eval()
-        if self.dtype == torch.bfloat16:
-            # bf16 weights, as sentence-transformers and FlagEmbedding load them, rather than autocast over fp32
-            # weights, which casts every weight again each batch and keeps some ops in fp32: 1.13x the pairs/s on a
-            # CPU with AMX (MiniLM, 256-token pairs; results/backends.md), dev nDCG@10 as close to fp32. fp16 keeps
-            # autocast: fp16 weights overflow where bf16's range does not (T5's activations).
-            self.model.to(torch.bfloat16)
+        if self.dtype == torch.bfloat16 and self.scorer.family == "encoder" and backend == "torch":
+            # bf16 weights, as sentence-transformers loads them, rather than autocast over fp32 weights, which casts
+            # every weight again each batch: 1.30x the pairs/s on a CPU with AMX (MiniLM, 256-token pairs;
+            # results/backends.md), at the same dev nDCG@10. Measured for the encoder family only: the seq2seq and
+            # decoder scorers keep autocast (the decoder reads its answer rows in fp32), and so does fp16, whose
+            # narrow range autocast guards by keeping normalisation and softmax in fp32.
+            cast_weights(self.model, torch.bfloat16)
             self.dtype = None
         # (query, passage) token budgets of a model we trained (config.json "reranker"): used unless a length is given.
         self.budgets: tuple[int, int] | None = None
