@@ -187,6 +187,24 @@ def test_hybrid_first_stage_max_queries_and_dev_checks(beir, tiny_model_master, 
         run_eval(*common, "--first_stage", "hybrid", "--tune_hybrid")
 
 
+def test_a_bf16_dense_run_is_cached_apart_from_earlier_autocast_ones(beir, tiny_model_master, tmp_path,
+                                                                     monkeypatch):
+    """The dense first stage in bf16 embeds with bf16 weights: its cache key says so (earlier versions cached the
+    vectors autocast gave under the same dtype); fp32's key says nothing new."""
+    from reranker.evaluation import first_stages
+
+    seen = []
+    original = first_stages.fs.cached_run
+    monkeypatch.setattr(first_stages.fs, "cached_run", lambda cache, data, settings, *a: seen.append(dict(settings))
+                        or original(cache, data, settings, *a))
+    common = ["--datasets", beir, "--dense_model", tiny_model_master, "--dense_pooling", "mean", "--cache_dir",
+              tmp_path / "cache", "--top_k", "3", "--first_stage", "dense"]
+    run_eval(*common, "--dtype", "bf16", "--output_dir", tmp_path / "bf16")
+    run_eval(*common, "--dtype", "fp32", "--output_dir", tmp_path / "fp32")
+    dense = [settings for settings in seen if settings.get("kind") == "dense"]
+    assert dense[0]["weights"] == "bf16" and "weights" not in dense[1]
+
+
 def test_rerank_at_depth_by_hand():
     from reranker.evaluation.rerank import rerank_at_depth
 

@@ -143,6 +143,22 @@ def test_dense_mining_is_deterministic_and_cached(tiny_model_master, tmp_path, m
     assert summary3["embedding_cache"] == "miss"
 
 
+def test_bf16_pool_vectors_are_cached_apart_from_earlier_autocast_ones(tiny_model_master, tmp_path, monkeypatch):
+    """The embedder in bf16 casts its weights (not autocast, as earlier versions cached under the same dtype): the
+    cache key says so, and says nothing new for fp32."""
+    from reranker.models import embed_cache
+
+    seen = []
+    original = embed_cache.cache_key
+    monkeypatch.setattr(embed_cache, "cache_key", lambda path, settings, pool: seen.append(dict(settings)) or
+                        original(path, settings, pool))
+    args = ["--model_name_or_path", tiny_model_master, "--pooling", "mean", "--range_for_sampling", "0-9",
+            "--negative_number", "2", "--retriever", "dense"]
+    mine(tmp_path, *args, "--embed_dtype", "bf16")
+    mine(tmp_path, *args, "--embed_dtype", "fp32", name="fp32.jsonl")
+    assert seen[0]["weights"] == "bf16" and "weights" not in seen[1]
+
+
 def test_default_pool_is_the_inputs_texts(tiny_model_master, tmp_path):
     records = [{"query": f"question {i}", "pos": [f"answer {i}"], "neg": [f"wrong {i}", f"other {i}"]}
                for i in range(6)]

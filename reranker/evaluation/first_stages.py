@@ -52,6 +52,8 @@ def base_runs(data: BeirData, args: EvalArguments, needed: set[str]) -> dict[str
         backend = choose_backend(args.dense_model, args.dense_backend)  # "auto" resolved before the cache key
         if backend != "torch":  # an int8 graph retrieves differently: its own cache entry
             settings["backend"] = backend
+        elif args.dtype == "bf16":  # bf16 weights (Embedder), not the autocast that earlier versions cached
+            settings["weights"] = "bf16"
         runs["dense"] = fs.cached_run(args.cache_dir, data, settings, lambda: fs.dense_run(
             data, depth, args.dense_model, args.dense_pooling, args.query_instruction, args.dense_query_max_len,
             args.dense_passage_max_len, args.dtype, args.batch_size, backend), depth)

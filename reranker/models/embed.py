@@ -73,7 +73,8 @@ class Embedder:
             raise FileNotFoundError(f"embedder {model_name_or_path!r} could not be loaded: {error}") from None
         self.backend = backend
         self.model.to(self.device).eval()
-        if self.dtype == torch.bfloat16:  # bf16 weights rather than autocast, as Reranker's encoder family
+        self.bf16_weights = self.dtype == torch.bfloat16  # rather than autocast, as Reranker's encoder family
+        if self.bf16_weights:
             cast_weights(self.model, torch.bfloat16)
             self.dtype = None
         self.pooling = pooling
@@ -90,7 +91,7 @@ class Embedder:
         self = cls.__new__(cls)
         self.model, self.tokenizer, self.pooling, self.normalize = model, tokenizer, pooling, normalize
         self.device = next(model.parameters()).device
-        self.dtype = autocast_dtype
+        self.dtype, self.bf16_weights = autocast_dtype, False
         self.dim = model.config.hidden_size
         self._token_backends = {}
         return self
