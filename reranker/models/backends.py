@@ -195,12 +195,12 @@ def bf16_crash(family: str | None, threads_per_stream: int) -> str | None:
     return None
 
 
-def _compile_openvino(module, model, hint: str, threads: int, mode: str):
+def _compile_openvino(core, model, hint: str, threads: int, mode: str):
     """The graph (a file path or a read model) compiled for the CPU with `hint` as its inference precision and `mode`
     as OpenVINO's performance hint (LATENCY: one request on all threads; THROUGHPUT: several streams sharing them)."""
-    return module.Core().compile_model(str(model) if isinstance(model, Path | str) else model, "CPU",
-                                       {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": hint,
-                                        "PERFORMANCE_HINT": mode})
+    return core.compile_model(str(model) if isinstance(model, Path | str) else model, "CPU",
+                              {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": hint,
+                               "PERFORMANCE_HINT": mode})
 
 
 # A batch shape met this many times gets a copy of the graph compiled for that shape alone.
@@ -227,9 +227,9 @@ class OpenVinoShapes:
     batch on the dynamic graph, for scores that repeat exactly within a process."""
 
     def __init__(self, module, path: str | Path, hint: str, threads: int, mode: str, copies: int = 0):
-        self.module, self.path, self.hint, self.threads, self.mode = module, path, hint, threads, mode
+        self.core, self.path, self.hint, self.threads, self.mode = module.Core(), path, hint, threads, mode
         self.copies = copies
-        self.dynamic = _compile_openvino(module, path, hint, threads, mode)
+        self.dynamic = _compile_openvino(self.core, path, hint, threads, mode)
         self.static: dict[tuple, object] = {}
         self.seen: dict[tuple, int] = {}
 
@@ -241,9 +241,9 @@ class OpenVinoShapes:
         if len(self.static) < self.copies:
             self.seen[key] = self.seen.get(key, 0) + 1
             if self.seen[key] >= STATIC_AFTER:
-                model = self.module.Core().read_model(str(self.path))
+                model = self.core.read_model(str(self.path))
                 model.reshape({name: list(shape) for name, shape in key})
-                self.static[key] = _compile_openvino(self.module, model, self.hint, self.threads, self.mode)
+                self.static[key] = _compile_openvino(self.core, model, self.hint, self.threads, self.mode)
                 logger.debug("%s: compiled for shape %s", self.path, key)
                 return self.static[key]
         return self.dynamic

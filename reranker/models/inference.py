@@ -115,10 +115,11 @@ class Reranker:
         self.model = model.to(self.device).eval()
         if self.dtype == torch.bfloat16 and self.scorer.family == "encoder" and backend == "torch":
             # bf16 weights, as sentence-transformers loads them, rather than autocast over fp32 weights, which casts
-            # every weight again each batch: 1.30x the pairs/s on a CPU with AMX (MiniLM, 256-token pairs;
-            # results/backends.md), at the same dev nDCG@10. Measured for the encoder family only: the seq2seq and
-            # decoder scorers keep autocast (the decoder reads its answer rows in fp32), and so does fp16, whose
-            # narrow range autocast guards by keeping normalisation and softmax in fp32.
+            # every weight again each batch: from 0.74x to 0.97x CrossEncoder's bf16 pairs/s on a CPU with AMX
+            # (MiniLM, 256-token pairs; results/backends.md), at the same dev nDCG@10. Measured for the encoder
+            # family only: the seq2seq and decoder scorers keep autocast (the decoder reads its answer rows in
+            # fp32), and so does fp16, whose narrow range autocast guards by keeping normalisation and softmax in
+            # fp32.
             cast_weights(self.model, torch.bfloat16)
             self.dtype = None
         # (query, passage) token budgets of a model we trained (config.json "reranker"): used unless a length is given.
