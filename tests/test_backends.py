@@ -326,6 +326,13 @@ def test_seq2seq_and_decoder_graphs_score_as_torch(family_model, backend):
                                torch_reranker.compute_logits(PAIRS, batch_size=4), atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("family_model", ["seq2seq", "decoder"], indirect=True)
+def test_seq2seq_and_decoder_rerankers_keep_fp32_weights_under_bf16(family_model):
+    """bf16 weights are for the encoder family (measured there); the others run bf16 as autocast over fp32."""
+    reranker = Reranker(str(family_model), dtype="bf16")
+    assert {p.dtype for p in reranker.model.parameters()} == {torch.float32} and reranker.dtype is torch.bfloat16
+
+
 @pytest.mark.parametrize("family_model", ["decoder"], indirect=True)
 def test_a_prompt_family_graph_is_refused_for_other_answer_tokens(family_model, probe):
     """The graph holds the logits of the answer tokens it was traced with: a scorer told other tokens is refused,

@@ -128,8 +128,8 @@ def autocast(device_type: str, dtype):
 
 def cast_weights(model, dtype) -> None:
     """The model's floating-point parameters in `dtype`, cast once for inference. Buffers keep their precision:
-    rotary embeddings' inv_freq rounded to bf16 would shift every position's angle (a known transformers pitfall),
-    and loading with from_pretrained(dtype=bf16) keeps them in fp32 too. Quantised (integer) weights are left alone."""
+    rotary embeddings' inv_freq rounded to bf16 would shift every position's angle (a known transformers pitfall).
+    Quantised (integer) weights are left alone."""
     for param in model.parameters():
         if param.is_floating_point():
             param.data = param.data.to(dtype)

@@ -222,7 +222,7 @@ class OpenVinoShapes:
     scifact's and nfcorpus's passages fill 256 tokens, so most batches of a long corpus are (batch, budget). A shape
     gets its copy on its STATIC_AFTER-th batch, up to `copies` shapes; the rest run on the dynamic graph. The inputs
     are never padded or changed, but the two compiles are not bit-equal (kernels chosen per shape round
-    differently): a batch's first STATIC_AFTER - 1 runs and its later ones can differ by what int8 or bf16 rounding
+    differently): a shape's first STATIC_AFTER - 1 batches and its later ones can differ by what int8 or bf16 rounding
     allows, each as close to fp32 torch as the other. `copies=0` (Reranker/Embedder shape_copies=False) keeps every
     batch on the dynamic graph, for scores that repeat exactly within a process."""
 

@@ -73,7 +73,9 @@ class Embedder:
             raise FileNotFoundError(f"embedder {model_name_or_path!r} could not be loaded: {error}") from None
         self.backend = backend
         self.model.to(self.device).eval()
-        self.bf16_weights = self.dtype == torch.bfloat16  # rather than autocast, as Reranker's encoder family
+        # bf16 weights rather than autocast, as Reranker's encoder family; not for remote code, whose own fp32
+        # buffers (ALiBi slopes, masks) may meet bf16 activations in a product
+        self.bf16_weights = self.dtype == torch.bfloat16 and not trust_remote_code
         if self.bf16_weights:
             cast_weights(self.model, torch.bfloat16)
             self.dtype = None
