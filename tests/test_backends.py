@@ -255,7 +255,7 @@ def test_export_command(tiny_model, probe):
     assert not (tiny_model / "openvino").exists()
 
 
-def test_the_miner_embeds_with_a_graph_as_with_the_weights(tiny_embedder, tmp_path):
+def test_the_miner_embeds_with_a_graph_as_with_the_weights(tiny_embedder, tmp_path, monkeypatch):
     """reranker-mine --embed_backend openvino mines what the torch embedder mines, and caches apart from it."""
     from test_mining import mine
 
@@ -266,6 +266,17 @@ def test_the_miner_embeds_with_a_graph_as_with_the_weights(tiny_embedder, tmp_pa
     graph, summary = mine(tmp_path, *args, "--embed_backend", "openvino", name="graph.jsonl")
     assert [r["neg"] for r in graph] == [r["neg"] for r in weights]
     assert summary["embedding_cache"] == "miss"  # not the torch run's cached pool
+    # Nor a pool cached before OpenVINO's one-shape copies, which embed a little differently.
+    assert backends.static_copies_of(tiny_embedder, "openvino") == backends.STATIC_COPIES
+    assert backends.static_copies_of(tiny_embedder, "onnx") == 0
+    from reranker.models import embed_cache
+
+    seen = []
+    original = embed_cache.cache_key
+    monkeypatch.setattr(embed_cache, "cache_key", lambda path, settings, pool: seen.append(dict(settings)) or
+                        original(path, settings, pool))
+    mine(tmp_path, *args, "--embed_backend", "openvino", name="again.jsonl")
+    assert seen[0]["shape_copies"] == backends.STATIC_COPIES
 
 
 def test_auto_takes_the_graph_measured_faster_on_this_cpu(tiny_model):

@@ -43,7 +43,7 @@ def base_runs(data: BeirData, args: EvalArguments, needed: set[str]) -> dict[str
         runs["bm25_expanded"] = fs.cached_run(args.cache_dir, data, settings, lambda: bm25_run(
             replace(data, corpus=expanded_corpus(data.corpus, args.expand_from))), depth)
     if "dense" in needed:
-        from reranker.models.backends import choose_backend
+        from reranker.models.backends import choose_backend, static_copies_of
         from reranker.models.embed_cache import model_fingerprint
 
         settings = {"kind": "dense", "model": model_fingerprint(args.dense_model), "pooling": args.dense_pooling,
@@ -52,6 +52,8 @@ def base_runs(data: BeirData, args: EvalArguments, needed: set[str]) -> dict[str
         backend = choose_backend(args.dense_model, args.dense_backend)  # "auto" resolved before the cache key
         if backend != "torch":  # an int8 graph retrieves differently: its own cache entry
             settings["backend"] = backend
+            if copies := static_copies_of(args.dense_model, backend):  # as the miner's key (mining/mine.py)
+                settings["shape_copies"] = copies
         elif args.dtype == "bf16":  # bf16 weights (Embedder), not the autocast that earlier versions cached
             settings["weights"] = "bf16"
         runs["dense"] = fs.cached_run(args.cache_dir, data, settings, lambda: fs.dense_run(

@@ -227,6 +227,8 @@ def encode_pool_and_queries(embed_args: EmbedArguments, args: MineArguments, poo
                 "dtype": embed_args.embed_dtype, "normalize": True}
     if embedder.backend != "torch":  # an int8 graph embeds differently: its own cache entry ("auto" resolved)
         settings["backend"] = embedder.backend
+        if embedder.model.static_copies:  # one-shape copies embed a little differently (not in earlier caches)
+            settings["shape_copies"] = embedder.model.static_copies
     elif embedder.bf16_weights:  # not the vectors autocast gave, which earlier versions cached under "bf16"
         settings["weights"] = "bf16"
     key = embed_cache.cache_key(embed_args.model_name_or_path, settings, pool.content_hash())

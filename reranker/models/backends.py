@@ -257,6 +257,13 @@ def static_copies_for(record: dict, path: str | Path) -> int:
     return STATIC_COPIES if record.get("family") in STATIC_FAMILIES and small else 0
 
 
+def static_copies_of(model_path: str | Path, backend: str) -> int:
+    """How many one-shape copies GraphModel gives the exported graph of `backend` (0 for ONNX Runtime)."""
+    if runtime_of(backend) != "openvino":
+        return 0
+    return static_copies_for(read_record(model_path, backend), graph_path(model_path, backend))
+
+
 def openvino_stream(path: str | Path, output: str, hint: str = "f32", threads: int | None = None,
                     static_copies: int = 0):
     """`run_many(feeds) -> iterator of float32 arrays`, in the feeds' order, for an OpenVINO graph compiled for
@@ -336,8 +343,7 @@ class GraphModel:
             logger.warning("%s: %s", graph_path(model_path, backend), why)
             hint = "f32"
         graph = graph_path(model_path, backend)
-        openvino = self.runtime == "openvino" and shape_copies
-        self.static_copies = static_copies_for(self.record, graph) if openvino else 0
+        self.static_copies = static_copies_of(model_path, backend) if shape_copies else 0
         self.inputs, self._run = graph_runner(graph, self.runtime, self.output, hint, threads, self.static_copies)
         self.model_path, self.hint, self.threads = model_path, hint, threads
         self._stream = None  # map()'s throughput-compiled graph, made on first use
