@@ -126,6 +126,19 @@ def autocast(device_type: str, dtype):
     return contextlib.nullcontext() if dtype is None else torch.autocast(device_type, dtype=dtype)
 
 
+# Where bf16 inference means bf16 weights rather than autocast over fp32 ones: measured for MiniLM rerankers and
+# embedders (results/backends.md); the seq2seq and decoder scorers keep autocast (the decoder reads its answer rows in
+# fp32), and so does remote code, whose own fp32 buffers (ALiBi slopes, masks) may meet bf16 activations.
+BF16_WEIGHT_FAMILIES = ("encoder", "embedder")
+
+
+def casts_to_bf16(dtype, family: str, trust_remote_code: bool = False) -> bool:
+    """Whether a model of `family` run in `dtype` (a torch dtype or None) for inference gets bf16 weights."""
+    import torch
+
+    return dtype == torch.bfloat16 and family in BF16_WEIGHT_FAMILIES and not trust_remote_code
+
+
 def cast_weights(model, dtype) -> None:
     """The model's floating-point parameters in `dtype`, cast once for inference. Buffers keep their precision:
     rotary embeddings' inv_freq rounded to bf16 would shift every position's angle (a known transformers pitfall).

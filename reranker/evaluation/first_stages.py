@@ -43,19 +43,15 @@ def base_runs(data: BeirData, args: EvalArguments, needed: set[str]) -> dict[str
         runs["bm25_expanded"] = fs.cached_run(args.cache_dir, data, settings, lambda: bm25_run(
             replace(data, corpus=expanded_corpus(data.corpus, args.expand_from))), depth)
     if "dense" in needed:
-        from reranker.models.backends import choose_backend, static_copies_of
-        from reranker.models.embed_cache import model_fingerprint
+        from reranker.common.precision import autocast_dtype, casts_to_bf16
+        from reranker.models.backends import choose_backend
+        from reranker.models.embed_cache import model_fingerprint, variant
 
         settings = {"kind": "dense", "model": model_fingerprint(args.dense_model), "pooling": args.dense_pooling,
                     "instruction": args.query_instruction, "q": args.dense_query_max_len,
                     "p": args.dense_passage_max_len, "dtype": args.dtype, "depth": depth}
         backend = choose_backend(args.dense_model, args.dense_backend)  # "auto" resolved before the cache key
-        if backend != "torch":  # an int8 graph retrieves differently: its own cache entry
-            settings["backend"] = backend
-            if copies := static_copies_of(args.dense_model, backend):  # as the miner's key (mining/mine.py)
-                settings["shape_copies"] = copies
-        elif args.dtype == "bf16":  # bf16 weights (Embedder), not the autocast that earlier versions cached
-            settings["weights"] = "bf16"
+        settings |= variant(args.dense_model, backend, casts_to_bf16(autocast_dtype(args.dtype), "embedder"))
         runs["dense"] = fs.cached_run(args.cache_dir, data, settings, lambda: fs.dense_run(
             data, depth, args.dense_model, args.dense_pooling, args.query_instruction, args.dense_query_max_len,
             args.dense_passage_max_len, args.dtype, args.batch_size, backend), depth)

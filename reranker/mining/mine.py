@@ -225,12 +225,7 @@ def encode_pool_and_queries(embed_args: EmbedArguments, args: MineArguments, poo
                         trust_remote_code=embed_args.trust_remote_code, backend=embed_args.embed_backend)
     settings = {"pooling": embed_args.pooling, "max_length": embed_args.passage_max_len,
                 "dtype": embed_args.embed_dtype, "normalize": True}
-    if embedder.backend != "torch":  # an int8 graph embeds differently: its own cache entry ("auto" resolved)
-        settings["backend"] = embedder.backend
-        if embedder.model.static_copies:  # one-shape copies embed a little differently (not in earlier caches)
-            settings["shape_copies"] = embedder.model.static_copies
-    elif embedder.bf16_weights:  # not the vectors autocast gave, which earlier versions cached under "bf16"
-        settings["weights"] = "bf16"
+    settings |= embed_cache.variant(embed_args.model_name_or_path, embedder.backend, embedder.bf16_weights)
     key = embed_cache.cache_key(embed_args.model_name_or_path, settings, pool.content_hash())
     cache_dir = Path(args.cache_dir).expanduser()
     cached = None if args.no_cache else embed_cache.load(cache_dir, key, len(pool))

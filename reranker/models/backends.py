@@ -257,11 +257,12 @@ def static_copies_for(record: dict, path: str | Path) -> int:
     return STATIC_COPIES if record.get("family") in STATIC_FAMILIES and small else 0
 
 
-def static_copies_of(model_path: str | Path, backend: str) -> int:
-    """How many one-shape copies GraphModel gives the exported graph of `backend` (0 for ONNX Runtime)."""
+def static_copies_of(model_path: str | Path, backend: str, record: dict | None = None) -> int:
+    """How many one-shape copies GraphModel gives the exported graph of `backend` (0 for ONNX Runtime); `record`:
+    its export record, when already read."""
     if runtime_of(backend) != "openvino":
         return 0
-    return static_copies_for(read_record(model_path, backend), graph_path(model_path, backend))
+    return static_copies_for(record or read_record(model_path, backend), graph_path(model_path, backend))
 
 
 def openvino_stream(path: str | Path, output: str, hint: str = "f32", threads: int | None = None,
@@ -339,13 +340,14 @@ class GraphModel:
         if resolved not in (None, torch.float32, torch.bfloat16):
             raise ConfigError(f"the {backend} backend runs in fp32 or bf16, not {dtype}")
         hint = "bf16" if self.runtime == "openvino" and resolved == torch.bfloat16 else "f32"
+        self.graph = graph_path(model_path, backend)
         if hint == "bf16" and (why := bf16_crash(self.record.get("family"), threads or torch.get_num_threads())):
-            logger.warning("%s: %s", graph_path(model_path, backend), why)
+            logger.warning("%s: %s", self.graph, why)
             hint = "f32"
-        graph = graph_path(model_path, backend)
-        self.static_copies = static_copies_of(model_path, backend) if shape_copies else 0
-        self.inputs, self._run = graph_runner(graph, self.runtime, self.output, hint, threads, self.static_copies)
-        self.model_path, self.hint, self.threads = model_path, hint, threads
+        self.static_copies = static_copies_of(model_path, backend, self.record) if shape_copies else 0
+        self.inputs, self._run = graph_runner(self.graph, self.runtime, self.output, hint, threads,
+                                              self.static_copies)
+        self.hint, self.threads = hint, threads
         self._stream = None  # map()'s throughput-compiled graph, made on first use
 
     def _feed(self, inputs: dict) -> dict[str, np.ndarray]:
@@ -369,8 +371,7 @@ class GraphModel:
                 yield getattr(self(**inputs), self.output)
             return
         if self._stream is None:
-            self._stream = openvino_stream(graph_path(self.model_path, self.backend), self.output, self.hint,
-                                           self.threads, self.static_copies)
+            self._stream = openvino_stream(self.graph, self.output, self.hint, self.threads, self.static_copies)
         for out in self._stream(self._feed(inputs) for inputs in batches):
             yield torch.from_numpy(np.asarray(out, dtype=np.float32))
 

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-from reranker.common.precision import autocast, cast_weights, inference_dtype
+from reranker.common.precision import autocast, cast_weights, casts_to_bf16, inference_dtype
 from reranker.models.backends import GraphModel, choose_backend
 from reranker.models.tokens import TokenizedTexts, fast_backend
 
@@ -73,9 +73,7 @@ class Embedder:
             raise FileNotFoundError(f"embedder {model_name_or_path!r} could not be loaded: {error}") from None
         self.backend = backend
         self.model.to(self.device).eval()
-        # bf16 weights rather than autocast, as Reranker's encoder family; not for remote code, whose own fp32
-        # buffers (ALiBi slopes, masks) may meet bf16 activations in a product
-        self.bf16_weights = self.dtype == torch.bfloat16 and not trust_remote_code
+        self.bf16_weights = casts_to_bf16(self.dtype, "embedder", trust_remote_code)  # rather than autocast
         if self.bf16_weights:
             cast_weights(self.model, torch.bfloat16)
             self.dtype = None

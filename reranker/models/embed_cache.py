@@ -25,6 +25,18 @@ def model_fingerprint(path: str) -> dict:
             "files": [[str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
 
 
+def variant(model_path: str, backend: str, bf16_weights: bool) -> dict:
+    """What else changes the vectors of the same settings, for the cache key: a graph backend ("auto" resolved) and
+    its one-shape copies, or torch's bf16 weights (earlier versions cached autocast's vectors under the same dtype).
+    Empty for torch otherwise, so older caches of those stay valid."""
+    from reranker.models.backends import static_copies_of
+
+    if backend != "torch":
+        copies = static_copies_of(model_path, backend)
+        return {"backend": backend, **({"shape_copies": copies} if copies else {})}
+    return {"weights": "bf16"} if bf16_weights else {}
+
+
 def cache_key(model_path: str, settings: dict, pool_hash: str) -> str:
     return digest_of({"model": model_fingerprint(model_path), "settings": settings, "pool": pool_hash}, 32)
 

@@ -471,12 +471,12 @@ def _measure_speed(source: _Source, graph: Path, runtime: str, batches, hint: st
     only)."""
     import copy
 
-    from reranker.common.precision import autocast, cast_weights, inference_dtype
+    from reranker.common.precision import autocast, cast_weights, casts_to_bf16, inference_dtype
 
     count = sum(len(b["input_ids"]) for b in batches)
     dtype = inference_dtype("auto", "cpu", "torch precision")
     model, autocast_dtype = source.model, dtype
-    if dtype == torch.bfloat16 and source.family in ("encoder", "embedder"):
+    if casts_to_bf16(dtype, source.family):
         model, autocast_dtype = copy.deepcopy(source.model), None  # the traced fp32 model stays as it is
         cast_weights(model, dtype)
     with torch.inference_mode(), autocast("cpu", autocast_dtype):

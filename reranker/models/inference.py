@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from reranker.common.errors import ConfigError
-from reranker.common.precision import autocast, cast_weights, inference_dtype
+from reranker.common.precision import autocast, cast_weights, casts_to_bf16, inference_dtype
 from reranker.common.scores import DEFAULT_FUSION_WEIGHT, fuse_arrays
 from reranker.models import lora
 from reranker.models.backends import GraphModel, choose_backend
@@ -113,13 +113,10 @@ class Reranker:
         if adapter:
             model = lora.apply_adapter(model, model_name_or_path, metadata)
         self.model = model.to(self.device).eval()
-        if self.dtype == torch.bfloat16 and self.scorer.family == "encoder" and backend == "torch":
+        if casts_to_bf16(self.dtype, self.scorer.family, trust_remote_code):
             # bf16 weights, as sentence-transformers loads them, rather than autocast over fp32 weights, which casts
             # every weight again each batch: from 0.74x to 0.97x CrossEncoder's bf16 pairs/s on a CPU with AMX
-            # (MiniLM, 256-token pairs; results/backends.md), at the same dev nDCG@10. Measured for the encoder
-            # family only: the seq2seq and decoder scorers keep autocast (the decoder reads its answer rows in
-            # fp32), and so does fp16, whose narrow range autocast guards by keeping normalisation and softmax in
-            # fp32.
+            # (MiniLM, 256-token pairs; results/backends.md), at the same dev nDCG@10.
             cast_weights(self.model, torch.bfloat16)
             self.dtype = None
         # (query, passage) token budgets of a model we trained (config.json "reranker"): used unless a length is given.
