@@ -122,3 +122,15 @@ def test_bf16_weights_leave_buffers_and_integer_weights_alone():
     precision.cast_weights(module, torch.bfloat16)
     assert module.weight.dtype == module.bias.dtype == torch.bfloat16
     assert module.inv_freq.dtype == torch.float32 and module.codes.dtype == torch.int8
+
+
+def test_which_models_get_bf16_weights():
+    """bf16 weights for encoder rerankers and embedders in bf16; autocast for the other families, remote code and
+    every other precision."""
+    import torch
+
+    assert precision.casts_to_bf16(torch.bfloat16, "encoder") and precision.casts_to_bf16(torch.bfloat16, "embedder")
+    assert not precision.casts_to_bf16(torch.bfloat16, "decoder") and not precision.casts_to_bf16(torch.bfloat16,
+                                                                                                    "seq2seq")
+    assert not precision.casts_to_bf16(torch.bfloat16, "embedder", trust_remote_code=True)
+    assert not precision.casts_to_bf16(torch.float16, "encoder") and not precision.casts_to_bf16(None, "encoder")
