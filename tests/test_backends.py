@@ -194,6 +194,48 @@ def test_an_openvino_graph_keeps_batches_in_flight_and_in_order(tiny_embedder):
         torch.testing.assert_close(out, graph(**batch).last_hidden_state)
 
 
+def test_an_embedders_own_work_runs_on_one_thread_while_the_graphs_streams_hold_the_cores(tiny_embedder,
+                                                                                         monkeypatch):
+    """Pooling between batches in flight runs with torch on one thread (its pool would wait on the streams' cores),
+    and the caller's thread count comes back after, also when encoding fails; ONNX Runtime (one batch at a time)
+    and torch keep the caller's threads."""
+    from reranker.models import embed
+
+    export(str(tiny_embedder), ExportOptions(backend="openvino"))
+    export(str(tiny_embedder), ExportOptions(backend="onnx"))
+    texts = [p for _, p in PAIRS]
+    seen = []
+    original = embed.pool
+
+    def spy(hidden, mask, mode):
+        seen.append(torch.get_num_threads())
+        return original(hidden, mask, mode)
+
+    monkeypatch.setattr(embed, "pool", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        streaming = Embedder(str(tiny_embedder), pooling="mean", backend="openvino")
+        assert streaming.model.streams
+        streaming.encode(texts, batch_size=4, show_progress=False)
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+        seen.clear()
+        for backend in ("onnx", "torch"):
+            Embedder(str(tiny_embedder), pooling="mean", backend=backend).encode(texts, batch_size=4,
+                                                                                 show_progress=False)
+        assert seen and set(seen) == {2}
+
+        def broken(hidden, mask, mode):
+            raise RuntimeError("pooling failed")
+
+        monkeypatch.setattr(embed, "pool", broken)
+        with pytest.raises(RuntimeError, match="pooling failed"):
+            streaming.encode(texts, batch_size=4, show_progress=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_batch_shape_that_recurs_gets_a_graph_compiled_for_it(tiny_embedder, monkeypatch):
     """OpenVINO compiles a copy of the graph for a batch shape on its STATIC_AFTER-th batch, at most STATIC_COPIES
     shapes, for the call and for map; a copy gives what the dynamic graph gives, and other shapes still run."""

@@ -16,6 +16,7 @@ since is refused, never run silently.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -265,6 +266,21 @@ def static_copies_of(model_path: str | Path, backend: str, record: dict | None =
     return static_copies_for(record or read_record(model_path, backend), graph_path(model_path, backend))
 
 
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """torch's intra-op threads set to `count` for the duration, then restored (a process-wide setting).
+
+    For the caller's work while OpenVINO's streams hold every core (GraphModel.map): torch's pool of threads would
+    wait on cores the streams keep busy. An embedder's pooling between batches on one thread encoded 34-token texts
+    1.05x faster than on two (2 cores, OpenVINO int8 on two streams; results/backends.md)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def openvino_stream(path: str | Path, output: str, hint: str = "f32", threads: int | None = None,
                     static_copies: int = 0):
     """`run_many(feeds) -> iterator of float32 arrays`, in the feeds' order, for an OpenVINO graph compiled for
@@ -361,12 +377,18 @@ class GraphModel:
         return SimpleNamespace(**{self.output: torch.from_numpy(np.asarray(self._run(self._feed(inputs)),
                                                                            dtype=np.float32))})
 
+    @property
+    def streams(self) -> bool:
+        """Whether map() keeps batches in flight on OpenVINO's streams (which then hold every core)."""
+        # The throughput streams are taken to have one thread each, as on a few cores (not measured per machine).
+        return self.runtime == "openvino" and not (self.hint == "bf16" and bf16_crash(self.record.get("family"), 1))
+
     def map(self, batches):
         """The output tensor of each batch of inputs, in order: OpenVINO keeps several batches in flight
         (openvino_stream, compiled on first use), ONNX Runtime runs them one by one, and so does OpenVINO where
-        its streams of one thread each could not run this graph in its precision (bf16_crash)."""
-        # The throughput streams are taken to have one thread each, as on a few cores (not measured per machine).
-        if self.runtime != "openvino" or (self.hint == "bf16" and bf16_crash(self.record.get("family"), 1)):
+        its streams of one thread each could not run this graph in its precision (bf16_crash). While batches are
+        in flight, do the caller's own torch work between them under torch_threads(1)."""
+        if not self.streams:
             for inputs in batches:
                 yield getattr(self(**inputs), self.output)
             return

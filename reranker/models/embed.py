@@ -9,6 +9,7 @@ spreads work over a multiprocessing pool where we shard across torchrun ranks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import deque
 from pathlib import Path
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from reranker.common.precision import autocast, cast_weights, casts_to_bf16, inference_dtype
-from reranker.models.backends import GraphModel, choose_backend
+from reranker.models.backends import GraphModel, choose_backend, torch_threads
 from reranker.models.tokens import TokenizedTexts, fast_backend
 
 POOLINGS = ("cls", "mean", "last")
@@ -121,11 +122,13 @@ class Embedder:
         batches = ({name: tensor.to(self.device) for name, tensor in tokens.batch(idx).items()} for idx in rows)
         progress = tqdm(zip(rows, self._hidden_states(batches), strict=True), total=len(rows), desc=desc,
                         unit="batch", disable=not show_progress)
-        for idx, (batch, hidden) in progress:
-            vectors = self._pool(hidden.float(), batch["attention_mask"])
-            if self.normalize:
-                vectors = torch.nn.functional.normalize(vectors, dim=-1)
-            out[idx] = vectors.cpu().numpy()
+        streaming = isinstance(self.model, GraphModel) and self.model.streams
+        with torch_threads(1) if streaming else contextlib.nullcontext():
+            for idx, (batch, hidden) in progress:
+                vectors = self._pool(hidden.float(), batch["attention_mask"])
+                if self.normalize:
+                    vectors = torch.nn.functional.normalize(vectors, dim=-1)
+                out[idx] = vectors.cpu().numpy()
         return out
 
     def _hidden_states(self, batches):
