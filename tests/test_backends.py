@@ -219,6 +219,8 @@ def test_an_embedders_own_work_runs_on_one_thread_while_the_graphs_streams_hold_
         assert streaming.model.streams
         streaming.encode(texts, batch_size=4, show_progress=False)
         assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+        # the streams, compiled within that first encode, run on the caller's threads, not the pooling's one
+        assert streaming.model._stream.shapes.dynamic.get_property("INFERENCE_NUM_THREADS") == 2
         seen.clear()
         for backend in ("onnx", "torch"):
             Embedder(str(tiny_embedder), pooling="mean", backend=backend).encode(texts, batch_size=4,

@@ -361,6 +361,9 @@ class GraphModel:
             logger.warning("%s: %s", self.graph, why)
             hint = "f32"
         self.static_copies = static_copies_of(model_path, backend, self.record) if shape_copies else 0
+        # Fixed here, for the call and for map's streams compiled later: the caller may run its own work between
+        # batches with fewer torch threads (torch_threads), which must not become the graph's.
+        threads = threads or torch.get_num_threads()
         self.inputs, self._run = graph_runner(self.graph, self.runtime, self.output, hint, threads,
                                               self.static_copies)
         self.hint, self.threads = hint, threads
