@@ -272,7 +272,7 @@ def torch_threads(count: int):
 
     For the caller's work while OpenVINO's streams hold every core (GraphModel.map): torch's pool of threads would
     wait on cores the streams keep busy. An embedder's pooling between batches on one thread encoded 34-token texts
-    1.05x faster than on two (2 cores, OpenVINO int8 on two streams; results/backends.md)."""
+    1.08x faster than on two (2 cores, OpenVINO int8 on two streams; results/backends.md)."""
     before = torch.get_num_threads()
     torch.set_num_threads(count)
     try:
