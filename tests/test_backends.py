@@ -197,21 +197,28 @@ def test_an_openvino_graph_keeps_batches_in_flight_and_in_order(tiny_embedder):
 def test_an_embedders_own_work_runs_on_one_thread_while_the_graphs_streams_hold_the_cores(tiny_embedder,
                                                                                          monkeypatch):
     """Pooling between batches in flight runs with torch on one thread (its pool would wait on the streams' cores),
-    and the caller's thread count comes back after, also when encoding fails; ONNX Runtime (one batch at a time)
-    and torch keep the caller's threads."""
+    every graph compile (streams and one-shape copies, made inside that block) keeps the caller's threads, and the
+    caller's thread count comes back after, also when encoding fails; ONNX Runtime (one batch at a time) and torch
+    keep the caller's threads."""
     from reranker.models import embed
 
     export(str(tiny_embedder), ExportOptions(backend="openvino"))
     export(str(tiny_embedder), ExportOptions(backend="onnx"))
     texts = [p for _, p in PAIRS]
-    seen = []
-    original = embed.pool
+    seen, compiled = [], []
+    original_pool, original_compile = embed.pool, backends._compile_openvino
 
-    def spy(hidden, mask, mode):
+    def spy_pool(hidden, mask, mode):
         seen.append(torch.get_num_threads())
-        return original(hidden, mask, mode)
+        return original_pool(hidden, mask, mode)
 
-    monkeypatch.setattr(embed, "pool", spy)
+    def spy_compile(core, model, hint, threads, mode):
+        compiled.append((mode, threads))
+        return original_compile(core, model, hint, threads, mode)
+
+    monkeypatch.setattr(embed, "pool", spy_pool)
+    monkeypatch.setattr(backends, "_compile_openvino", spy_compile)
+    monkeypatch.setattr(backends, "STATIC_AFTER", 1)  # a copy for the first shape, compiled inside the block
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -219,8 +226,8 @@ def test_an_embedders_own_work_runs_on_one_thread_while_the_graphs_streams_hold_
         assert streaming.model.streams
         streaming.encode(texts, batch_size=4, show_progress=False)
         assert seen and set(seen) == {1} and torch.get_num_threads() == 2
-        # the streams, compiled within that first encode, run on the caller's threads, not the pooling's one
-        assert streaming.model._stream.shapes.dynamic.get_property("INFERENCE_NUM_THREADS") == 2
+        assert [mode for mode, _ in compiled].count("THROUGHPUT") == 3  # the streams and their two copies
+        assert {threads for _, threads in compiled} == {2}
         seen.clear()
         for backend in ("onnx", "torch"):
             Embedder(str(tiny_embedder), pooling="mean", backend=backend).encode(texts, batch_size=4,
@@ -234,6 +241,24 @@ def test_an_embedders_own_work_runs_on_one_thread_while_the_graphs_streams_hold_
         with pytest.raises(RuntimeError, match="pooling failed"):
             streaming.encode(texts, batch_size=4, show_progress=False)
         assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_overlapping_callers_share_one_torch_thread_and_the_last_restores():
+    """Entries that overlap (Python threads encoding at once) keep torch at one thread until the last leaves, which
+    restores the first's count; a graph loaded meanwhile takes that count, not one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        first, second = backends.one_torch_thread(), backends.one_torch_thread()
+        first.__enter__()
+        second.__enter__()
+        assert torch.get_num_threads() == 1 and backends.default_threads() == 2
+        first.__exit__(None, None, None)  # the first leaves while the second is still inside
+        assert torch.get_num_threads() == 1
+        second.__exit__(None, None, None)
+        assert torch.get_num_threads() == 2 and backends.default_threads() == 2
     finally:
         torch.set_num_threads(before)
 

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -146,10 +147,10 @@ def read_record(model_path: str | Path, backend: str) -> dict:
 def graph_runner(path: str | Path, runtime: str, output: str, hint: str = "f32", threads: int | None = None,
                  static_copies: int = 0):
     """(input names, `run(feed) -> float32 array`) of a graph file, loaded once: ONNX Runtime on the CPU, or OpenVINO
-    with `hint` ("f32" or "bf16") as its inference precision; `threads` defaults to torch's. `static_copies`: how
-    many batch shapes OpenVINO may compile a copy of the graph for (OpenVinoShapes)."""
+    with `hint` ("f32" or "bf16") as its inference precision; `threads` defaults to default_threads() (torch's).
+    `static_copies`: how many batch shapes OpenVINO may compile a copy of the graph for (OpenVinoShapes)."""
     module = import_runtime(runtime)
-    threads = threads or torch.get_num_threads()
+    threads = threads or default_threads()
     if runtime == "onnx":
         options = module.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
@@ -266,19 +267,38 @@ def static_copies_of(model_path: str | Path, backend: str, record: dict | None =
     return static_copies_for(record or read_record(model_path, backend), graph_path(model_path, backend))
 
 
-@contextlib.contextmanager
-def torch_threads(count: int):
-    """torch's intra-op threads set to `count` for the duration, then restored (a process-wide setting).
+# one_torch_thread's state: how many callers are inside it, and the thread count to give back when the last leaves.
+_ONE_THREAD_LOCK = threading.Lock()
+_one_thread = {"inside": 0, "restore": None}
 
-    For the caller's work while OpenVINO's streams hold every core (GraphModel.map): torch's pool of threads would
-    wait on cores the streams keep busy. An embedder's pooling between batches on one thread encoded 34-token texts
-    1.08x faster than on two (2 cores, OpenVINO int8 on two streams; results/backends.md)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """torch's intra-op threads set to one for the duration, then restored (a process-wide setting). Callers that
+    overlap, in several Python threads, share it: the first saves the count, the last to leave restores it.
+
+    For the caller's own work while OpenVINO's streams run on the graph's threads (GraphModel.map): torch's pool of
+    threads would wait on the cores the streams keep busy. An embedder's pooling between batches on one thread
+    encoded 34-token texts 1.08x faster than on two (2 cores, OpenVINO int8 on two streams; results/backends.md)."""
+    with _ONE_THREAD_LOCK:
+        if _one_thread["inside"] == 0:
+            _one_thread["restore"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _one_thread["inside"] += 1
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        with _ONE_THREAD_LOCK:
+            _one_thread["inside"] -= 1
+            if _one_thread["inside"] == 0:
+                torch.set_num_threads(_one_thread["restore"])
+
+
+def default_threads() -> int:
+    """The thread count a graph takes when none is given: torch's, or, while one_torch_thread holds torch at one,
+    the count it will restore (a graph loaded meanwhile must not be held to one core for good)."""
+    with _ONE_THREAD_LOCK:
+        return _one_thread["restore"] if _one_thread["inside"] else torch.get_num_threads()
 
 
 def openvino_stream(path: str | Path, output: str, hint: str = "f32", threads: int | None = None,
@@ -286,9 +306,10 @@ def openvino_stream(path: str | Path, output: str, hint: str = "f32", threads: i
     """`run_many(feeds) -> iterator of float32 arrays`, in the feeds' order, for an OpenVINO graph compiled for
     throughput: several batches in flight on streams that share the threads. On 2 cores, two streams of one thread
     each encoded short texts faster than one request on both threads (results/backends.md): a batch's small
-    matrices keep two threads waiting on each other. `static_copies` as in graph_runner."""
+    matrices keep two threads waiting on each other. `static_copies` as in graph_runner; `threads` defaults to
+    default_threads()."""
     module = import_runtime("openvino")
-    shapes = OpenVinoShapes(module, path, hint, threads or torch.get_num_threads(), "THROUGHPUT", static_copies)
+    shapes = OpenVinoShapes(module, path, hint, threads or default_threads(), "THROUGHPUT", static_copies)
 
     def run_many(feeds):
         done: dict[int, np.ndarray] = {}
@@ -357,13 +378,13 @@ class GraphModel:
             raise ConfigError(f"the {backend} backend runs in fp32 or bf16, not {dtype}")
         hint = "bf16" if self.runtime == "openvino" and resolved == torch.bfloat16 else "f32"
         self.graph = graph_path(model_path, backend)
-        if hint == "bf16" and (why := bf16_crash(self.record.get("family"), threads or torch.get_num_threads())):
+        # Fixed here, for the call and for map's streams compiled later: the caller may run its own work between
+        # batches on one torch thread (one_torch_thread), which must not become the graph's.
+        threads = threads or default_threads()
+        if hint == "bf16" and (why := bf16_crash(self.record.get("family"), threads)):
             logger.warning("%s: %s", self.graph, why)
             hint = "f32"
         self.static_copies = static_copies_of(model_path, backend, self.record) if shape_copies else 0
-        # Fixed here, for the call and for map's streams compiled later: the caller may run its own work between
-        # batches with fewer torch threads (torch_threads), which must not become the graph's.
-        threads = threads or torch.get_num_threads()
         self.inputs, self._run = graph_runner(self.graph, self.runtime, self.output, hint, threads,
                                               self.static_copies)
         self.hint, self.threads = hint, threads
@@ -382,7 +403,7 @@ class GraphModel:
 
     @property
     def streams(self) -> bool:
-        """Whether map() keeps batches in flight on OpenVINO's streams (which then hold every core)."""
+        """Whether map() keeps batches in flight on OpenVINO's streams (which then keep the graph's threads busy)."""
         # The throughput streams are taken to have one thread each, as on a few cores (not measured per machine).
         return self.runtime == "openvino" and not (self.hint == "bf16" and bf16_crash(self.record.get("family"), 1))
 
@@ -390,7 +411,7 @@ class GraphModel:
         """The output tensor of each batch of inputs, in order: OpenVINO keeps several batches in flight
         (openvino_stream, compiled on first use), ONNX Runtime runs them one by one, and so does OpenVINO where
         its streams of one thread each could not run this graph in its precision (bf16_crash). While batches are
-        in flight, do the caller's own torch work between them under torch_threads(1)."""
+        in flight, do the caller's own torch work between them under one_torch_thread()."""
         if not self.streams:
             for inputs in batches:
                 yield getattr(self(**inputs), self.output)

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from reranker.common.precision import autocast, cast_weights, casts_to_bf16, inference_dtype
-from reranker.models.backends import GraphModel, choose_backend, torch_threads
+from reranker.models.backends import GraphModel, choose_backend, one_torch_thread
 from reranker.models.tokens import TokenizedTexts, fast_backend
 
 POOLINGS = ("cls", "mean", "last")
@@ -123,7 +123,7 @@ class Embedder:
         progress = tqdm(zip(rows, self._hidden_states(batches), strict=True), total=len(rows), desc=desc,
                         unit="batch", disable=not show_progress)
         streaming = isinstance(self.model, GraphModel) and self.model.streams
-        with torch_threads(1) if streaming else contextlib.nullcontext():
+        with one_torch_thread() if streaming else contextlib.nullcontext():
             for idx, (batch, hidden) in progress:
                 vectors = self._pool(hidden.float(), batch["attention_mask"])
                 if self.normalize:
