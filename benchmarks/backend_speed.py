@@ -121,17 +121,12 @@ def ours(model: str, name: str, max_length: int):
 
 def graph_alone(reranker, pairs, batch_size: int):
     """A call that runs the reranker's graph by itself over `pairs`: tokenized here, beforehand, in the batches
-    compute_score makes (longest first, the same budgets), each batch run STATIC_AFTER times first so that the
-    shapes that recur get their one-shape copies (up to STATIC_COPIES shapes, as in compute_score). The call then
-    times only the graph's calls (with their numpy conversions): our graph in this runtime, with no tokenizing."""
+    compute_score makes (Reranker.encoded_batches), each batch run STATIC_AFTER times first so that the shapes that
+    recur get their one-shape copies (up to STATIC_COPIES shapes, as in compute_score). The call then times only the
+    graph's calls (with their numpy conversions): our graph in this runtime, with no tokenizing."""
     from reranker.models.backends import STATIC_AFTER
-    from reranker.models.inference import length_order
 
-    order = length_order(pairs)
-    budgets = reranker.budgets or (None, None)
-    batches = [reranker.scorer.encode([pairs[i][0] for i in idx], [pairs[i][1] for i in idx], *budgets,
-                                      max_length=reranker.max_length)
-               for idx in (order[s:s + batch_size] for s in range(0, len(pairs), batch_size))]
+    batches = [batch for _, batch in reranker.encoded_batches(pairs, batch_size)]
     for _ in range(STATIC_AFTER):
         for batch in batches:
             reranker.model(**batch)

@@ -169,26 +169,29 @@ class Reranker:
 
     def _batched(self, items: list[tuple[str, str]], read, shape: tuple[int, ...], batch_size: int,
                  max_length: int | None, show_progress: bool) -> np.ndarray:
-        """`read(model, inputs)` of every pair, in the order of `items`: float32 [pairs, *shape].
+        """`read(model, inputs)` of every pair, in the order of `items`: float32 [pairs, *shape]."""
+        out = np.empty((len(items), *shape), dtype=np.float32)
+        batches = self.encoded_batches(items, batch_size, max_length)
+        for idx, batch in tqdm(batches, total=-(-len(items) // batch_size), desc="Scoring", disable=not show_progress,
+                               unit="batch"):
+            with self._autocast():
+                out[idx] = read(self.model, batch).float().cpu().numpy()
+        return out
 
-        Pairs are scored longest first, in batches of similar length, so padding is small; one tokenizer call
-        per batch."""
+    def encoded_batches(self, items: list[tuple[str, str]], batch_size: int, max_length: int | None = None):
+        """(rows of `items`, model inputs on the device) of each batch, as compute_score scores them: longest first,
+        in batches of similar length so padding is small, one tokenizer call per batch, made as it is asked for."""
         if max_length and max_length != self.max_length:
             check_fits(self.model.config, max_length, "max_length")
         by_budgets = self.budgets is not None and max_length in (None, self.max_length)
         budgets = self.budgets if by_budgets else (None, None)
         max_length = max_length or self.max_length
         order = length_order(items)
-        out = np.empty((len(items), *shape), dtype=np.float32)
-        starts = range(0, len(items), batch_size)
-        for start in tqdm(starts, desc="Scoring", disable=not show_progress, unit="batch"):
+        for start in range(0, len(items), batch_size):
             idx = order[start:start + batch_size]
-            queries, passages = [items[i][0] for i in idx], [items[i][1] for i in idx]
-            batch = self.scorer.encode(queries, passages, *budgets, max_length=max_length)
-            batch = {k: v.to(self.device) for k, v in batch.items()}
-            with self._autocast():
-                out[idx] = read(self.model, batch).float().cpu().numpy()
-        return out
+            batch = self.scorer.encode([items[i][0] for i in idx], [items[i][1] for i in idx], *budgets,
+                                       max_length=max_length)
+            yield idx, {k: v.to(self.device) for k, v in batch.items()}
 
     def rerank(self, query: str, passages: Sequence[str], top_k: int | None = None, batch_size: int = 32,
                first_stage_scores: Sequence[float] | None = None, weight: float | None = None) -> list[dict]:
